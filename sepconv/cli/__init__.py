@@ -1,0 +1,1 @@
+"""Command-line shell: parses arguments and calls importable functions."""

@@ -1,0 +1,5 @@
+import sys
+
+from sepconv.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,55 @@
+"""`sepconv` command line: one sub-command module per job, each a thin shell.
+
+Every sub-command module exposes ``register(subparsers)``, which adds its parser and
+sets ``func`` to a callable taking the parsed namespace and returning an exit code.
+Errors from bad input (``ValueError``, ``FileNotFoundError``) end the program with
+one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+COMMANDS = ("cost", "bench", "train", "ablate", "report")
+
+
+class _Parser(argparse.ArgumentParser):
+  """ArgumentParser whose errors are one line, not usage plus message."""
+
+  def error(self, message):
+    self.exit(2, f"sepconv: error: {message}\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  parser = _Parser(prog="sepconv", description=__doc__.splitlines()[0])
+  subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+  for name in COMMANDS:
+    module_name = f"sepconv.cli.{name}"
+    try:
+      module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+      if e.name != module_name:
+        raise
+      continue
+    module.register(subparsers)
+  return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  try:
+    code = args.func(args)
+  except (ValueError, FileNotFoundError, NotADirectoryError) as e:
+    print(f"sepconv {args.command}: error: {e}", file=sys.stderr)
+    return 2
+  except KeyboardInterrupt:
+    print(f"sepconv {args.command}: interrupted", file=sys.stderr)
+    return 130
+  return int(code or 0)
+
+
+if __name__ == "__main__":
+  sys.exit(main())
