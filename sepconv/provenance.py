@@ -1,0 +1,60 @@
+"""Where a number came from: versions, device kind, git revision, time."""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import importlib.metadata
+import platform
+import subprocess
+from pathlib import Path
+
+
+def _version(package: str) -> str | None:
+  try:
+    return importlib.metadata.version(package)
+  except importlib.metadata.PackageNotFoundError:
+    return None
+
+
+@functools.cache
+def git_revision(path: str | None = None) -> str | None:
+  """HEAD of the repository holding ``path`` (default: this package), '+dirty' if modified."""
+  cwd = Path(path) if path else Path(__file__).resolve().parent
+  try:
+    rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
+                         text=True, check=True, timeout=10).stdout.strip()
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+                           capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return rev + ("+dirty" if dirty else "")
+
+
+def device_info() -> dict:
+  """Backend, device kind and count as JAX sees them (initialises JAX)."""
+  import jax
+  devices = jax.devices()
+  return {
+      "platform": devices[0].platform,
+      "device_kind": devices[0].device_kind,
+      "device_count": len(devices),
+      "process_count": jax.process_count(),
+  }
+
+
+def provenance() -> dict:
+  """A dict to store beside every result."""
+  return {
+      "sepconv": _version("sepconv"),
+      "jax": _version("jax"),
+      "jaxlib": _version("jaxlib"),
+      "flax": _version("flax"),
+      "optax": _version("optax"),
+      "numpy": _version("numpy"),
+      "python": platform.python_version(),
+      "machine": platform.machine(),
+      **device_info(),
+      "git_revision": git_revision(),
+      "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+  }
