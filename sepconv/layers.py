@@ -1,0 +1,154 @@
+"""Flax (linen) modules for the spectrum. They hold parameters and call ``sepconv.conv``.
+
+Parameters follow ``flax.linen.Conv`` exactly: an HWIO kernel of shape
+``kernel_size + (in_channels // feature_group_count, features)`` and an optional bias,
+so checkpoints do not depend on which convolution implementation ran. The parameter
+names of ``SpectrumConv`` ("spatial", "pointwise", "mid_norm", "norm") are the layer
+names of ``sepconv.cost.spec_cost``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from sepconv import conv as conv_ops
+from sepconv.spectrum import ConvSpec, Stage
+
+Initializer = Callable[..., jax.Array]
+# Fan-in of a grouped kernel (kh, kw, C_in/G, C_out) is kh*kw*C_in/G: what each output sees.
+default_kernel_init = nn.initializers.lecun_normal()
+
+
+def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
+  """ShuffleNet's shuffle: (..., G * n) -> transpose the (G, n) split -> (..., n * G)."""
+  c = x.shape[-1]
+  if c % groups:
+    raise ValueError(f"channels (={c}) must be divisible by groups (={groups})")
+  x = x.reshape(*x.shape[:-1], groups, c // groups)
+  return jnp.swapaxes(x, -1, -2).reshape(*x.shape[:-2], c)
+
+
+class _StageParams(nn.Module):
+  """The kernel (and bias) of one convolution stage, nothing else."""
+  kernel_shape: tuple[int, ...]
+  use_bias: bool
+  kernel_init: Initializer
+  bias_init: Initializer
+  param_dtype: Any
+
+  @nn.compact
+  def __call__(self):
+    kernel = self.param("kernel", self.kernel_init, self.kernel_shape, self.param_dtype)
+    bias = (self.param("bias", self.bias_init, (self.kernel_shape[-1],), self.param_dtype)
+            if self.use_bias else None)
+    return kernel, bias
+
+
+def _apply_stage(x, stage: Stage, kernel, bias, impl: str, dtype):
+  x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
+  y = conv_ops.grouped_conv(x, kernel, feature_group_count=stage.feature_group_count,
+                            strides=stage.stride, padding=stage.padding,
+                            dilation=stage.dilation, impl=impl)
+  if bias is not None:
+    y = y + jnp.asarray(bias, dtype)
+  return y
+
+
+class GroupedConv(nn.Module):
+  """A drop-in for ``flax.linen.Conv`` (NHWC, 2-D) that runs on ``sepconv.conv.grouped_conv``.
+
+  Attributes:
+    features: output channels.
+    kernel_size: (kh, kw).
+    feature_group_count: groups G; input and output channels must divide by G.
+    strides, padding, kernel_dilation: as ``lax.conv_general_dilated``.
+    use_bias: add a bias.
+    impl: convolution implementation (see ``sepconv.conv.IMPLS``).
+    dtype: computation dtype (None: the input's); param_dtype: parameter dtype.
+  """
+  features: int
+  kernel_size: Sequence[int] = (3, 3)
+  feature_group_count: int = 1
+  strides: int | Sequence[int] = 1
+  padding: Any = "SAME"
+  kernel_dilation: int | Sequence[int] = 1
+  use_bias: bool = True
+  impl: str = "auto"
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Initializer = default_kernel_init
+  bias_init: Initializer = nn.initializers.zeros_init()
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    spec = ConvSpec(x.shape[-1], self.features, tuple(self.kernel_size), self.strides,
+                    self.kernel_dilation, self.padding,
+                    group_size=_group_size(x.shape[-1], self.feature_group_count))
+    (stage,) = spec.stages()
+    kernel = self.param("kernel", self.kernel_init, stage.kernel_shape, self.param_dtype)
+    bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
+    return _apply_stage(x, stage, kernel, bias, self.impl, self.dtype or x.dtype)
+
+
+def _group_size(channels: int, groups: int) -> int:
+  if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
+    raise ValueError(f"input channels (={channels}) must be divisible by feature_group_count (={groups})")
+  return channels // groups
+
+
+class SpectrumConv(nn.Module):
+  """Any layer of the spectrum (``sepconv.spectrum.ConvSpec``) as one Flax module.
+
+  Attributes:
+    spec: the layer; ``spec.in_channels`` must match the input's last axis.
+    use_bias: a bias on each conv stage (off by default: a norm usually follows).
+    norm: end with a BatchNorm named "norm".
+    impl: convolution implementation (see ``sepconv.conv.IMPLS``).
+    activation: used where ``spec.between`` includes 'act'.
+    norm_momentum, norm_epsilon: BatchNorm settings (Keras MobileNet: 0.99, 1e-3).
+    dtype: computation dtype (None: the input's); param_dtype: parameter dtype.
+    kernel_init, bias_init: initialisers; the default is fan-in correct per group.
+  """
+  spec: ConvSpec
+  use_bias: bool = False
+  norm: bool = False
+  impl: str = "auto"
+  activation: Callable[[jax.Array], jax.Array] = nn.relu
+  norm_momentum: float = 0.99
+  norm_epsilon: float = 1e-3
+  dtype: Any = None
+  param_dtype: Any = jnp.float32
+  kernel_init: Initializer = default_kernel_init
+  bias_init: Initializer = nn.initializers.zeros_init()
+
+  def _norm(self, name: str, train: bool):
+    return nn.BatchNorm(use_running_average=not train, momentum=self.norm_momentum,
+                        epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
+                        name=name)
+
+  @nn.compact
+  def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+    spec = self.spec
+    if x.ndim != 4 or x.shape[-1] != spec.in_channels:
+      raise ValueError(f"input shape (={x.shape}) must be NHWC with {spec.in_channels} channels")
+    dtype = self.dtype or x.dtype
+    stages = spec.stages()
+    for i, stage in enumerate(stages):
+      kernel, bias = _StageParams(stage.kernel_shape, self.use_bias, self.kernel_init,
+                                  self.bias_init, self.param_dtype, name=stage.name)()
+      x = _apply_stage(x, stage, kernel, bias, self.impl, dtype)
+      if stage.name == "pointwise" and spec.shuffle:
+        x = channel_shuffle(x, stage.feature_group_count)
+      if i == 0 and len(stages) == 2:
+        if spec.between in ("norm", "norm_act"):
+          x = self._norm("mid_norm", train)(x)
+        if spec.between in ("act", "norm_act"):
+          x = self.activation(x)
+    if self.norm:
+      x = self._norm("norm", train)(x)
+    return x
