@@ -55,7 +55,7 @@ def _apply_stage(x, stage: Stage, kernel, bias, impl: str, dtype):
                             strides=stage.stride, padding=stage.padding,
                             dilation=stage.dilation, impl=impl)
   if bias is not None:
-    y = y + jnp.asarray(bias, dtype)
+    y = y + jnp.asarray(bias, dtype).reshape(1, 1, 1, -1)
   return y
 
 
