@@ -85,7 +85,7 @@ def _check_kernel(kernel) -> np.ndarray:
 
 
 def _check_group_size(group_size: int, c_in: int) -> int:
-  if not isinstance(group_size, (int, np.integer)) or group_size < 1:
+  if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
     raise ValueError(f"group_size (={group_size!r}) must be a positive int")
   if c_in % group_size:
     raise ValueError(f"in_channels (={c_in}) must be divisible by group_size (={group_size})")
@@ -191,7 +191,7 @@ def project_separable(kernel, group_size: int, depth_multiplier: int) -> Project
   kh, kw, c_in, c_out = w.shape
   groups = _check_group_size(group_size, c_in)
   m = depth_multiplier
-  if not isinstance(m, (int, np.integer)) or m < 1:
+  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
     raise ValueError(f"depth_multiplier (={m!r}) must be a positive int")
   rank = group_size * m
   rows = kh * kw * group_size

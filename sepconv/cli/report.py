@@ -1,0 +1,34 @@
+"""`sepconv report [NAME]`: re-render tables and plots from an experiment's records."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers) -> None:
+  """Adds the ``report`` sub-command."""
+  parser = subparsers.add_parser(
+      "report", help="render tables and plots from results/<NAME>/records.jsonl",
+      description="Re-render Markdown/LaTeX/CSV tables, PNG/PDF plots and README.md of one "
+                  "experiment (or all) from its JSON-lines records alone.")
+  parser.add_argument("name", nargs="?", default=None,
+                      help="experiment folder name under the results dir; default: all")
+  parser.add_argument("--results-dir", default="results", help="results root (default: results)")
+  parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+  """Renders and prints one line per experiment."""
+  from sepconv.report import render_all, render_experiment  # matplotlib only when needed
+  root = Path(args.results_dir)
+  if args.name is not None:
+    if not args.name or Path(args.name).name != args.name:
+      raise ValueError(f"NAME (={args.name!r}) must be one folder name under {root}")
+    written = render_experiment(root / args.name)
+  else:
+    written = render_all(root)
+  for folder in sorted({p.parent if p.name == "README.md" else p.parent.parent for p in written}):
+    count = sum(1 for p in written if folder in p.parents)
+    print(f"{folder}: {count} files")
+  return 0

@@ -1,0 +1,74 @@
+"""Result reports: tables and plots re-rendered from raw JSON-lines records alone.
+
+``sepconv report [NAME] [--results-dir results]`` (or ``render_experiment`` /
+``render_all``) reads ``results/<NAME>/records.jsonl`` and writes, inside that
+folder:
+
+* ``tables/<slug>.md`` (GitHub Markdown), ``.tex`` (booktabs tabular) and
+  ``.csv`` (full precision, ``<col>_mean``/``<col>_std`` columns), for slugs
+  ``train``, ``effective_rank``, ``bench``, ``decomposition`` and ``cka_<label>``;
+  the Markdown and LaTeX files start with a provenance block (comment);
+* ``plots/*.png`` and ``*.pdf``: accuracy vs mult-adds, throughput vs group size
+  per implementation, projection error vs group size, CKA heatmaps (shared 0-1
+  colour scale);
+* ``README.md``: provenance (record counts, versions, device kinds, git
+  revisions, time span, all taken from the records) and every table and plot.
+
+``tables/`` and ``plots/`` belong to the renderer: earlier ``.md .tex .csv .png
+.pdf`` files there are deleted first, so nothing stale survives. Rendering the
+same records twice gives byte-identical files (tables, PNG and PDF). Nothing is
+typed in: every number is computed from the records.
+
+Record format
+-------------
+One JSON object per line (``sepconv.records.append_record``)::
+
+  {"experiment": "granularity",
+   "run_id": "granularity/digits/separable:g=4,m=1/seed=0",   # unique, stable
+   "kind": "train" | "bench" | "decomposition" | "cka",
+   "config": {"model": "mobilenet_v1", "dataset": "digits", "conv": "separable:g=4,m=1",
+              "label": "g=4 +pw", "group_size": 4, "depth_multiplier": 1,
+              "pointwise": true, "width_multiplier": 1.0, "epochs": 30,
+              "batch_size": 128, ...},
+   "seed": 0,
+   "metrics": {"test_accuracy": 0.97, "train_accuracy": ..., "train_seconds": ...,
+               "train_images_per_s": ..., "infer_images_per_s": ...,
+               "probe_test_accuracy": ..., "probe_train_accuracy": ...,
+               "effective_rank": {"<layer>": value, ...}},
+   "cost": {"params": int, "mult_adds": int, "params_with_bn": int},
+   "timings": {"<impl>": {"fwd_ms": .., "fwdbwd_ms": .., "train_step_ms": ..}, ...},
+   "decomposition": {"layer": "...", "errors": [{"group_size": g, "depth_multiplier": m,
+                     "pointwise": bool, "rel_error": x}, ...]},
+   "cka": {"labels": [...], "layers": [...], "matrix": [[...]]},
+   "provenance": {"sepconv": .., "jax": .., "device_kind": .., "git_revision": ..,
+                  "time": .., ...}}                           # sepconv.provenance.provenance()
+
+Rules the renderer follows:
+
+* Records are grouped by ``config`` minus any ``seed`` key: one row per
+  configuration, mean ± sample std (ddof=1) over its records; the std is shown
+  only with two or more. Rows are labelled by ``config.label``, else
+  ``config.conv``, else ``run_id`` without its ``/seed=..``; rows with the same
+  label but different configs get the differing fields appended.
+* ``train`` rows: the metrics and cost fields above (fractions shown as %);
+  other numeric metrics go to nothing but are tolerated. Ordered by dataset,
+  model, mult-adds.
+* ``bench``: one row per (configuration, implementation); images/s is
+  ``config.batch_size`` / ``fwd_ms`` (inference) and / ``train_step_ms``
+  (training), per record, then averaged. The throughput plot needs
+  ``config.group_size``.
+* ``decomposition``: ``depth_multiplier`` is null for plain grouped convs
+  (``pointwise`` false); ``config`` describes the decomposed standard model.
+  Rows average over records with the same (config, layer, point).
+* ``cka``: the matrix axes index the (label, layer) pairs, label-major: one
+  label and many layers is layer-by-layer, many labels and one layer is
+  variant-by-variant. Matrices of records with the same config and axes are
+  averaged elementwise. ``sepconv.analysis.cka_record`` builds this field.
+* Fields absent for a kind are simply missing; unknown fields are ignored;
+  records of unknown kind are skipped and counted in the provenance block; a
+  malformed CKA matrix skips that record.
+"""
+
+from sepconv.report.render import render_all, render_experiment
+
+__all__ = ["render_all", "render_experiment"]

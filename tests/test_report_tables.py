@@ -1,0 +1,65 @@
+"""Aggregation and table formatting: statistics, number formats, escaping."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from sepconv.report.aggregate import Stat, group_records, label_of
+from sepconv.report.tables import Column, Table, escape_tex, format_cell, to_csv, to_latex, to_markdown
+
+
+def test_stat_is_mean_and_sample_std_of_numbers_only():
+  values = np.random.default_rng(0).uniform(size=5)
+  stat = Stat.of([*values, None, "x", True])
+  assert stat.n == 5
+  assert stat.mean == pytest.approx(values.mean(), rel=1e-15)
+  assert stat.std == pytest.approx(values.std(ddof=1), rel=1e-12)
+  assert Stat.of([values[0]]).std is None and Stat.of([None]) is None
+
+
+@pytest.mark.parametrize("fmt,mean,std,want_md", [
+    ("percent", 0.971234, 0.0031, "97.12 ± 0.31"),
+    ("count", 4210088.0, 0.0, "4,210,088"),
+    ("rate", 12345.6, 78.9, "12,346 ± 79"),
+    ("rate", 45.678, 1.234, "45.7 ± 1.2"),
+    ("ms", 0.12345, None, "0.123"),
+    ("error", 0.5, 0.01, "0.5000 ± 0.0100"),
+])
+def test_number_formats(fmt, mean, std, want_md):
+  stat = Stat(mean, std, 1 if std is None else 2)
+  assert format_cell(stat, fmt, "md") == want_md
+  assert format_cell(stat, fmt, "tex") == want_md.replace(" ± ", r" $\pm$ ")
+
+
+def test_missing_and_non_finite_cells():
+  assert format_cell(None, "rate", "md") == "–" and format_cell(None, "rate", "tex") == "--"
+  assert format_cell(Stat(math.nan, None, 1), "percent", "md") == "nan"
+
+
+def test_tex_escaping_and_booktabs():
+  assert escape_tex("g_1 & 50% {x}") == r"g\_1 \& 50\% \{x\}"
+  table = Table("t", "T", (Column("label", "label"), Column("acc (%)", "acc", "percent")),
+                (("a_b", Stat(0.5, 0.1, 2)),))
+  tex = to_latex(table, ["line one"])
+  assert tex.startswith("% line one\n% T\n\\begin{tabular}{lr}\n\\toprule\n")
+  assert "a\\_b & 50.00 $\\pm$ 10.00 \\\\" in tex and tex.endswith("\\bottomrule\n\\end{tabular}\n")
+  md = to_markdown(Table("t", "T", (Column("label", "label"),), (("a|b",),)))
+  assert r"a\|b" in md
+
+
+def test_csv_splits_stats_and_keeps_full_precision():
+  value = float(np.random.default_rng(1).uniform())
+  table = Table("t", "T", (Column("label", "label"), Column("x", "x", "rate"), Column("n", "n", "count")),
+                (("a", Stat(value, None, 1), 3), ("b", None, 4)))
+  lines = to_csv(table).splitlines()
+  assert lines == ["label,x_mean,x_std,n", f"a,{value!r},,3", "b,,,4"]
+
+
+def test_labels_and_grouping():
+  recs = [{"kind": "train", "config": {"conv": "spec", "seed": s}, "run_id": f"e/spec/seed={s}"} for s in range(3)]
+  groups = group_records(recs)
+  assert len(groups) == 1 and len(groups[0].records) == 3 and groups[0].label == "spec"
+  assert label_of({"run_id": "e/x/seed=4", "config": {}}) == "e/x"
