@@ -122,7 +122,8 @@ def test_train_table_is_mean_and_std_over_seeds(rendered):
     assert f"{recs[0]['cost']['mult_adds']:,}" in md  # a count is exact, no std
   mult_adds = [float(rows[label]["mult_adds_mean"]) for label in rows]
   assert mult_adds == sorted(mult_adds)  # rows ordered by compute
-  assert "not_a_known_metric" not in md
+  assert "not_a_known_metric" not in md  # unknown metrics travel in the CSV only
+  assert "not_a_known_metric_mean" in (folder / "tables/train.csv").read_text().splitlines()[0]
 
 
 def test_bench_throughput_per_implementation(rendered):
@@ -248,6 +249,25 @@ def test_tolerates_missing_fields_and_unknown_kinds(tmp_path):
   train = _csv_rows(folder / "tables/train.csv")
   assert [r["label"] for r in train] == ["acc", "bare"]
   assert train[1]["test_accuracy_mean"] == ""
+
+
+def test_recorded_throughput_wins_and_bench_batch_beats_training_batch(tmp_path):
+  folder = tmp_path / "bench"
+  rng = np.random.default_rng(5)
+  timing = {"train_step_ms": float(rng.uniform(5, 9)), "infer_ms": float(rng.uniform(1, 4)),
+            "train_images_per_s": float(rng.uniform(1e3, 1e4))}
+  config = {"label": "g=2", "group_size": 2, "batch_size": int(rng.integers(64, 256)),
+            "bench_batch": int(rng.integers(4, 32))}
+  append_record(folder / "records.jsonl", {"kind": "bench", "config": config, "timings": {"xla": timing}})
+  feats = {"a": rng.normal(size=(8, 3)), "b": rng.normal(size=(8, 3))}
+  append_record(folder / "records.jsonl", {"kind": "cka", "config": {"layer": "block1"},
+                                           "cka": cka_record(cka_matrix(feats), labels=list(feats), layers=["block1"])})
+  render_experiment(folder)
+  (row,) = _csv_rows(folder / "tables/bench.csv")
+  assert float(row["train_images_per_s_mean"]) == timing["train_images_per_s"]
+  assert float(row["infer_images_per_s_mean"]) == pytest.approx(1000.0 * config["bench_batch"] / timing["infer_ms"])
+  assert float(row["infer_ms_mean"]) == timing["infer_ms"] and "fwd_ms_mean" not in row
+  assert (folder / "tables/cka_variants_at_block1.csv").exists()
 
 
 def test_same_label_different_config_is_disambiguated(tmp_path):

@@ -36,7 +36,9 @@ One JSON object per line (``sepconv.records.append_record``)::
                "probe_test_accuracy": ..., "probe_train_accuracy": ...,
                "effective_rank": {"<layer>": value, ...}},
    "cost": {"params": int, "mult_adds": int, "params_with_bn": int},
-   "timings": {"<impl>": {"fwd_ms": .., "fwdbwd_ms": .., "train_step_ms": ..}, ...},
+   "timings": {"<impl>": {"fwd_ms" | "infer_ms": .., "fwdbwd_ms": .., "train_step_ms": ..,
+                          "infer_images_per_s" | "fwd_images_per_s": .., "fwdbwd_images_per_s": ..,
+                          "train_images_per_s": ..}, ...},          # all optional
    "decomposition": {"layer": "...", "errors": [{"group_size": g, "depth_multiplier": m,
                      "pointwise": bool, "rel_error": x}, ...]},
    "cka": {"labels": [...], "layers": [...], "matrix": [[...]]},
@@ -51,19 +53,23 @@ Rules the renderer follows:
   ``config.conv``, else ``run_id`` without its ``/seed=..``; rows with the same
   label but different configs get the differing fields appended.
 * ``train`` rows: the metrics and cost fields above (fractions shown as %);
-  other numeric metrics go to nothing but are tolerated. Ordered by dataset,
-  model, mult-adds.
-* ``bench``: one row per (configuration, implementation); images/s is
-  ``config.batch_size`` / ``fwd_ms`` (inference) and / ``train_step_ms``
-  (training), per record, then averaged. The throughput plot needs
-  ``config.group_size``.
+  any other numeric metric (e.g. ``test_loss``) appears in the CSV only.
+  Ordered by dataset, model, mult-adds.
+* ``bench``: one row per (configuration, implementation). A throughput recorded
+  in the timing is used as is (``fwd_images_per_s`` counts as inference);
+  otherwise it is batch / time per record (inference from ``fwd_ms`` or
+  ``infer_ms``, then ``fwdbwd_ms``, ``train_step_ms``), the batch being the
+  first of config ``bench_batch``, ``batch``, ``batch_size``. The throughput
+  plot needs ``config.group_size``.
 * ``decomposition``: ``depth_multiplier`` is null for plain grouped convs
   (``pointwise`` false); ``config`` describes the decomposed standard model.
   Rows average over records with the same (config, layer, point).
 * ``cka``: the matrix axes index the (label, layer) pairs, label-major: one
   label and many layers is layer-by-layer, many labels and one layer is
   variant-by-variant. Matrices of records with the same config and axes are
-  averaged elementwise. ``sepconv.analysis.cka_record`` builds this field.
+  averaged elementwise; without ``config.label`` such a group is called
+  "variants at <layer>" or "<label> layers". ``sepconv.analysis.cka_record``
+  builds this field.
 * Fields absent for a kind are simply missing; unknown fields are ignored;
   records of unknown kind are skipped and counted in the provenance block; a
   malformed CKA matrix skips that record.

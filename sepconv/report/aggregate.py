@@ -21,7 +21,16 @@ KINDS = ("train", "bench", "decomposition", "cka")
 TRAIN_METRICS = ("test_accuracy", "train_accuracy", "probe_test_accuracy", "probe_train_accuracy",
                  "train_seconds", "train_images_per_s", "infer_images_per_s")
 COSTS = ("params", "params_with_bn", "mult_adds")
-TIMINGS = ("fwd_ms", "fwdbwd_ms", "train_step_ms")
+TIMINGS = ("fwd_ms", "infer_ms", "fwdbwd_ms", "train_step_ms")
+# Throughputs of "bench" rows: name -> (recorded names, in preference order;
+# timing names to derive it from as batch / time).
+THROUGHPUTS = {
+    "infer_images_per_s": (("infer_images_per_s", "fwd_images_per_s"), ("fwd_ms", "infer_ms")),
+    "fwdbwd_images_per_s": (("fwdbwd_images_per_s",), ("fwdbwd_ms",)),
+    "train_images_per_s": (("train_images_per_s",), ("train_step_ms",)),
+}
+# Config fields naming the batch a timing was measured on, in preference order.
+BATCH_FIELDS = ("bench_batch", "batch", "batch_size")
 
 
 def is_number(value) -> bool:
@@ -84,8 +93,10 @@ class Group:
   records: list[dict]
 
 
-def group_records(records: Sequence[dict], extra_key=None) -> list[Group]:
+def group_records(records: Sequence[dict], extra_key=None, label=label_of) -> list[Group]:
   """Groups records by configuration (and ``extra_key(record)`` if given), first-seen order.
+
+  ``label(record)`` names each group (default ``label_of``).
 
   Groups that share a display label but differ in configuration get the
   differing fields appended to the label, so no two rows read the same.
@@ -97,7 +108,7 @@ def group_records(records: Sequence[dict], extra_key=None) -> list[Group]:
     if extra_key is not None:
       key += "|" + json.dumps(extra_key(record), sort_keys=True, default=str)
     if key not in groups:
-      groups[key] = Group(key, config, label_of(record), [])
+      groups[key] = Group(key, config, label(record), [])
     groups[key].records.append(record)
   out = list(groups.values())
   by_label: dict[str, list[Group]] = {}
@@ -185,11 +196,25 @@ class BenchRow:
   stats: dict[str, Stat]  # TIMINGS, infer/train_images_per_s, mult_adds
 
 
+def _throughput(timing: dict, config: dict, name: str) -> float | None:
+  recorded, derived = THROUGHPUTS[name]
+  for key in recorded:
+    if is_number(timing.get(key)):
+      return float(timing[key])
+  batch = next((config[k] for k in BATCH_FIELDS if is_number(config.get(k))), None)
+  for key in derived:
+    if batch is not None and batch > 0 and is_number(timing.get(key)) and timing[key] > 0:
+      return 1000.0 * batch / timing[key]
+  return None
+
+
 def bench_rows(records: Sequence[dict]) -> list[BenchRow]:
   """Aggregated ``bench`` timings, one row per (configuration, implementation).
 
-  Throughput is batch_size / time, per record, when the config holds batch_size:
-  inference from ``fwd_ms``, training from ``train_step_ms``.
+  A throughput recorded in the timing (``infer_images_per_s`` or
+  ``fwd_images_per_s``, ``fwdbwd_images_per_s``, ``train_images_per_s``) is used
+  as is; otherwise it is batch / time per record, the batch being the first of
+  config ``bench_batch``, ``batch``, ``batch_size``.
   """
   per_impl = []
   for r in records:
@@ -200,24 +225,20 @@ def bench_rows(records: Sequence[dict]) -> list[BenchRow]:
         per_impl.append({**r, "_impl": str(impl), "_timing": t})
   rows = []
   for g in group_records(per_impl, extra_key=lambda r: r["_impl"]):
-    impl = g.records[0]["_impl"]
-    batch = g.config.get("batch_size")
     stats = {}
     for name in TIMINGS:
       stat = Stat.of(r["_timing"].get(name) for r in g.records)
       if stat is not None:
         stats[name] = stat
-    if is_number(batch) and batch > 0:
-      for out, src in (("infer_images_per_s", "fwd_ms"), ("train_images_per_s", "train_step_ms")):
-        stat = Stat.of(1000.0 * batch / r["_timing"][src] for r in g.records
-                       if is_number(r["_timing"].get(src)) and r["_timing"][src] > 0)
-        if stat is not None:
-          stats[out] = stat
+    for name in THROUGHPUTS:
+      stat = Stat.of(_throughput(r["_timing"], config_of(r), name) for r in g.records)
+      if stat is not None:
+        stats[name] = stat
     mult_adds = Stat.of((r.get("cost") or {}).get("mult_adds") for r in g.records
                         if isinstance(r.get("cost"), dict))
     if mult_adds is not None:
       stats["mult_adds"] = mult_adds
-    rows.append(BenchRow(g.label, g.config, impl, stats))
+    rows.append(BenchRow(g.label, g.config, g.records[0]["_impl"], stats))
   rows.sort(key=lambda r: (_sort_value(r.config.get("group_size")),
                            _sort_value(r.config.get("depth_multiplier")),
                            _sort_value(str(r.config.get("pointwise"))), r.label, r.impl))
@@ -280,6 +301,19 @@ def _axis_names(labels: list[str], layers: list[str]) -> list[str]:
   return [f"{a}/{b}" for a in labels for b in layers]
 
 
+def _cka_label(record: dict) -> str:
+  """Config label, else what the axes are: 'variants at <layer>' or '<label> layers'."""
+  label = config_of(record).get("label")
+  if isinstance(label, str) and label:
+    return label
+  labels, layers = record["_axes"]
+  if len(layers) == 1 and len(labels) > 1:
+    return f"variants at {layers[0]}"
+  if len(labels) == 1:
+    return f"{labels[0]} layers"
+  return label_of(record)
+
+
 def cka_groups(records: Sequence[dict]) -> list[CkaGroup]:
   """Aggregated ``cka`` matrices; a record whose matrix does not fit its axes is skipped."""
   usable = []
@@ -296,7 +330,7 @@ def cka_groups(records: Sequence[dict]) -> list[CkaGroup]:
       continue
     usable.append({**r, "_axes": (labels, layers)})
   out = []
-  for g in group_records(usable, extra_key=lambda r: r["_axes"]):
+  for g in group_records(usable, extra_key=lambda r: r["_axes"], label=_cka_label):
     labels, layers = g.records[0]["_axes"]
     side = len(labels) * len(layers)
     mean = [[Stat.of(r["cka"]["matrix"][i][j] for r in g.records) for j in range(side)]

@@ -5,7 +5,8 @@ pyplot, so rendering touches no global backend state and works headless. Output
 is byte-reproducible: matplotlib's default style is applied regardless of the
 user's matplotlibrc, dpi is fixed, and the metadata that would carry a version
 or timestamp is cleared (PNG 'Software'; PDF 'Creator', 'Producer',
-'CreationDate').
+'CreationDate'). PDFs embed TrueType (Type 42) fonts, since many paper
+venues reject Type 3.
 """
 
 from __future__ import annotations
@@ -82,19 +83,23 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
     return save(fig, stem)
 
 
+PANELS = (("infer_images_per_s", "inference (forward)"),
+          ("fwdbwd_images_per_s", "forward + backward"),
+          ("train_images_per_s", "training step"))
+
+
 def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
-  """Inference and training images/s against group size, one line per implementation."""
-  rows = [r for r in rows if isinstance(r.config.get("group_size"), int)
-          and ("infer_images_per_s" in r.stats or "train_images_per_s" in r.stats)]
-  if not rows:
+  """Images/s against group size, one line per implementation, one panel per measure."""
+  rows = [r for r in rows if isinstance(r.config.get("group_size"), int)]
+  panels = [(m, t) for m, t in PANELS if any(m in r.stats for r in rows)]
+  if not panels:
     return []
   names, _ = _series([r.config for r in rows], exclude=())
   keys = sorted({(r.impl, n) for r, n in zip(rows, names)})
   with _style():
-    fig = Figure(figsize=(10.0, 4.0))
-    axes = fig.subplots(1, 2)
-    for ax, metric, title in ((axes[0], "infer_images_per_s", "inference (fwd)"),
-                              (axes[1], "train_images_per_s", "training step")):
+    fig = Figure(figsize=(5.0 * len(panels), 4.0))
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, (metric, title) in zip(axes, panels):
       for impl, name in keys:
         pts = sorted(((r.config["group_size"], r.stats[metric]) for r, n in zip(rows, names)
                       if r.impl == impl and n == name and metric in r.stats), key=lambda p: p[0])

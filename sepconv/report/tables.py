@@ -28,11 +28,12 @@ MISSING = {"md": "–", "tex": "--", "csv": ""}
 
 @dataclasses.dataclass(frozen=True)
 class Column:
-  """A table column: header text, CSV name and number format."""
+  """A table column: header text, CSV name, number format, and whether only CSV shows it."""
 
   header: str
   key: str
   fmt: str = "text"
+  csv_only: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,8 +105,16 @@ def _comment_block(lines: Sequence[str], prefix: str) -> str:
   return "".join(f"{prefix}{line}\n".replace(" \n", "\n") for line in lines)
 
 
+def _for_reading(table: Table) -> Table:
+  """The table without its CSV-only columns."""
+  keep = [i for i, c in enumerate(table.columns) if not c.csv_only]
+  return dataclasses.replace(table, columns=tuple(table.columns[i] for i in keep),
+                             rows=tuple(tuple(row[i] for i in keep) for row in table.rows))
+
+
 def to_markdown(table: Table, header: Sequence[str] = ()) -> str:
   """GitHub Markdown; ``header`` lines go first as an HTML comment."""
+  table = _for_reading(table)
   body = tabulate.tabulate(
       [[_escape_md(format_cell(c, col.fmt, "md")) for c, col in zip(row, table.columns)]
        for row in table.rows],
@@ -118,6 +127,7 @@ def to_markdown(table: Table, header: Sequence[str] = ()) -> str:
 
 def to_latex(table: Table, header: Sequence[str] = ()) -> str:
   """A booktabs ``tabular`` (no float wrapper); ``header`` lines as % comments."""
+  table = _for_reading(table)
   spec = "".join("l" if c.fmt == "text" else "r" for c in table.columns)
   lines = [_comment_block(header, "% ") + f"% {table.title}\n" if header else f"% {table.title}\n",
            f"\\begin{{tabular}}{{{spec}}}\n", "\\toprule\n",
@@ -197,9 +207,12 @@ def train_table(rows: Sequence[TrainRow]) -> Table | None:
     return None
   context = _context_columns([r.config for r in rows])
   columns = [Column(k, k) for k in context] + [Column("label", "label"), Column("seeds", "seeds", "count")]
-  columns += list(TRAIN_COLUMNS)
+  # Other numeric metrics (e.g. test loss) travel in the CSV only.
+  extra = sorted({k for r in rows for k in r.extra})
+  columns += list(TRAIN_COLUMNS) + [Column(k, k, "rate", csv_only=True) for k in extra]
   cells = [[r.config.get(k) for k in context] + [r.label, r.seeds]
-           + [r.stats.get(c.key) for c in TRAIN_COLUMNS] for r in rows]
+           + [r.stats.get(c.key) for c in TRAIN_COLUMNS] + [r.extra.get(k) for k in extra]
+           for r in rows]
   cols, body = _drop_empty(columns, cells)
   return Table("train", "Training results (mean ± std over seeds)", cols, body)
 
@@ -220,9 +233,11 @@ def effective_rank_table(rows: Sequence[TrainRow]) -> Table | None:
 BENCH_COLUMNS = (
     Column("mult-adds", "mult_adds", "count"),
     Column("fwd (ms)", "fwd_ms", "ms"),
+    Column("infer (ms)", "infer_ms", "ms"),
     Column("fwd+bwd (ms)", "fwdbwd_ms", "ms"),
     Column("train step (ms)", "train_step_ms", "ms"),
     Column("infer img/s", "infer_images_per_s", "rate"),
+    Column("fwd+bwd img/s", "fwdbwd_images_per_s", "rate"),
     Column("train img/s", "train_images_per_s", "rate"),
 )
 
