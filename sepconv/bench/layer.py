@@ -1,0 +1,279 @@
+"""Timing one conv layer (or separable block) across implementations, and sweeps of it.
+
+Every implementation named in ``sepconv.conv.IMPLS`` is timed through the public entry
+point, forward alone and forward + backward (gradients of the input and kernels for a
+fixed random cotangent, the output returned too so nothing is dead code), each call
+jitted, warm and ended by ``block_until_ready``, compile time apart. Each result is one
+record: config, timing statistics, analytic counts, achieved rates against the device's
+roofline, the largest error against the 'xla' result, and provenance. An implementation
+that rejects a config (``ValueError``) yields an 'unsupported' record, not a failure.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sepconv import conv as conv_lib
+from sepconv.bench import torch_peer
+from sepconv.bench.config import MODES, LayerConfig, counts
+from sepconv.bench.roofline import roofline
+from sepconv.bench.timing import Timing, time_jitted, xla_cost
+from sepconv.provenance import provenance
+
+RECORD_KIND = "conv_layer"
+REFERENCE_IMPL = "xla"
+
+
+def available_impls(layer: str = "conv") -> tuple[str, ...]:
+  """Implementation names the conv library offers for ``layer``, read at call time."""
+  if layer == "separable":
+    if not hasattr(conv_lib, "separable_conv"):
+      return ()
+    return tuple(getattr(conv_lib, "SEPARABLE_IMPLS", conv_lib.IMPLS))
+  return tuple(conv_lib.IMPLS)
+
+
+def available_layers() -> tuple[str, ...]:
+  """'conv', plus 'separable' where the conv library has ``separable_conv``."""
+  return ("conv", "separable") if hasattr(conv_lib, "separable_conv") else ("conv",)
+
+
+def parse_impls(text: str | Sequence[str] | None, layer: str = "conv") -> tuple[str, ...]:
+  """Validates a comma list (or sequence) of impl names; None or 'all' means every one."""
+  known = available_impls(layer)
+  if not known:
+    raise ValueError(f"layer (={layer!r}) needs sepconv.conv.separable_conv, absent in this build")
+  if text is None or text == "all":
+    return known
+  names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
+  for name in names:
+    if name not in known:
+      raise ValueError(f"impl (={name!r}) must be one of {known} for layer {layer!r}")
+  if not names:
+    raise ValueError("impls (='') must name at least one implementation")
+  return tuple(dict.fromkeys(names))
+
+
+def make_inputs(config: LayerConfig, seed: int = 0) -> dict:
+  """Random input, kernels (fan-in scaled) and cotangent as float32 numpy arrays."""
+  rng = np.random.default_rng(seed)
+  ho, wo = config.out_hw
+  x = rng.standard_normal((config.batch, config.height, config.width, config.in_channels),
+                          dtype=np.float32)
+  kernels = tuple(
+      (rng.standard_normal(shape, dtype=np.float32) / np.sqrt(np.prod(shape[:3]))).astype(np.float32)
+      for shape in config.kernel_shapes())
+  cotangent = rng.standard_normal((config.batch, ho, wo, config.out_channels), dtype=np.float32)
+  return {"x": x, "kernels": kernels, "cotangent": cotangent}
+
+
+def layer_fn(config: LayerConfig, impl: str) -> Callable:
+  """(x, *kernels) -> y through the conv library's public entry point."""
+  common = dict(strides=config.stride, padding=config.padding, dilation=config.dilation, impl=impl)
+  if config.layer == "conv":
+    return lambda x, k: conv_lib.grouped_conv(x, k, feature_group_count=config.groups, **common)
+  if not hasattr(conv_lib, "separable_conv"):
+    raise ValueError("layer (='separable') needs sepconv.conv.separable_conv, absent in this build")
+  return lambda x, ks, kp: conv_lib.separable_conv(
+      x, ks, kp, spatial_group_count=config.groups, pointwise_group_count=1, **common)
+
+
+def mode_fn(fn: Callable, mode: str) -> Callable:
+  """The function timed: forward, or forward plus the VJP of a given cotangent."""
+  if mode == "fwd":
+    return lambda x, *kernels: (fn(x, *kernels),)
+
+  def fwdbwd(x, *kernels_and_ct):
+    *kernels, ct = kernels_and_ct
+    y, vjp = jax.vjp(fn, x, *kernels)
+    return (y, *vjp(ct))
+  return fwdbwd
+
+
+def _rel_err(outputs: Sequence, reference: Sequence) -> float:
+  """Largest |a - b| / max|b| over the output tensors, in float32."""
+  worst = 0.0
+  for a, b in zip(outputs, reference, strict=True):
+    a, b = np.asarray(a, np.float32), np.asarray(b, np.float32)
+    worst = max(worst, float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(b))), 1e-30)))
+  return worst
+
+
+def _rates(record: dict, peaks: dict) -> dict:
+  """Achieved FLOP/s and bytes/s and their fractions of the roofline peaks."""
+  seconds = record["median_ms"] / 1e3
+  flops, nbytes = record["flops"], record["bytes_min"]
+  bound_s = max(flops / peaks["peak_flops_per_s"], nbytes / peaks["peak_bandwidth_Bps"])
+  return {
+      "achieved_flops_per_s": flops / seconds,
+      "achieved_bytes_per_s": nbytes / seconds,
+      "fraction_of_peak_flops": flops / seconds / peaks["peak_flops_per_s"],
+      "fraction_of_peak_bandwidth": nbytes / seconds / peaks["peak_bandwidth_Bps"],
+      "roofline_ms": bound_s * 1e3,
+      "fraction_of_roofline": bound_s / seconds,
+  }
+
+
+@dataclasses.dataclass
+class BenchOptions:
+  """How long and how hard to time each case."""
+  repeats: int = 10
+  warmup: int = 2
+  budget_s: float | None = 30.0  # Per case: stop repeating after this (at least 3 kept).
+  torch: bool = True
+  check: bool = True  # Compare every output with the 'xla' one.
+  copy_mib: int = 256
+  matmul_n: int | None = None
+  seed: int = 0
+
+
+def _log(progress: bool, message: str) -> None:
+  if progress:
+    print(message, file=sys.stderr, flush=True)
+
+
+def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
+                modes: Iterable[str] = MODES, options: BenchOptions | None = None,
+                on_record: Callable[[dict], None] | None = None, run_id: str | None = None,
+                progress: bool = False) -> list[dict]:
+  """Times ``config`` for each impl and mode (plus torch peers) and returns the records.
+
+  Args:
+    config: the layer.
+    impls: implementation names (default: all of ``available_impls(config.layer)``).
+    modes: subset of ('fwd', 'fwdbwd').
+    options: repeats, warm-up, time budget, torch on/off, roofline measurement sizes.
+    on_record: called with each record as soon as it exists (e.g. to append to a file).
+    run_id: shared by every record of one invocation (default: derived from time and pid).
+    progress: print one line per case to stderr.
+
+  Returns:
+    The records, in the order produced.
+  """
+  options = options or BenchOptions()
+  impls = parse_impls(None if impls is None else list(impls), config.layer)
+  modes = tuple(modes)
+  for mode in modes:
+    if mode not in MODES:
+      raise ValueError(f"mode (={mode!r}) must be one of {MODES}")
+  run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+  prov = provenance()
+  peaks = roofline(config.dtype, copy_mib=options.copy_mib, matmul_n=options.matmul_n)
+  platform = prov["platform"]
+  use_torch, torch_reason = torch_peer.torch_status(platform) if options.torch else (False, "")
+  arrays = make_inputs(config, options.seed)
+  dtype = jnp.dtype(config.dtype)
+  x = jnp.asarray(arrays["x"], dtype)
+  kernels = tuple(jnp.asarray(k, dtype) for k in arrays["kernels"])
+  ct = jnp.asarray(arrays["cotangent"], dtype)
+  records = []
+
+  def emit(impl: str, mode: str, status: str, timing: Timing | None = None, **fields) -> None:
+    record = {"kind": RECORD_KIND, "run_id": run_id, "impl": impl, "mode": mode, "status": status,
+              "config": config.to_dict(), **counts(config, mode), **fields,
+              "roofline": peaks, "provenance": prov}
+    if timing is not None:
+      record.update(timing.summary())
+      record.update(_rates(record, peaks))
+    records.append(record)
+    if on_record is not None:
+      on_record(record)
+    if timing is None:
+      what = f"{status}: {fields.get('reason', '')}"
+    elif timing.compile_ms is None:
+      what = f"{timing.median_ms:.3f} ms"
+    else:
+      what = f"{timing.median_ms:.3f} ms (compile {timing.compile_ms:.0f} ms)"
+    _log(progress, f"[bench] {config.layer} g={config.group_size} {config.dtype} {mode} {impl}: {what}")
+
+  for mode in modes:
+    args = (x, *kernels) if mode == "fwd" else (x, *kernels, ct)
+    reference = None
+    if options.check:
+      if REFERENCE_IMPL in impls:
+        # The reference is timed first; its outputs are kept for the others.
+        impls = (REFERENCE_IMPL, *(i for i in impls if i != REFERENCE_IMPL))
+      else:
+        reference = jax.jit(mode_fn(layer_fn(config, REFERENCE_IMPL), mode))(*args)
+    for impl in impls:
+      try:
+        fn = mode_fn(layer_fn(config, impl), mode)
+        timing, out, compiled = time_jitted(fn, args, warmup=options.warmup,
+                                            repeats=options.repeats, budget_s=options.budget_s)
+      except ValueError as e:
+        emit(impl, mode, "unsupported", reason=str(e))
+        continue
+      if options.check and impl == REFERENCE_IMPL:
+        reference = out
+      err = _rel_err(out, reference) if reference is not None else None
+      emit(impl, mode, "ok", timing, framework="jax", max_rel_err_vs_xla=err, **xla_cost(compiled))
+      del out, compiled
+    if use_torch:
+      np_ref = None if reference is None else tuple(np.asarray(r, np.float32) for r in reference)
+      for layout in torch_peer.LAYOUTS:
+        timing, out, extra = torch_peer.time_torch(
+            config, mode, layout, arrays, platform=platform, warmup=options.warmup,
+            repeats=options.repeats, budget_s=options.budget_s)
+        err = _rel_err(out, np_ref) if np_ref is not None else None
+        emit(layout, mode, "ok", timing, max_rel_err_vs_xla=err, **extra)
+    elif options.torch:
+      _log(progress, f"[bench] torch peer skipped: {torch_reason}")
+    del reference
+  return records
+
+
+def sweep_group_sizes(in_channels: int, out_channels: int | None = None,
+                      layer: str = "conv") -> tuple[int, ...]:
+  """1, 2, 4, ... up to ``in_channels`` (and ``in_channels`` itself), each a valid group size."""
+  sizes, g = [], 1
+  while g < in_channels:
+    sizes.append(g)
+    g *= 2
+  sizes.append(in_channels)
+  out = []
+  for g in sizes:
+    groups = in_channels // g
+    if in_channels % g == 0 and (layer != "conv" or (out_channels or in_channels) % groups == 0):
+      out.append(g)
+  return tuple(out)
+
+
+def bench_sweep(base: LayerConfig, *, group_sizes: Sequence[int] | None = None,
+                impls: Iterable[str] | None = None, modes: Iterable[str] = MODES,
+                options: BenchOptions | None = None,
+                on_record: Callable[[dict], None] | None = None, run_id: str | None = None,
+                deadline: float | None = None, progress: bool = False) -> list[dict]:
+  """``bench_layer`` for each group size of ``base``'s layer shape.
+
+  Args:
+    base: the layer; its ``group_size`` is replaced by each swept value.
+    group_sizes: default ``sweep_group_sizes`` of the layer's channels.
+    impls, modes, options, on_record, run_id, progress: as ``bench_layer``.
+    deadline: a ``time.monotonic()`` value; group sizes not started by then are skipped
+      (said on stderr), so a sweep can be fitted into a fixed slot.
+
+  Returns:
+    All records, in the order produced.
+  """
+  if group_sizes is None:
+    group_sizes = sweep_group_sizes(base.in_channels, base.out_channels, base.layer)
+  configs = [dataclasses.replace(base, group_size=g) for g in group_sizes]  # Validates all first.
+  impls = None if impls is None else list(impls)
+  run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+  records = []
+  for i, config in enumerate(configs):
+    if deadline is not None and time.monotonic() > deadline:
+      _log(True, f"[bench] deadline reached: skipped group sizes {list(group_sizes[i:])}")
+      break
+    _log(progress, f"[bench] group size {config.group_size} ({i + 1}/{len(configs)})")
+    records += bench_layer(config, impls=impls, modes=modes, options=options,
+                           on_record=on_record, run_id=run_id, progress=progress)
+  return records

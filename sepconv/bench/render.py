@@ -1,0 +1,298 @@
+"""Tables of conv-lowering and training-step benchmarks, rendered from records alone.
+
+``render_lowering(records_path, out_dir)`` writes ``lowering.{md,tex,csv}`` (and
+``train_step.{md,tex,csv}`` when there are training-step records). Output depends only
+on the records file: sections, rows and columns are sorted, numbers are formatted with
+fixed rules, and no clock or environment is read, so a rerun is byte-identical.
+
+Where a (layer, group size, impl, mode) was measured more than once, the last record
+in the file (the most recent run) is shown. Speed-ups are ``t_other / t_impl``, so a
+value above 1 means the implementation is faster than 'xla' (or than the faster of
+the two PyTorch layouts).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import tabulate
+
+from sepconv.records import read_records
+
+_SHAPE_KEYS = ("layer", "batch", "height", "width", "in_channels", "out_channels", "kernel",
+               "stride", "dilation", "padding", "dtype")
+_MODE_NAMES = {"fwd": "forward", "fwdbwd": "forward + backward"}
+_CSV_COLUMNS = (
+    "device_kind", "platform", *_SHAPE_KEYS, "mode", "group_size", "groups", "impl", "status",
+    "median_ms", "p25_ms", "p75_ms", "min_ms", "max_ms", "repeats", "compile_ms",
+    "speedup_vs_xla", "speedup_vs_torch_best", "achieved_GBps", "fraction_of_peak_bandwidth",
+    "achieved_GFLOPps", "fraction_of_peak_flops", "max_rel_err_vs_xla", "git_revision", "run_id")
+
+
+def _sig(value: float | None, digits: int = 3) -> str:
+  """``digits`` significant figures in positional notation; whole numbers past that."""
+  if value is None:
+    return ""
+  if abs(value) >= 10**digits:
+    return f"{value:.0f}"
+  text = np.format_float_positional(value, precision=digits, unique=False, fractional=False,
+                                    trim="k")
+  return text.rstrip(".")
+
+
+def _ratio(value: float | None) -> str:
+  return "" if value is None else f"{value:.2f}"
+
+
+def _pct(value: float | None) -> str:
+  return "" if value is None else f"{100 * value:.1f}"
+
+
+def _err(value: float | None) -> str:
+  return "" if value is None else f"{value:.1e}"
+
+
+def _impl_order(impl: str) -> tuple:
+  return (impl.startswith("torch_"), impl != "xla", impl)
+
+
+def _mixed_key(value) -> tuple:
+  """Sorts ints numerically before strings (padding may be either)."""
+  return (0, value, "") if isinstance(value, int) else (1, 0, str(value))
+
+
+def _latest(records: Iterable[dict], key) -> dict:
+  """The last record for each key (file order is time order: records are appended)."""
+  out = {}
+  for record in records:
+    out[key(record)] = record
+  return out
+
+
+def _provenance_lines(records: Sequence[dict]) -> list[str]:
+  """Device, versions, git revisions, time span and roofline of a section's records."""
+  prov = [r["provenance"] for r in records]
+  def distinct(values) -> str:
+    return ", ".join(sorted({str(v) for v in values if v is not None})) or "n/a"
+  lines = [
+      f"device: {distinct(p['device_kind'] for p in prov)} ({distinct(p['platform'] for p in prov)})",
+      f"jax {distinct(p.get('jax') for p in prov)}, jaxlib {distinct(p.get('jaxlib') for p in prov)}, "
+      f"torch {distinct(r.get('torch_version') for r in records)}",
+      f"git revision: {distinct(p.get('git_revision') for p in prov)}",
+      f"measured: {min(p['time'] for p in prov)} to {max(p['time'] for p in prov)}, "
+      f"{len({r['run_id'] for r in records})} run(s)",
+  ]
+  roofs = [r["roofline"] for r in records if "roofline" in r]
+  if roofs:
+    lines.append(
+        f"roofline: bandwidth {distinct(_sig(r['peak_bandwidth_Bps'] / 1e9) for r in roofs)} GB/s, "
+        f"compute {distinct(_sig(r['peak_flops_per_s'] / 1e9) for r in roofs)} GFLOP/s "
+        f"({distinct(r['peak_source'] for r in roofs)})")
+  return lines
+
+
+def _layer_title(cfg: dict, mode: str) -> str:
+  what = "separable block (grouped spatial + dense 1x1)" if cfg["layer"] == "separable" else "conv"
+  return (f"{what} {cfg['kernel']}x{cfg['kernel']}, {cfg['height']}x{cfg['width']}x"
+          f"{cfg['in_channels']} -> {cfg['out_channels']}, stride {cfg['stride']}, "
+          f"dilation {cfg['dilation']}, padding {cfg['padding']}, batch {cfg['batch']}, "
+          f"{cfg['dtype']}, {_MODE_NAMES[mode]}")
+
+
+def _conv_sections(records: Sequence[dict]) -> list[dict]:
+  """Records grouped by device, layer shape, dtype and mode, each with derived rows."""
+  conv = [r for r in records if r.get("kind") == "conv_layer"]
+  latest = _latest(conv, lambda r: (r["provenance"]["device_kind"],
+                                    *(r["config"][k] for k in _SHAPE_KEYS), r["mode"],
+                                    r["config"]["group_size"], r["impl"]))
+  sections = {}
+  for key, record in latest.items():
+    sections.setdefault(key[:-2], []).append(record)
+  out = []
+  for key in sorted(sections, key=lambda k: tuple(map(_mixed_key, k))):
+    recs = sections[key]
+    impls = sorted({r["impl"] for r in recs}, key=_impl_order)
+    by_g = {}
+    for r in recs:
+      by_g.setdefault(r["config"]["group_size"], {})[r["impl"]] = r
+    rows = []
+    for g in sorted(by_g):
+      cells = by_g[g]
+      ok = {i: r["median_ms"] for i, r in cells.items() if r["status"] == "ok"}
+      xla = ok.get("xla")
+      torch_ms = [ms for i, ms in ok.items() if i.startswith("torch_")]
+      torch_best = min(torch_ms) if torch_ms else None
+      for impl in sorted(cells, key=_impl_order):
+        r = cells[impl]
+        ms = ok.get(impl)
+        rows.append({
+            "device_kind": r["provenance"]["device_kind"], "platform": r["provenance"]["platform"],
+            **{k: r["config"][k] for k in _SHAPE_KEYS}, "mode": r["mode"], "group_size": g,
+            "groups": r["config"]["groups"], "impl": impl, "status": r["status"],
+            **{k: r.get(k) for k in ("median_ms", "p25_ms", "p75_ms", "min_ms", "max_ms",
+                                     "repeats", "compile_ms", "fraction_of_peak_bandwidth",
+                                     "fraction_of_peak_flops", "max_rel_err_vs_xla", "run_id")},
+            "speedup_vs_xla": xla / ms if ms and xla else None,
+            "speedup_vs_torch_best": torch_best / ms if ms and torch_best else None,
+            "achieved_GBps": r["achieved_bytes_per_s"] / 1e9 if ms else None,
+            "achieved_GFLOPps": r["achieved_flops_per_s"] / 1e9 if ms else None,
+            "git_revision": r["provenance"].get("git_revision"),
+        })
+    out.append({"title": _layer_title(recs[0]["config"], recs[0]["mode"]), "records": recs,
+                "impls": impls, "rows": rows, "by_g": by_g})
+  return out
+
+
+def _summary_table(section: dict) -> tuple[list[str], list[list[str]]]:
+  """Group size x impl medians, with the fastest JAX impl and its speed-ups."""
+  impls = section["impls"]
+  headers = ["group size", "groups", *(f"{i} ms" for i in impls), "fastest jax", "vs xla",
+             "vs torch best"]
+  rows = []
+  for g, cells in sorted(section["by_g"].items()):
+    row_data = {r["impl"]: r for r in section["rows"] if r["group_size"] == g}
+    line = [str(g), str(next(iter(cells.values()))["config"]["groups"])]
+    for impl in impls:
+      r = cells.get(impl)
+      line.append("" if r is None else (_sig(r["median_ms"]) if r["status"] == "ok" else r["status"]))
+    jax_ok = [(r["median_ms"], i) for i, r in cells.items()
+              if r["status"] == "ok" and not i.startswith("torch_")]
+    if jax_ok:
+      best = min(jax_ok)[1]
+      line += [best, _ratio(row_data[best]["speedup_vs_xla"]),
+               _ratio(row_data[best]["speedup_vs_torch_best"])]
+    else:
+      line += ["", "", ""]
+    rows.append(line)
+  return headers, rows
+
+
+def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
+  headers = ["group size", "impl", "median ms", "p25-p75 ms", "compile ms", "vs xla",
+             "vs torch best", "GB/s", "% peak BW", "GFLOP/s", "% peak FLOP/s", "rel err vs xla"]
+  rows = []
+  for r in section["rows"]:
+    if r["status"] != "ok":
+      rows.append([str(r["group_size"]), r["impl"], r["status"]] + [""] * (len(headers) - 3))
+      continue
+    rows.append([
+        str(r["group_size"]), r["impl"], _sig(r["median_ms"]),
+        f"{_sig(r['p25_ms'])}-{_sig(r['p75_ms'])}", _sig(r["compile_ms"]),
+        _ratio(r["speedup_vs_xla"]), _ratio(r["speedup_vs_torch_best"]),
+        _sig(r["achieved_GBps"]), _pct(r["fraction_of_peak_bandwidth"]),
+        _sig(r["achieved_GFLOPps"]), _pct(r["fraction_of_peak_flops"]),
+        _err(r["max_rel_err_vs_xla"])])
+  return headers, rows
+
+
+def _train_sections(records: Sequence[dict]) -> list[dict]:
+  train = [r for r in records if r.get("kind") == "train_step"]
+  keys = ("model", "batch", "image_size", "width_multiplier", "num_classes", "dtype")
+  latest = _latest(train, lambda r: (r["provenance"]["device_kind"],
+                                     *(str(r["config"][k]) for k in keys), r["impl"]))
+  sections = {}
+  for key, record in latest.items():
+    sections.setdefault(key[:-1], []).append(record)
+  out = []
+  for key in sorted(sections):
+    recs = sorted(sections[key], key=lambda r: _impl_order(r["impl"]))
+    cfg = recs[0]["config"]
+    xla = next((r["median_ms"] for r in recs if r["impl"] == "xla" and r["status"] == "ok"), None)
+    rows = []
+    for r in recs:
+      if r["status"] != "ok":
+        rows.append([r["impl"], r["status"], "", "", "", ""])
+        continue
+      rows.append([r["impl"], _sig(r["median_ms"]), f"{_sig(r['p25_ms'])}-{_sig(r['p75_ms'])}",
+                   _sig(r["images_per_s"]), _sig(r["compile_ms"]),
+                   _ratio(xla / r["median_ms"] if xla else None)])
+    title = (f"training step (forward, backward, SGD+momentum update): {cfg['model']} "
+             f"width {cfg['width_multiplier']}, {cfg['image_size']}x{cfg['image_size']}, "
+             f"batch {cfg['batch']}, {cfg['num_classes']} classes, {cfg['dtype']}")
+    out.append({"title": title, "records": recs,
+                "headers": ["impl", "median ms", "p25-p75 ms", "images/s", "compile ms", "vs xla"],
+                "rows": rows})
+  return out
+
+
+def _markdown(title: str, sections: list[tuple[dict, list[tuple[list, list]]]]) -> str:
+  parts = [f"# {title}", "", "Generated by `sepconv bench render` from raw records; do not edit.", ""]
+  for section, tables in sections:
+    parts += [f"## {section['title']}", ""]
+    parts += [f"- {line}" for line in _provenance_lines(section["records"])] + [""]
+    for headers, rows in tables:
+      parts += [tabulate.tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True,
+                                  colalign=("right",) * len(headers)), ""]
+  return "\n".join(parts)
+
+
+def _latex(title: str, sections: list[tuple[dict, list[tuple[list, list]]]]) -> str:
+  parts = [f"% {title}", "% Generated by `sepconv bench render` from raw records; do not edit.", ""]
+  for section, tables in sections:
+    parts += [f"% {section['title']}"] + [f"% {line}" for line in _provenance_lines(section["records"])]
+    for headers, rows in tables:
+      parts += [tabulate.tabulate(rows, headers=headers, tablefmt="latex_booktabs",
+                                  disable_numparse=True, colalign=("right",) * len(headers)), ""]
+  return "\n".join(parts)
+
+
+def _csv(columns: Sequence[str], rows: Iterable[dict]) -> str:
+  buf = io.StringIO()
+  writer = csv.writer(buf, lineterminator="\n")
+  writer.writerow(columns)
+  for row in rows:
+    writer.writerow(["" if row.get(c) is None else
+                     (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c]) for c in columns])
+  return buf.getvalue()
+
+
+def _write(path: Path, text: str) -> None:
+  path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+
+
+def render_lowering(records_path: str | os.PathLike | Sequence[str | os.PathLike],
+                    out_dir: str | os.PathLike) -> list[Path]:
+  """Renders Markdown, LaTeX (booktabs) and CSV tables from benchmark records.
+
+  Args:
+    records_path: a JSON-lines records file (or several) written by ``sepconv bench``.
+    out_dir: where ``lowering.*`` and ``train_step.*`` go (created if missing).
+
+  Returns:
+    The paths written.
+
+  Raises:
+    FileNotFoundError: a records file is missing.
+    ValueError: the files hold no benchmark records.
+  """
+  records = read_records(records_path)
+  conv = _conv_sections(records)
+  train = _train_sections(records)
+  if not conv and not train:
+    raise ValueError(f"records (={records_path}) hold no conv_layer or train_step records")
+  out_dir = Path(out_dir)
+  out_dir.mkdir(parents=True, exist_ok=True)
+  written = []
+  if conv:
+    tables = [(s, [_summary_table(s), _detail_table(s)]) for s in conv]
+    title = "Convolution lowering: time per call by implementation and group size"
+    outputs = {"lowering.md": _markdown(title, tables), "lowering.tex": _latex(title, tables),
+               "lowering.csv": _csv(_CSV_COLUMNS, (r for s in conv for r in s["rows"]))}
+    for name, text in outputs.items():
+      _write(out_dir / name, text)
+      written.append(out_dir / name)
+  if train:
+    tables = [(s, [(s["headers"], s["rows"])]) for s in train]
+    title = "Training step time by convolution implementation"
+    csv_rows = [{"title": s["title"], **dict(zip(s["headers"], row))} for s in train for row in s["rows"]]
+    outputs = {"train_step.md": _markdown(title, tables), "train_step.tex": _latex(title, tables),
+               "train_step.csv": _csv(("title", *train[0]["headers"]), csv_rows)}
+    for name, text in outputs.items():
+      _write(out_dir / name, text)
+      written.append(out_dir / name)
+  return written

@@ -1,0 +1,133 @@
+"""Wall-clock timing of compiled JAX calls: compile apart, warm-up, then repeats.
+
+Every timed call ends in ``jax.block_until_ready`` so asynchronous dispatch never
+hides work. Compilation is timed on its own (``jit(f).lower(...).compile()``), so
+the repeats measure warm, jitted calls only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Timing:
+  """Per-call wall times (ms) of warm calls plus the one-off compile time."""
+  times_ms: tuple[float, ...]
+  compile_ms: float | None = None
+
+  @property
+  def median_ms(self) -> float:
+    return float(np.median(self.times_ms))
+
+  @property
+  def p25_ms(self) -> float:
+    return float(np.percentile(self.times_ms, 25))
+
+  @property
+  def p75_ms(self) -> float:
+    return float(np.percentile(self.times_ms, 75))
+
+  @property
+  def min_ms(self) -> float:
+    return float(min(self.times_ms))
+
+  @property
+  def max_ms(self) -> float:
+    return float(max(self.times_ms))
+
+  def summary(self) -> dict:
+    """Flat fields for a record: median, quartiles, extremes, count, raw times."""
+    return {
+        "median_ms": self.median_ms,
+        "p25_ms": self.p25_ms,
+        "p75_ms": self.p75_ms,
+        "iqr_ms": self.p75_ms - self.p25_ms,
+        "min_ms": self.min_ms,
+        "max_ms": self.max_ms,
+        "repeats": len(self.times_ms),
+        "times_ms": list(self.times_ms),
+        "compile_ms": self.compile_ms,
+    }
+
+
+def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
+            budget_s: float | None = None, min_repeats: int = 3) -> tuple[list[float], Any]:
+  """Times ``call()`` ``repeats`` times after ``warmup`` untimed calls.
+
+  Args:
+    call: a no-argument callable returning JAX arrays (or a pytree of them).
+    warmup: untimed calls first (caches, allocator, thread pools).
+    repeats: timed calls wanted.
+    budget_s: if set, stop once this many seconds of timed calls have passed and at
+      least ``min_repeats`` calls are done, so one slow case cannot stall a sweep.
+    min_repeats: the fewest timed calls kept when the budget cuts in.
+
+  Returns:
+    (per-call times in ms, the last call's result).
+  """
+  if repeats < 1:
+    raise ValueError(f"repeats (={repeats}) must be at least 1")
+  if warmup < 0:
+    raise ValueError(f"warmup (={warmup}) must be non-negative")
+  out = None
+  for _ in range(warmup):
+    out = jax.block_until_ready(call())
+  times = []
+  start = time.perf_counter()
+  for _ in range(repeats):
+    t0 = time.perf_counter()
+    out = jax.block_until_ready(call())
+    times.append((time.perf_counter() - t0) * 1e3)
+    if (budget_s is not None and len(times) >= min(min_repeats, repeats)
+        and time.perf_counter() - start > budget_s):
+      break
+  return times, out
+
+
+def time_jitted(fn: Callable, args: Sequence[Any], *, warmup: int, repeats: int,
+                budget_s: float | None = None,
+                compiler_options: dict | None = None) -> tuple[Timing, Any, Any]:
+  """Compiles ``jax.jit(fn)`` for ``args``, then times warm calls.
+
+  Args:
+    fn: function of ``args`` returning arrays.
+    args: concrete arrays (already on the device).
+    warmup: untimed warm calls after compiling.
+    repeats: timed calls (see ``measure`` for ``budget_s``).
+    budget_s: optional time budget for the timed calls.
+    compiler_options: XLA options for this one compilation.
+
+  Returns:
+    (Timing, the last call's result, the compiled executable).
+  """
+  t0 = time.perf_counter()
+  lowered = jax.jit(fn).lower(*args)
+  compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
+  compile_ms = (time.perf_counter() - t0) * 1e3
+  times, out = measure(lambda: compiled(*args), warmup=warmup, repeats=repeats,
+                       budget_s=budget_s)
+  return Timing(tuple(times), compile_ms), out, compiled
+
+
+def xla_cost(compiled) -> dict:
+  """XLA's own cost estimate of a compiled executable ({} when unavailable)."""
+  try:
+    cost = compiled.cost_analysis()
+  except Exception:  # Backends may not implement it; the record then says nothing.
+    return {}
+  if isinstance(cost, (list, tuple)):
+    cost = cost[0] if cost else {}
+  out = {}
+  for key, name in (("flops", "xla_flops"), ("bytes accessed", "xla_bytes_accessed")):
+    value = (cost or {}).get(key)
+    if value is not None and math.isfinite(float(value)) and float(value) >= 0:
+      out[name] = float(value)
+  return out

@@ -1,0 +1,134 @@
+"""PyTorch as a peer: the same layer through ``torch.nn.functional.conv2d(groups=G)``.
+
+Optional: torch is imported inside functions, never by the library at import time.
+Both memory layouts are timed (NCHW and channels-last); the peer runs on the same
+kind of device as JAX (CPU with JAX CPU, CUDA with JAX GPU) or not at all, and on
+CPU with as many threads as JAX's CPU backend uses (one per core).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import time
+
+import numpy as np
+
+from sepconv.bench.config import LayerConfig, output_size
+from sepconv.bench.timing import Timing
+
+LAYOUTS = {"torch_nchw": "contiguous_format", "torch_channels_last": "channels_last"}
+
+
+def torch_status(platform: str) -> tuple[bool, str]:
+  """(whether the torch peer can run beside JAX on ``platform``, why not)."""
+  if importlib.util.find_spec("torch") is None:
+    return False, "torch is not installed"
+  if platform == "cpu":
+    return True, ""
+  if platform == "gpu":
+    import torch
+    if torch.cuda.is_available():
+      return True, ""
+    return False, "torch has no CUDA device"
+  return False, f"no torch peer on {platform}"
+
+
+def torch_version() -> str | None:
+  if importlib.util.find_spec("torch") is None:
+    return None
+  import torch
+  return torch.__version__
+
+
+def _pads(config: LayerConfig, size: int) -> tuple[int, int]:
+  _, lo, hi = output_size(size, config.kernel, config.stride, config.dilation, config.padding)
+  return lo, hi
+
+
+def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, platform: str,
+               warmup: int, repeats: int, budget_s: float | None = None
+               ) -> tuple[Timing, tuple[np.ndarray, ...], dict]:
+  """Times one layer in torch and returns its outputs (NHWC/HWIO float32) for checking.
+
+  Args:
+    config: the layer.
+    mode: 'fwd' or 'fwdbwd' (gradients of x and the kernels for a fixed cotangent).
+    layout: a key of ``LAYOUTS``.
+    arrays: float32 numpy inputs as JAX gets them: 'x' (NHWC), 'kernels' (HWIO each),
+      'cotangent' (NHWC).
+    platform: JAX's platform ('cpu' or 'gpu'), which picks torch's device.
+    warmup, repeats, budget_s: as ``sepconv.bench.timing.measure``.
+
+  Returns:
+    (Timing, outputs as float32 NHWC / HWIO arrays, extra record fields).
+  """
+  import torch
+  import torch.nn.functional as F
+
+  if layout not in LAYOUTS:
+    raise ValueError(f"layout (={layout!r}) must be one of {tuple(LAYOUTS)}")
+  device = torch.device("cuda" if platform == "gpu" else "cpu")
+  dtype = {"float32": torch.float32, "bfloat16": torch.bfloat16}[config.dtype]
+  memory_format = getattr(torch, LAYOUTS[layout])
+
+  def to_torch(a: np.ndarray, perm) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(a.transpose(perm))).to(device=device, dtype=dtype)
+    return t.contiguous(memory_format=memory_format) if t.ndim == 4 else t
+
+  x = to_torch(arrays["x"], (0, 3, 1, 2))
+  kernels = [to_torch(k, (3, 2, 0, 1)) for k in arrays["kernels"]]  # HWIO -> OIHW.
+  ct = to_torch(arrays["cotangent"], (0, 3, 1, 2))
+  (hlo, hhi), (wlo, whi) = _pads(config, config.height), _pads(config, config.width)
+  symmetric = hlo == hhi and wlo == whi
+
+  def layer(x, kernels):
+    if not symmetric:
+      x = F.pad(x, (wlo, whi, hlo, hhi))
+    pad = (hlo, wlo) if symmetric else 0
+    y = F.conv2d(x, kernels[0], stride=config.stride, padding=pad, dilation=config.dilation,
+                 groups=config.groups)
+    if config.layer == "separable":
+      y = F.conv2d(y, kernels[1])
+    return y
+
+  if mode == "fwd":
+    def call():
+      with torch.no_grad():
+        return (layer(x, kernels),)
+  else:
+    x.requires_grad_(True)
+    for k in kernels:
+      k.requires_grad_(True)
+
+    def call():
+      y = layer(x, kernels)
+      grads = torch.autograd.grad(y, (x, *kernels), ct)
+      return (y.detach(), *grads)
+
+  sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+  threads = torch.get_num_threads()
+  if device.type == "cpu":
+    torch.set_num_threads(os.cpu_count() or 1)
+  try:
+    out = None
+    for _ in range(warmup):
+      out = call()
+      sync()
+    times, start = [], time.perf_counter()
+    for _ in range(repeats):
+      t0 = time.perf_counter()
+      out = call()
+      sync()
+      times.append((time.perf_counter() - t0) * 1e3)
+      if budget_s is not None and len(times) >= min(3, repeats) and time.perf_counter() - start > budget_s:
+        break
+    used_threads = torch.get_num_threads()
+  finally:
+    torch.set_num_threads(threads)
+  perms = [(0, 2, 3, 1)] * 2 + [(2, 3, 1, 0)] * len(kernels)  # Back to NHWC / HWIO.
+  outputs = tuple(t.detach().float().cpu().numpy().transpose(p) for t, p in zip(out, perms))
+  extra = {"framework": "torch", "torch_version": torch.__version__,
+           "torch_threads": used_threads if device.type == "cpu" else None,
+           "torch_explicit_pad": not symmetric}
+  return Timing(tuple(times), None), outputs, extra

@@ -1,0 +1,172 @@
+"""Timing a full training step (forward, backward, SGD-with-momentum update) per conv impl.
+
+The model is any Flax linen module following the project's model protocol:
+``model.init(rng, x, train=False)`` gives {'params', 'batch_stats'} and
+``model.apply(variables, x, train=True, mutable=['batch_stats'])`` gives
+``((logits, features), updates)``. ``bench_train_step`` takes a factory
+``impl -> module`` so any such model can be timed; ``_build_model`` is the one place
+where the project's own models are looked up.
+
+The step is jitted with its state donated and fed back, as in a training loop; the
+timed calls end in ``block_until_ready``; compile time is reported apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sepconv import conv as conv_lib
+from sepconv.bench.timing import Timing, measure, xla_cost
+from sepconv.provenance import provenance
+
+RECORD_KIND = "train_step"
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainStepConfig:
+  """The timed training step: model, input size and optimiser."""
+  model: str = "mobilenet_v1"
+  conv: str = "dws"  # Spectrum point of every block ('dws' is the paper's MobileNet).
+  batch: int = 32
+  image_size: int = 64
+  width_multiplier: float = 0.5
+  num_classes: int = 10
+  dtype: str = "float32"
+  learning_rate: float = 0.1  # SGD step size; any value times the same.
+  momentum: float = 0.9
+
+  def __post_init__(self):
+    for name in ("batch", "image_size", "num_classes"):
+      value = getattr(self, name)
+      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} (={value!r}) must be a positive integer")
+    if not self.width_multiplier > 0:
+      raise ValueError(f"width_multiplier (={self.width_multiplier}) must be positive")
+    if self.dtype not in COMPUTE_DTYPES:
+      raise ValueError(f"dtype (={self.dtype!r}) must be one of {tuple(COMPUTE_DTYPES)}")
+
+
+def _models_build_model(name: str):
+  try:
+    from sepconv.models import build_model
+  except ImportError as e:
+    raise ValueError(f"model (={name!r}) needs sepconv.models.build_model, which is not "
+                     f"available in this build ({e})") from None
+  return build_model
+
+
+def _build_model(name: str, impl: str, *, conv: str, num_classes: int, width_multiplier: float,
+                 image_size: int, dtype: str):
+  """The project's model ``name`` with conv implementation ``impl`` (sepconv.models, lazily)."""
+  build_model = _models_build_model(name)
+  return build_model(name, num_classes=num_classes, conv=conv, width_multiplier=width_multiplier,
+                     input_size=image_size, impl=impl, dtype=COMPUTE_DTYPES[dtype])
+
+
+def model_factory(config: TrainStepConfig) -> Callable[[str], object]:
+  """impl -> the project's model for ``config`` (raises now if sepconv.models is missing)."""
+  _models_build_model(config.model)
+  return lambda impl: _build_model(config.model, impl, conv=config.conv,
+                                   num_classes=config.num_classes,
+                                   width_multiplier=config.width_multiplier,
+                                   image_size=config.image_size, dtype=config.dtype)
+
+
+def make_step(model, tx: optax.GradientTransformation) -> Callable:
+  """(params, batch_stats, opt_state, x, y) -> (params, batch_stats, opt_state, loss)."""
+  def step(params, batch_stats, opt_state, x, y):
+    def loss_fn(p):
+      (logits, _), updates = model.apply({"params": p, "batch_stats": batch_stats}, x,
+                                         train=True, mutable=["batch_stats"])
+      loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
+      return loss.mean(), updates["batch_stats"]
+    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+    updates, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+  return step
+
+
+def time_train_step(model, config: TrainStepConfig, *, warmup: int, repeats: int,
+                    budget_s: float | None = None, seed: int = 0) -> tuple[Timing, dict]:
+  """Compiles and times one model's training step; returns timing and extra record fields."""
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal(
+      (config.batch, config.image_size, config.image_size, 3), dtype=np.float32))
+  y = jnp.asarray(rng.integers(0, config.num_classes, config.batch), jnp.int32)
+  variables = jax.jit(lambda: model.init(jax.random.PRNGKey(seed), x, train=False))()
+  params, batch_stats = variables["params"], variables.get("batch_stats", {})
+  tx = optax.sgd(config.learning_rate, momentum=config.momentum)
+  opt_state = tx.init(params)
+  t0 = time.perf_counter()
+  compiled = jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2)).lower(
+      params, batch_stats, opt_state, x, y).compile()
+  compile_ms = (time.perf_counter() - t0) * 1e3
+  state = [params, batch_stats, opt_state]
+
+  def call():
+    *state[:], loss = compiled(*state, x, y)  # Donated state fed back, as in a loop.
+    return loss
+  times, loss = measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s)
+  timing = Timing(tuple(times), compile_ms)
+  extra = {"param_count": int(sum(np.size(p) for p in jax.tree.leaves(state[0]))),
+           "final_loss": float(loss), **xla_cost(compiled)}
+  return timing, extra
+
+
+def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
+                     impls: Iterable[str], *, warmup: int = 2, repeats: int = 10,
+                     budget_s: float | None = 60.0,
+                     on_record: Callable[[dict], None] | None = None,
+                     run_id: str | None = None, progress: bool = False) -> list[dict]:
+  """Times the training step of ``factory(impl)`` for each impl.
+
+  Args:
+    factory: impl name -> Flax module following the model protocol (module docstring).
+    config: batch, image size, model name and width (recorded), dtype, optimiser.
+    impls: conv implementations, each checked against ``sepconv.conv.IMPLS``.
+    warmup, repeats, budget_s: as ``sepconv.bench.timing.measure``.
+    on_record: called with each record as soon as it exists.
+    run_id: shared by the records of one invocation.
+    progress: one line per impl on stderr.
+
+  Returns:
+    One record per impl ('unsupported' where the model or conv rejects the impl).
+  """
+  impls = list(impls)
+  for impl in impls:
+    if impl not in conv_lib.IMPLS:
+      raise ValueError(f"impl (={impl!r}) must be one of {tuple(conv_lib.IMPLS)}")
+  run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
+  prov = provenance()
+  records = []
+  for impl in impls:
+    record = {"kind": RECORD_KIND, "run_id": run_id, "impl": impl, "mode": "train_step",
+              "config": dataclasses.asdict(config), "optimizer": "sgd+momentum"}
+    try:
+      timing, extra = time_train_step(factory(impl), config, warmup=warmup, repeats=repeats,
+                                      budget_s=budget_s)
+    except ValueError as e:
+      record.update(status="unsupported", reason=str(e))
+    else:
+      record.update(status="ok", **timing.summary(), **extra,
+                    images_per_s=config.batch / (timing.median_ms / 1e3))
+    record["provenance"] = prov
+    records.append(record)
+    if on_record is not None:
+      on_record(record)
+    if progress:
+      what = (f"{record['median_ms']:.1f} ms, {record['images_per_s']:.1f} images/s"
+              if record["status"] == "ok" else f"unsupported: {record['reason']}")
+      print(f"[bench] train step {config.model} {config.dtype} {impl}: {what}", file=sys.stderr,
+            flush=True)
+  return records

@@ -1,0 +1,246 @@
+"""`sepconv bench`: time conv layers, group-size sweeps and training steps; render tables.
+
+  sepconv bench layer --group-size 1               # one layer, every impl side by side
+  sepconv bench sweep --mode both                  # group size 1, 2, 4, ..., C
+  sepconv bench render                             # tables from results/lowering/records.jsonl
+  sepconv bench train-step --impl auto,xla         # MobileNet v1 training step
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DEFAULT_RECORDS = "results/lowering/records.jsonl"
+
+
+def _positive_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
+  return value
+
+
+def _nonnegative_int(text: str) -> int:
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative integer")
+  return value
+
+
+def _positive_float(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
+  return value
+
+
+def _padding(text: str) -> str | int:
+  if text.upper() in ("SAME", "VALID"):
+    return text.upper()
+  try:
+    value = int(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} must be SAME, VALID or an integer >= 0") from None
+  if value < 0:
+    raise argparse.ArgumentTypeError(f"{text!r} must be SAME, VALID or an integer >= 0")
+  return value
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+  values = tuple(_positive_int(t.strip()) for t in text.split(","))
+  return values
+
+
+def _modes(mode: str) -> tuple[str, ...]:
+  return ("fwd", "fwdbwd") if mode == "both" else (mode,)
+
+
+def _add_layer_args(p: argparse.ArgumentParser, *, sweep: bool) -> None:
+  g = p.add_argument_group("layer (default: the reference 3x3, 56x56x128 -> 128, batch 32)")
+  g.add_argument("--batch", type=_positive_int, default=32)
+  g.add_argument("--height", type=_positive_int, default=56)
+  g.add_argument("--width", type=_positive_int, default=56)
+  g.add_argument("--in-channels", type=_positive_int, default=128)
+  g.add_argument("--out-channels", type=_positive_int, default=128)
+  g.add_argument("--kernel", type=_positive_int, default=3)
+  g.add_argument("--stride", type=_positive_int, default=1)
+  g.add_argument("--dilation", type=_positive_int, default=1)
+  g.add_argument("--padding", type=_padding, default="SAME", help="SAME, VALID or an int")
+  g.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  g.add_argument("--layer", choices=("conv", "separable"), default="conv",
+                 help="a grouped conv, or a grouped spatial conv fused with a dense 1x1")
+  if sweep:
+    g.add_argument("--group-sizes", type=_int_list, default=None,
+                   help="comma list of channels per group (default 1, 2, 4, ..., in_channels)")
+  else:
+    g.add_argument("--group-size", type=_positive_int, default=1,
+                   help="channels per group: 1 = depthwise, in_channels = dense")
+
+
+def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
+  g = p.add_argument_group("timing and output")
+  g.add_argument("--mode", choices=("fwd", "fwdbwd", "both"), default="both")
+  g.add_argument("--impls", default="all", help="comma list of sepconv.conv.IMPLS (default all)")
+  g.add_argument("--repeats", type=_positive_int, default=10)
+  g.add_argument("--warmup", type=_nonnegative_int, default=2)
+  g.add_argument("--budget-s", type=_positive_float, default=30.0,
+                 help="per case: stop repeating after this many seconds (at least 3 repeats)")
+  g.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+                 help="also time torch.nn.functional.conv2d (NCHW and channels-last) if installed")
+  g.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+                 help="record each impl's largest relative error against 'xla'")
+  g.add_argument("--copy-mib", type=_positive_int, default=256,
+                 help="array size of the bandwidth measurement (MiB)")
+  g.add_argument("--matmul-n", type=_positive_int, default=None,
+                 help="matmul size of the FLOP/s measurement (default 2048 CPU, 8192 else)")
+  g.add_argument("--json", action="store_true", help="print one JSON record per line")
+  g.add_argument("--out", default=default_out,
+                 help=f"JSON-lines file to append records to (default {default_out or 'none'})")
+  g.add_argument("--quiet", action="store_true", help="no progress on stderr")
+
+
+def _layer_config(args, group_size: int):
+  from sepconv.bench.config import LayerConfig
+  return LayerConfig(batch=args.batch, height=args.height, width=args.width,
+                     in_channels=args.in_channels, out_channels=args.out_channels,
+                     kernel=args.kernel, stride=args.stride, dilation=args.dilation,
+                     padding=args.padding, group_size=group_size, dtype=args.dtype,
+                     layer=args.layer)
+
+
+def _options(args):
+  from sepconv.bench.layer import BenchOptions
+  return BenchOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget_s,
+                      torch=args.torch, check=args.check, copy_mib=args.copy_mib,
+                      matmul_n=args.matmul_n)
+
+
+def _sink(path: str | None):
+  if path is None:
+    return None
+  from sepconv.records import append_record
+  return lambda record: append_record(path, record)
+
+
+def _print(records: list[dict], as_json: bool) -> None:
+  if as_json:
+    for record in records:
+      print(json.dumps(record, sort_keys=True))
+    return
+  import tabulate
+  rows = []
+  for r in records:
+    if r["status"] != "ok":
+      rows.append([r["config"].get("group_size", ""), r["mode"], r["impl"], r["status"]])
+      continue
+    rows.append([r["config"].get("group_size", ""), r["mode"], r["impl"], f"{r['median_ms']:.3f}",
+                 f"{r['p25_ms']:.3f}-{r['p75_ms']:.3f}",
+                 "" if r.get("compile_ms") is None else f"{r['compile_ms']:.0f}",
+                 f"{r['achieved_bytes_per_s'] / 1e9:.2f}" if "achieved_bytes_per_s" in r else "",
+                 f"{100 * r['fraction_of_peak_bandwidth']:.1f}" if "fraction_of_peak_bandwidth" in r else "",
+                 "" if r.get("max_rel_err_vs_xla") is None else f"{r['max_rel_err_vs_xla']:.1e}"])
+  print(tabulate.tabulate(rows, headers=["group size", "mode", "impl", "median ms", "p25-p75 ms",
+                                         "compile ms", "GB/s", "% peak BW", "rel err"]))
+
+
+def run_layer(args) -> int:
+  from sepconv.bench.layer import bench_layer, parse_impls
+  config = _layer_config(args, args.group_size)
+  impls = parse_impls(args.impls, config.layer)
+  records = bench_layer(config, impls=impls, modes=_modes(args.mode), options=_options(args),
+                        on_record=_sink(args.out), progress=not args.quiet)
+  _print(records, args.json)
+  return 0
+
+
+def run_sweep(args) -> int:
+  from sepconv.bench.layer import bench_sweep, parse_impls
+  base = _layer_config(args, 1)
+  impls = parse_impls(args.impls, base.layer)
+  records = bench_sweep(base, group_sizes=args.group_sizes, impls=impls, modes=_modes(args.mode),
+                        options=_options(args), on_record=_sink(args.out),
+                        progress=not args.quiet)
+  _print(records, args.json)
+  return 0
+
+
+def run_render(args) -> int:
+  from pathlib import Path
+
+  from sepconv.bench.render import render_lowering
+  out_dir = args.out_dir or str(Path(args.records[0]).parent)
+  for path in render_lowering(args.records, out_dir):
+    print(path)
+  return 0
+
+
+def run_train_step(args) -> int:
+  from sepconv.bench.layer import parse_impls
+  from sepconv.bench.train_step import TrainStepConfig, bench_train_step, model_factory
+  config = TrainStepConfig(model=args.model, conv=args.conv, batch=args.batch, image_size=args.image_size,
+                           width_multiplier=args.width_multiplier, num_classes=args.num_classes,
+                           dtype=args.dtype)
+  impls = parse_impls(args.impl)
+  records = bench_train_step(model_factory(config), config, impls, warmup=args.warmup,
+                             repeats=args.repeats, budget_s=args.budget_s,
+                             on_record=_sink(args.out), progress=not args.quiet)
+  if args.json:
+    _print(records, True)
+  else:
+    for r in records:
+      what = (f"{r['median_ms']:.1f} ms (p25-p75 {r['p25_ms']:.1f}-{r['p75_ms']:.1f}), "
+              f"{r['images_per_s']:.1f} images/s, compile {r['compile_ms'] / 1e3:.1f} s"
+              if r["status"] == "ok" else f"{r['status']}: {r['reason']}")
+      print(f"{r['impl']}: {what}")
+  return 0
+
+
+def register(subparsers) -> None:
+  """Adds `sepconv bench {layer,sweep,render,train-step}`."""
+  bench = subparsers.add_parser("bench", help="benchmark conv implementations and training steps",
+                                description=__doc__.splitlines()[0])
+  sub = bench.add_subparsers(dest="bench_command", required=True)
+
+  p = sub.add_parser("layer", help="one layer, every implementation side by side")
+  _add_layer_args(p, sweep=False)
+  _add_timing_args(p, default_out=None)
+  p.set_defaults(func=run_layer)
+
+  p = sub.add_parser("sweep", help="one layer shape over group sizes 1, 2, 4, ..., C")
+  _add_layer_args(p, sweep=True)
+  _add_timing_args(p, default_out=DEFAULT_RECORDS)
+  p.set_defaults(func=run_sweep)
+
+  p = sub.add_parser("render", help="Markdown, LaTeX and CSV tables from benchmark records")
+  p.add_argument("--records", nargs="+", default=[DEFAULT_RECORDS], help="JSON-lines files")
+  p.add_argument("--out-dir", default=None, help="default: the first records file's folder")
+  p.set_defaults(func=run_render)
+
+  p = sub.add_parser("train-step", help="time a MobileNet training step per conv impl")
+  p.add_argument("--impl", "--impls", dest="impl", default="all",
+                 help="comma list of sepconv.conv.IMPLS (default all)")
+  p.add_argument("--model", default="mobilenet_v1", help="a name in sepconv.models.MODELS")
+  p.add_argument("--conv", default="dws",
+                 help="spectrum point of every block, e.g. dws, standard, grouped:g=8")
+  p.add_argument("--batch", type=_positive_int, default=32)
+  p.add_argument("--image-size", type=_positive_int, default=64)
+  p.add_argument("--width-multiplier", type=_positive_float, default=0.5)
+  p.add_argument("--num-classes", type=_positive_int, default=10)
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--repeats", type=_positive_int, default=10)
+  p.add_argument("--warmup", type=_nonnegative_int, default=2)
+  p.add_argument("--budget-s", type=_positive_float, default=60.0)
+  p.add_argument("--json", action="store_true", help="print one JSON record per line")
+  p.add_argument("--out", default=DEFAULT_RECORDS, help="JSON-lines file to append records to")
+  p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+  p.set_defaults(func=run_train_step)

@@ -1,0 +1,73 @@
+"""Training-step benchmark with a tiny local model, the model lookup, and the GPU check's CPU path."""
+
+from __future__ import annotations
+
+import runpy
+import sys
+from pathlib import Path
+
+import flax.linen as nn
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sepconv.bench.train_step import TrainStepConfig, bench_train_step, model_factory
+from sepconv.conv import grouped_conv
+from sepconv.records import read_records
+
+
+class TinyNet(nn.Module):
+  """Depthwise conv, BatchNorm, pooled features, classifier: the model protocol in miniature."""
+  impl: str = "xla"
+
+  @nn.compact
+  def __call__(self, x, train: bool = False):
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (3, 3, 1, 3))
+    x = grouped_conv(x, kernel, feature_group_count=3, impl=self.impl)
+    x = nn.relu(nn.BatchNorm(use_running_average=not train)(x))
+    features = jnp.mean(x, axis=(1, 2))
+    return nn.Dense(4)(features), {"pool": features}
+
+
+CONFIG = TrainStepConfig(model="tiny", batch=2, image_size=8, num_classes=4)
+
+
+def test_train_step_records():
+  records = bench_train_step(TinyNet, CONFIG, ["xla"], warmup=1, repeats=3)
+  (r,) = records
+  assert r["kind"] == "train_step" and r["status"] == "ok" and r["impl"] == "xla"
+  assert r["repeats"] == 3 and r["median_ms"] > 0 and r["compile_ms"] > 0
+  assert r["images_per_s"] == pytest.approx(2 / (r["median_ms"] / 1e3))
+  assert r["param_count"] == 27 + 3 * 2 + 3 * 4 + 4  # Kernel, BN scale/bias, dense.
+  assert np.isfinite(r["final_loss"]) and r["config"]["model"] == "tiny"
+  assert r["provenance"]["device_kind"]
+
+
+def test_train_step_rejects_unknown_impl_and_records_unsupported():
+  with pytest.raises(ValueError, match="impl \\(='nosuch'\\)"):
+    bench_train_step(TinyNet, CONFIG, ["nosuch"])
+
+  def refuses(impl):
+    raise ValueError(f"impl (={impl!r}) is not supported by this model")
+  (r,) = bench_train_step(refuses, CONFIG, ["xla"], warmup=0, repeats=1)
+  assert r["status"] == "unsupported" and "not supported" in r["reason"]
+  with pytest.raises(ValueError, match="batch"):
+    TrainStepConfig(batch=0)
+
+
+def test_model_factory_says_when_models_are_missing(monkeypatch):
+  monkeypatch.setitem(sys.modules, "sepconv.models", None)  # Makes the import fail.
+  with pytest.raises(ValueError, match="sepconv.models"):
+    model_factory(TrainStepConfig())
+
+
+@pytest.mark.slow
+def test_gpu_check_quick_runs_on_cpu(tmp_path):
+  script = Path(__file__).resolve().parents[1] / "experiments" / "gpu_check.py"
+  gpu_check = runpy.run_path(str(script))
+  assert gpu_check["main"](["--quick", "--out", str(tmp_path), "--git-revision", "rev0"]) == 0
+  records = read_records(tmp_path / "records.jsonl")
+  assert {r["config"]["dtype"] for r in records if r["kind"] == "conv_layer"} == {
+      "float32", "bfloat16"}
+  assert all(r["provenance"]["git_revision"] for r in records)
+  assert (tmp_path / "lowering.md").read_text().startswith("# Convolution lowering")
