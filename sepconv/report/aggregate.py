@@ -239,9 +239,10 @@ def bench_rows(records: Sequence[dict]) -> list[BenchRow]:
     if mult_adds is not None:
       stats["mult_adds"] = mult_adds
     rows.append(BenchRow(g.label, g.config, g.records[0]["_impl"], stats))
-  rows.sort(key=lambda r: (_sort_value(r.config.get("group_size")),
+  # One family after another (pointwise, multiplier), each along its group sizes.
+  rows.sort(key=lambda r: (_sort_value(str(r.config.get("pointwise"))),
                            _sort_value(r.config.get("depth_multiplier")),
-                           _sort_value(str(r.config.get("pointwise"))), r.label, r.impl))
+                           _sort_value(r.config.get("group_size")), r.label, r.impl))
   return rows
 
 

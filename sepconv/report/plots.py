@@ -47,10 +47,21 @@ def _style():
     yield
 
 
+def _value(v) -> str:
+  return v if isinstance(v, str) else json.dumps(v, default=str)
+
+
 def _series(configs: Sequence[dict], exclude: Sequence[str]) -> tuple[list[str], list[str]]:
   """Series name per config (its varying fields, minus position fields) and the field list."""
-  fields = varying_fields(configs, exclude=(*POSITION_FIELDS, *exclude))
-  names = [", ".join(f"{k}={json.dumps(c.get(k), default=str)}" for k in fields) for c in configs]
+  fields, partitions = [], set()
+  for k in varying_fields(configs, exclude=(*POSITION_FIELDS, *exclude)):
+    # A field that splits the configs exactly as an earlier one does adds only words.
+    values = [_value(c.get(k)) for c in configs]
+    partition = tuple(values.index(v) for v in values)
+    if partition not in partitions:
+      partitions.add(partition)
+      fields.append(k)
+  names = [", ".join(f"{k}={_value(c.get(k))}" for k in fields) for c in configs]
   return names, fields
 
 
