@@ -7,7 +7,7 @@ import json
 
 from tabulate import tabulate
 
-from sepconv import cost, spectrum, worked_example
+from sepconv import cost, models, spectrum, worked_example
 
 
 def _int_pair(text: str) -> tuple[int, int]:
@@ -82,6 +82,58 @@ def run_layer(args) -> int:
   return 0
 
 
+def model_report(args) -> dict:
+  """Totals (and, with ``--layers``, per-layer rows) of the model the `cost model` flags name."""
+  kwargs = dict(num_classes=args.num_classes, conv=args.conv, width_multiplier=args.alpha,
+                input_size=args.resolution, small_input=args.small_input)
+  layers = models.model_cost(args.model, **kwargs, dtype_bytes=_dtype_bytes(args.dtype))
+  report = {"model": args.model, "alpha": args.alpha, "resolution": args.resolution,
+            "conv": str(spectrum.parse_point(args.conv)), "num_classes": args.num_classes,
+            "small_input": models.resolve_small_input(args.resolution, args.small_input),
+            **cost.summarize(layers).as_dict()}
+  if args.layers:
+    report["layers"] = [{"name": l.name, "kind": l.kind, "in_shape": l.in_shape,
+                         "out_shape": l.out_shape, "groups": l.groups, "weights": l.weights,
+                         "biases": l.biases, "norm_params": l.norm_params, "norm_stats": l.norm_stats,
+                         "mult_adds": l.mult_adds, "mult_adds_valid": l.mult_adds_valid}
+                        for l in layers]
+  return report
+
+
+def run_model(args) -> int:
+  report = model_report(args)
+  if args.json:
+    print(json.dumps(report, indent=2))
+    return 0
+  if args.layers:
+    table = [[l["name"], "x".join(map(str, l["in_shape"])), "x".join(map(str, l["out_shape"])),
+              l["groups"] if l["kind"] == "conv" else "", f"{l['weights'] + l['biases']:,}",
+              f"{l['norm_params']:,}", f"{l['mult_adds']:,}"] for l in report["layers"]]
+    print(tabulate(table, headers=["layer", "in", "out", "groups", "params", "BN params",
+                                   "mult-adds (paper)"], tablefmt="github", disable_numparse=True))
+    print()
+  print(f"{report['model']}, alpha {report['alpha']:g}, {report['resolution']}x{report['resolution']}, "
+        f"conv {report['conv']}, {report['num_classes']} classes"
+        + (", small-input strides" if report["small_input"] else ""))
+  rows = [["params (conv + FC weights, FC bias; no BN)", f"{report['params']:,}"],
+          ["params with BN scale/offset (trained)", f"{report['params_with_bn']:,}"],
+          ["BN statistics (not trained)", f"{report['norm_stats']:,}"],
+          ["mult-adds (padded taps counted, paper)", f"{report['mult_adds']:,}"],
+          ["mult-adds (valid taps only, XLA)", f"{report['mult_adds_valid']:,}"]]
+  print(tabulate(rows, tablefmt="plain", colalign=("left", "right"), disable_numparse=True))
+  return 0
+
+
+def _positive_float(text: str) -> float:
+  try:
+    value = float(text)
+  except ValueError:
+    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+  if not value > 0:
+    raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
+  return value
+
+
 def register(subparsers) -> None:
   parser = subparsers.add_parser("cost", help="analytic weights, mult-adds, FLOPs and bytes")
   sub = parser.add_subparsers(dest="what", required=True, parser_class=type(parser))
@@ -111,3 +163,17 @@ def register(subparsers) -> None:
   layer.add_argument("--dtype", default="float32")
   layer.add_argument("--json", action="store_true", help="one JSON object")
   layer.set_defaults(func=run_layer)
+
+  model = sub.add_parser("model", help="a whole model's costs (MobileNet v1/v2 on any spectrum point)")
+  model.add_argument("model", help=f"one of {', '.join(models.MODELS)}")
+  model.add_argument("--alpha", type=_positive_float, default=1.0, help="width multiplier (default 1)")
+  model.add_argument("--resolution", type=int, default=224, help="input side in pixels (default 224)")
+  model.add_argument("--conv", default="dws",
+                     help="spectrum point of every block, e.g. dws, standard, grouped:g=8, dws:m=2")
+  model.add_argument("--num-classes", type=int, default=1000)
+  model.add_argument("--small-input", action=argparse.BooleanOptionalAction, default=None,
+                     help="fewer stride-2 layers (default: resolution <= 32)")
+  model.add_argument("--dtype", default="float32")
+  model.add_argument("--layers", action="store_true", help="the per-layer table too")
+  model.add_argument("--json", action="store_true", help="one JSON object")
+  model.set_defaults(func=run_model)
