@@ -44,6 +44,8 @@ class Dataset:
   class_names: tuple[str, ...] | None = None
 
   def __post_init__(self):
+    for field in ("y_train", "y_test"):  # one label dtype, so the step compiles once
+      object.__setattr__(self, field, np.asarray(getattr(self, field), np.int32))
     for split, x, y in (("train", self.x_train, self.y_train), ("test", self.x_test, self.y_test)):
       if x.ndim != 4:
         raise ValueError(f"{self.name}: x_{split} shape (={x.shape}) must be (N, H, W, C)")
@@ -75,10 +77,15 @@ class Dataset:
 
   def normalize(self, x: jax.Array) -> jax.Array:
     """Stored-unit images to float32 with the training split's per-channel mean and std."""
-    shape = (1,) * (x.ndim - 1) + (-1,)  # explicit: tests run with rank promotion raising
-    mean = jnp.asarray(self.mean, jnp.float32).reshape(shape)
-    std = jnp.asarray(self.std, jnp.float32).reshape(shape)
-    return (x.astype(jnp.float32) - mean) / std
+    return normalize(x, self.mean, self.std)
+
+
+def normalize(x: jax.Array, mean: tuple[float, ...], std: tuple[float, ...]) -> jax.Array:
+  """(x - mean) / std per channel (last axis), in float32."""
+  shape = (1,) * (x.ndim - 1) + (-1,)  # explicit: tests run with rank promotion raising
+  mean = jnp.asarray(mean, jnp.float32).reshape(shape)
+  std = jnp.asarray(std, jnp.float32).reshape(shape)
+  return (x.astype(jnp.float32) - mean) / std
 
 
 def channel_stats(x: np.ndarray, chunk: int = 4096) -> tuple[tuple[float, ...], tuple[float, ...]]:

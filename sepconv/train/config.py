@@ -1,0 +1,162 @@
+"""``TrainConfig``: everything that decides a training run's result, as a frozen dataclass."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("cosine", "step", "constant")
+DTYPES = ("float32", "bfloat16")
+
+# Fields that may change between a run and its resumption without changing its result.
+_RESUME_FREE = ("data_dir", "download", "checkpoint_every_steps")
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """One training run.
+
+  Attributes:
+    model: 'mobilenet_v1' or 'mobilenet_v2' (``sepconv.models.build_model``).
+    conv: the convolution point on the spectrum, a ``sepconv.spectrum`` string, e.g. 'dws'.
+    width_multiplier: MobileNet's alpha.
+    dataset: 'digits', 'cifar10', 'cifar100' or 'synthetic'.
+    data_dir: where CIFAR lives (archive, extracted folder, or a folder holding either).
+    download: fetch the official CIFAR archive into ``data_dir`` when it is missing.
+    epochs: passes over the training split.
+    batch_size: global batch, over all devices and hosts; must divide by the device count.
+    optimizer: 'sgd' (heavy-ball momentum, optionally Nesterov) or 'adamw'.
+    base_lr: learning rate per 256 images; the peak rate is ``lr`` (linear scaling rule).
+    momentum: SGD momentum (AdamW uses its own b1 = 0.9).
+    nesterov: Nesterov momentum for SGD.
+    weight_decay: L2 coefficient; coupled (added to the gradient) for SGD, decoupled
+      (scaled by the learning rate) for AdamW.
+    decay_depthwise: also decay depthwise kernels; MobileNet (Howard et al. 2017, sec. 3.3)
+      puts "very little or no weight decay" on them, so off by default.
+    decay_norm_and_bias: also decay BatchNorm scale/bias and conv/dense biases.
+    schedule: 'cosine' (to zero), 'step' (x ``step_factor`` at each of ``step_milestones``)
+      or 'constant', each after a linear warm-up.
+    warmup_epochs: epochs of linear warm-up from ~0 to ``lr``.
+    step_milestones: for 'step', fractions of the run at which the rate drops.
+    step_factor: for 'step', the factor applied at each milestone.
+    label_smoothing: cross-entropy label smoothing.
+    augment: apply the data set's training augmentation.
+    seed: seeds initialisation, data order and augmentation.
+    dtype: compute dtype, 'float32' or 'bfloat16' (parameters stay float32).
+    impl: convolution implementation passed to the model ('auto' lets it choose).
+    checkpoint_every_steps: also checkpoint every this many steps; 0 checkpoints at
+      the end of each epoch only.
+  """
+
+  model: str = "mobilenet_v1"
+  conv: str = "dws"
+  width_multiplier: float = 1.0
+  dataset: str = "digits"
+  data_dir: str | None = None
+  download: bool = False
+  epochs: int = 15
+  batch_size: int = 64
+  optimizer: str = "sgd"
+  base_lr: float = 0.4
+  momentum: float = 0.9
+  nesterov: bool = True
+  weight_decay: float = 5e-4
+  decay_depthwise: bool = False
+  decay_norm_and_bias: bool = False
+  schedule: str = "cosine"
+  warmup_epochs: float = 1.0
+  step_milestones: tuple[float, ...] = (0.5, 0.75)
+  step_factor: float = 0.1
+  label_smoothing: float = 0.0
+  augment: bool = True
+  seed: int = 0
+  dtype: str = "float32"
+  impl: str = "auto"
+  checkpoint_every_steps: int = 0
+
+  def __post_init__(self):
+    for field, value, choices in (("optimizer", self.optimizer, OPTIMIZERS),
+                                  ("schedule", self.schedule, SCHEDULES),
+                                  ("dtype", self.dtype, DTYPES)):
+      if value not in choices:
+        raise ValueError(f"{field} (={value!r}) must be one of {choices}")
+    for field in ("epochs", "batch_size"):
+      if getattr(self, field) < 1:
+        raise ValueError(f"{field} (={getattr(self, field)}) must be >= 1")
+    if self.base_lr <= 0 or self.width_multiplier <= 0:
+      raise ValueError(f"base_lr (={self.base_lr}) and width_multiplier "
+                       f"(={self.width_multiplier}) must be > 0")
+    if self.weight_decay < 0 or self.warmup_epochs < 0 or self.checkpoint_every_steps < 0:
+      raise ValueError(f"weight_decay (={self.weight_decay}), warmup_epochs "
+                       f"(={self.warmup_epochs}) and checkpoint_every_steps "
+                       f"(={self.checkpoint_every_steps}) must be >= 0")
+    if not 0 <= self.seed < 2**31:
+      raise ValueError(f"seed (={self.seed}) must be in [0, 2**31)")
+    if not 0 <= self.label_smoothing < 1:
+      raise ValueError(f"label_smoothing (={self.label_smoothing}) must be in [0, 1)")
+    if any(not 0 < m < 1 for m in self.step_milestones):
+      raise ValueError(f"step_milestones (={self.step_milestones}) must be fractions in (0, 1)")
+    object.__setattr__(self, "step_milestones", tuple(float(m) for m in self.step_milestones))
+
+  @property
+  def lr(self) -> float:
+    """Peak learning rate: the linear scaling rule of Goyal et al. (2017)."""
+    return self.base_lr * self.batch_size / 256
+
+  def to_json(self) -> dict:
+    return dataclasses.asdict(self)
+
+  @classmethod
+  def from_json(cls, data: dict) -> TrainConfig:
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+      raise ValueError(f"unknown TrainConfig fields {unknown}")
+    if "step_milestones" in data:
+      data = {**data, "step_milestones": tuple(data["step_milestones"])}
+    return cls(**data)
+
+
+# Per-data-set starting points; a field given explicitly overrides these.
+# digits: 1,437 images, 22 steps of 64 per epoch. cifar: the usual 32x32 recipe
+# (SGD 0.1 per 128 images, wd 5e-4, cosine, crop+flip).
+PRESETS: dict[str, dict] = {
+    "digits": dict(epochs=15, batch_size=64, base_lr=0.4, weight_decay=5e-4, warmup_epochs=1.0),
+    "cifar10": dict(epochs=100, batch_size=128, base_lr=0.2, weight_decay=5e-4, warmup_epochs=2.0),
+    "cifar100": dict(epochs=100, batch_size=128, base_lr=0.2, weight_decay=5e-4,
+                     warmup_epochs=2.0),
+    "synthetic": dict(epochs=2, batch_size=128, base_lr=0.2, weight_decay=5e-4, warmup_epochs=0.0),
+}
+
+
+def default_config(dataset: str = "digits", **overrides) -> TrainConfig:
+  """The preset for ``dataset`` with ``overrides`` applied."""
+  if dataset not in PRESETS:
+    raise ValueError(f"dataset (={dataset!r}) must be one of {tuple(PRESETS)}")
+  return TrainConfig(dataset=dataset, **{**PRESETS[dataset], **overrides})
+
+
+def check_resumable(config: TrainConfig, out_dir: str | os.PathLike) -> None:
+  """Writes ``out_dir/config.json``, or checks that a run already there matches ``config``."""
+  path = Path(out_dir) / "config.json"
+  if path.exists():
+    try:
+      saved = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+      raise ValueError(f"{path} is not valid JSON ({e}); remove it or pick another out dir") from None
+    current = config.to_json()
+    differing = sorted(k for k in set(saved) | set(current)
+                       if k not in _RESUME_FREE and _jsonable(saved.get(k)) != _jsonable(current.get(k)))
+    if differing:
+      detail = ", ".join(f"{k} (={current.get(k)!r}, saved {saved.get(k)!r})" for k in differing)
+      raise ValueError(f"{out_dir} holds a different run: {detail}; use another --out to start afresh")
+    return
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps(config.to_json(), indent=2, sort_keys=True) + "\n", encoding="utf-8")
+
+
+def _jsonable(value):
+  return json.loads(json.dumps(value))

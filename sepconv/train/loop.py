@@ -1,0 +1,282 @@
+"""``train``: the epoch loop tying data, model, optimiser, mesh, checkpoints and records.
+
+Everything a run produces lives in its ``out_dir``: ``config.json`` (the run's
+identity), ``checkpoints/`` (orbax, the latest two), and ``metrics.jsonl`` (one
+record per epoch, then one ``train_result`` record). Calling ``train`` again with the
+same ``out_dir`` resumes from the latest checkpoint and, because the data order of
+epoch e is a pure function of (seed, e) and each step's augmentation key is
+``fold_in(rng, step)``, ends with exactly the parameters of an uninterrupted run.
+An epoch interrupted after its record was written but before its checkpoint is
+recomputed and recorded again; readers keep the last record per epoch.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from sepconv.data import Dataset, load_dataset
+from sepconv.provenance import provenance
+from sepconv.records import append_record, read_records
+from sepconv.train.checkpoint import Checkpoints
+from sepconv.train.config import check_resumable, TrainConfig
+from sepconv.train.parallel import (batch_sharded, check_batch, make_mesh,
+                                    maybe_initialize_distributed, put_global_batch)
+from sepconv.train.progress import Progress
+from sepconv.train.step import (COMPUTE_DTYPES, eval_step, initial_state, reset_metrics, StepSpec,
+                                train_step, TrainState)
+
+METRICS_FILE = "metrics.jsonl"
+
+ModelFactory = Callable[[TrainConfig, int, tuple[int, int, int]], nn.Module]
+
+
+def _build_model(config: TrainConfig, num_classes: int, input_shape: tuple[int, int, int]
+                 ) -> nn.Module:
+  """The model ``config`` names, from ``sepconv.models`` (imported only when needed)."""
+  from sepconv.models import build_model
+  return build_model(config.model, num_classes=num_classes, conv=config.conv,
+                     width_multiplier=config.width_multiplier, input_size=input_shape[0],
+                     impl=config.impl, dtype=COMPUTE_DTYPES[config.dtype])
+
+
+def _model_costs(config: TrainConfig, num_classes: int, input_shape: tuple[int, int, int],
+                 params, *, from_cost_model: bool = True) -> dict:
+  """Parameter counts and mult-adds of the trained model.
+
+  ``params`` and ``mult_adds`` follow the papers (``sepconv.models.model_summary``:
+  conv and dense weights plus biases, no BatchNorm; every tap counted, padding
+  included). ``trainable_params`` counts the 'params' tree itself (BatchNorm scale and
+  bias included, statistics not). A model from a custom factory has no analytic cost:
+  its ``params`` is the tree count and ``mult_adds`` is None.
+  """
+  trainable = int(sum(np.size(x) for x in jax.tree.leaves(params)))
+  if not from_cost_model:
+    return {"params": trainable, "trainable_params": trainable, "mult_adds": None}
+  from sepconv.models import model_cost, model_summary
+  kwargs = dict(num_classes=num_classes, conv=config.conv,
+                width_multiplier=config.width_multiplier, input_size=input_shape[0])
+  if "in_channels" in inspect.signature(model_cost).parameters:
+    kwargs["in_channels"] = input_shape[2]
+  summary = model_summary(config.model, **kwargs)
+  return {"params": summary.params, "trainable_params": trainable,
+          "mult_adds": summary.mult_adds}
+
+
+def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
+  """The training permutation of ``epoch``: a pure function of (seed, epoch)."""
+  return np.random.default_rng([seed, epoch]).permutation(num_examples)
+
+
+def _fetch(x: jax.Array) -> np.ndarray:
+  """A replicated array's value on this host (works when other hosts hold shards too)."""
+  return np.asarray(x.addressable_data(0))
+
+
+def _evaluate(eval_fn, state: TrainState, mesh, images: np.ndarray, labels: np.ndarray,
+              batch_size: int) -> tuple[float, float]:
+  """(mean loss, accuracy) over all rows; the last batch is zero-padded and weighted out."""
+  sums = []
+  for start in range(0, len(images), batch_size):
+    x, y = images[start:start + batch_size], labels[start:start + batch_size]
+    weights = np.ones(len(x), np.float32)
+    if len(x) < batch_size:
+      pad = batch_size - len(x)
+      x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+      y = np.concatenate([y, np.zeros(pad, y.dtype)])
+      weights = np.concatenate([weights, np.zeros(pad, np.float32)])
+    sums.append(eval_fn(state, *put_global_batch(mesh, x, y, weights)))
+  loss_sum, correct = np.sum([_fetch(s) for s in sums], axis=0, dtype=np.float64)
+  return float(loss_sum) / len(images), float(correct) / len(images)
+
+
+def _epoch_records(path: Path) -> dict[int, dict]:
+  """The last epoch record per epoch already in ``path``."""
+  if not path.exists():
+    return {}
+  return {r["epoch"]: r for r in read_records(path) if r.get("kind") == "epoch"}
+
+
+def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
+          model_factory: ModelFactory | None = None,
+          devices: Sequence[jax.Device] | None = None,
+          stop_after_steps: int | None = None, progress: bool = True) -> dict:
+  """Trains (or resumes) the run ``config`` in ``out_dir``; returns its final metrics.
+
+  Args:
+    config: the run.
+    out_dir: directory for config.json, checkpoints/ and metrics.jsonl; an existing run
+      there with the same config is resumed, a different one is refused.
+    dataset: use this data set instead of loading ``config.dataset``.
+    model_factory: ``(config, num_classes, input_shape) -> flax Module`` following the
+      ``sepconv.models.build_model`` protocol; defaults to ``sepconv.models``.
+    devices: devices of the data-parallel mesh; default all devices of all hosts.
+    stop_after_steps: stop abruptly after this many global steps, without saving, as a
+      killed process would (for testing resumption); returns ``{'completed': False, ...}``.
+    progress: draw the progress bar on stderr (process 0 only).
+
+  Returns:
+    A dict with test_accuracy, test_loss, train_accuracy, train_loss (clean, full
+    training split), train_seconds (time in training steps, compilation excluded),
+    images_per_second, compile_seconds, params, mult_adds, steps, epochs, config,
+    provenance; it is also appended to metrics.jsonl as the 'train_result' record.
+  """
+  maybe_initialize_distributed()
+  out_dir = Path(out_dir)
+  metrics_path = out_dir / METRICS_FILE
+  lead = jax.process_index() == 0
+
+  if dataset is None:
+    dataset = load_dataset(config.dataset, config.data_dir, download=config.download)
+  mesh = make_mesh(devices)
+  batch = config.batch_size
+  check_batch(batch, mesh)
+  if batch > dataset.num_train:
+    raise ValueError(f"batch_size (={batch}) must not exceed the training split "
+                     f"(={dataset.num_train} images of {dataset.name})")
+  steps_per_epoch = dataset.num_train // batch  # the last partial batch is dropped
+  total_steps = config.epochs * steps_per_epoch
+
+  model = (model_factory or _build_model)(config, dataset.num_classes, dataset.input_shape)
+  spec = StepSpec.create(model, config, steps_per_epoch, dataset, mesh)
+  data = batch_sharded(mesh)
+
+  check_resumable(config, out_dir)  # after validation: a refused run leaves no trace
+  checkpoints = Checkpoints(out_dir / "checkpoints")
+  try:
+    state = initial_state(spec, dataset.input_shape, config.seed)
+    start = checkpoints.latest_step() or 0
+    if start:
+      state = checkpoints.restore(start, state)
+    records = _epoch_records(metrics_path)
+    if start >= total_steps and metrics_path.exists():
+      finished = [r for r in read_records(metrics_path) if r.get("kind") == "train_result"]
+      if finished:
+        return finished[-1]
+
+    compile_start = time.perf_counter()
+    x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
+                                  sharding=data)
+    y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
+    w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
+    step_fn = train_step.lower(state, x_spec, y_spec, spec=spec).compile()
+    eval_fn = eval_step.lower(state, x_spec, y_spec, w_spec, spec=spec).compile()
+    compile_seconds = time.perf_counter() - compile_start
+
+    bar = Progress(config.epochs, steps_per_epoch, enabled=progress and lead)
+    x_train, y_train = dataset.x_train, dataset.y_train
+    for epoch in range(start // steps_per_epoch, config.epochs):
+      first = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
+      if first == 0:
+        state = reset_metrics(state, mesh)
+      order = epoch_order(config.seed, epoch, dataset.num_train)
+      epoch_start = time.perf_counter()
+      for i in range(first, steps_per_epoch):
+        idx = order[i * batch:(i + 1) * batch]
+        state = step_fn(state, *put_global_batch(mesh, x_train[idx], y_train[idx]))
+        step = epoch * steps_per_epoch + i + 1
+        if bar.due():
+          loss_sum, correct, seen = (_fetch(v) for v in (state.loss_sum, state.correct_sum,
+                                                         state.seen))
+          rate = (i + 1 - first) * batch / (time.perf_counter() - epoch_start)
+          bar.draw(epoch, i + 1, loss_sum / seen, correct / seen, rate)
+        if stop_after_steps is not None and step >= stop_after_steps:
+          return {"completed": False, "step": step}
+        if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 \
+            and step % steps_per_epoch:
+          checkpoints.save(step, state)
+      jax.block_until_ready(state)
+      seconds = time.perf_counter() - epoch_start
+      loss_sum, correct, seen = (float(_fetch(v)) for v in (state.loss_sum, state.correct_sum,
+                                                           state.seen))
+      eval_start = time.perf_counter()
+      test_loss, test_acc = _evaluate(eval_fn, state, mesh, dataset.x_test, dataset.y_test, batch)
+      images = (steps_per_epoch - first) * batch
+      record = {
+          "kind": "epoch", "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
+          "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+          "test_loss": test_loss, "test_accuracy": test_acc,
+          "images_per_second": images / seconds, "train_seconds": seconds, "train_images": images,
+          "eval_seconds": time.perf_counter() - eval_start, "resumed": bool(first),
+          "run": out_dir.name, "config": config.to_json(),
+      }
+      bar.draw(epoch, steps_per_epoch, record["train_loss"], record["train_accuracy"],
+               record["images_per_second"], final=True,
+               extra=f" | test loss {test_loss:.4f} acc {test_acc:.4f}")
+      if lead:
+        append_record(metrics_path, record)
+      records[epoch + 1] = record
+      checkpoints.save((epoch + 1) * steps_per_epoch, state)
+
+    train_loss, train_acc = _evaluate(eval_fn, state, mesh, x_train, y_train, batch)
+    test_loss, test_acc = _evaluate(eval_fn, state, mesh, dataset.x_test, dataset.y_test, batch)
+    train_seconds = sum(r["train_seconds"] for r in records.values())
+    train_images = sum(r["train_images"] for r in records.values())
+    result = {
+        "kind": "train_result", "run": out_dir.name, "dataset": dataset.name,
+        "test_accuracy": test_acc, "test_loss": test_loss,
+        "train_accuracy": train_acc, "train_loss": train_loss,
+        "train_seconds": train_seconds,
+        "images_per_second": train_images / train_seconds if train_seconds else None,
+        "compile_seconds": compile_seconds, "epochs": config.epochs, "steps": total_steps,
+        **_model_costs(config, dataset.num_classes, dataset.input_shape, state.params,
+                       from_cost_model=model_factory is None),
+        "config": config.to_json(), "provenance": provenance(), "completed": True,
+    }
+    if lead:
+      append_record(metrics_path, result)
+    return result
+  finally:
+    checkpoints.wait()
+    checkpoints.close()
+
+
+def restore_variables(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
+                      model_factory: ModelFactory | None = None,
+                      devices: Sequence[jax.Device] | None = None) -> tuple[nn.Module, dict]:
+  """The model of ``config`` and its variables from the latest checkpoint in ``out_dir``.
+
+  Args:
+    config: the run's config (as in ``out_dir/config.json``).
+    out_dir: the run directory.
+    dataset: the run's data set (default: loaded from ``config``).
+    model_factory: as in ``train``.
+    devices: mesh devices for the restored arrays (default: all).
+
+  Returns:
+    ``(model, {'params': ..., 'batch_stats': ...})``, ready for ``model.apply``.
+  """
+  if dataset is None:
+    dataset = load_dataset(config.dataset, config.data_dir)
+  model = (model_factory or _build_model)(config, dataset.num_classes, dataset.input_shape)
+  spec = StepSpec.create(model, config, dataset.num_train // config.batch_size, dataset,
+                         make_mesh(devices))
+  checkpoints = Checkpoints(Path(out_dir) / "checkpoints")
+  try:
+    step = checkpoints.latest_step()
+    if step is None:
+      raise FileNotFoundError(f"no checkpoint under {checkpoints.directory}")
+    state = checkpoints.restore(step, initial_state(spec, dataset.input_shape, config.seed))
+  finally:
+    checkpoints.close()
+  return model, {"params": state.params, "batch_stats": state.batch_stats}
+
+
+def read_result(out_dir) -> dict:
+  """The final record of the finished run in ``out_dir``."""
+  path = Path(out_dir) / METRICS_FILE
+  finished = [r for r in read_records(path) if r.get("kind") == "train_result"]
+  if not finished:
+    raise ValueError(f"{path} has no train_result record: the run has not finished")
+  return finished[-1]
+
+
+__all__ = ["COMPUTE_DTYPES", "epoch_order", "ModelFactory", "read_result", "restore_variables",
+           "train"]

@@ -1,0 +1,178 @@
+"""The training state and the pure, jitted train and eval steps.
+
+The steps are module-level ``jax.jit`` functions whose only static argument is a
+hashable ``StepSpec``; two runs with equal specs (same model, optimiser, data
+statistics and mesh) share one compilation within a process.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh
+
+from sepconv.data.augment import Augmentation
+from sepconv.data.dataset import normalize
+from sepconv.train.config import TrainConfig
+from sepconv.train.optim import make_optimizer
+from sepconv.train.parallel import replicated
+
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a resumed run needs, all arrays (checkpointed as one pytree).
+
+  ``rng`` is raw key data; each step's key is ``fold_in(rng, step)``, so the
+  augmentation stream depends on the step, never on how often the run was resumed.
+  The three sums accumulate the current epoch's training loss and accuracy.
+  """
+
+  step: jax.Array
+  params: Any
+  batch_stats: Any
+  opt_state: Any
+  rng: jax.Array
+  loss_sum: jax.Array
+  correct_sum: jax.Array
+  seen: jax.Array
+
+
+class _ByIdentity:
+  """Makes an unhashable model usable as a static argument (no cache sharing)."""
+
+  def __init__(self, value):
+    self.value = value
+
+
+@dataclasses.dataclass(frozen=True)
+class StepSpec:
+  """Everything static about a step: the model, optimiser, data statistics and mesh."""
+
+  model: Any
+  config: TrainConfig
+  steps_per_epoch: int
+  num_classes: int
+  mean: tuple[float, ...]
+  std: tuple[float, ...]
+  augmentation: Augmentation | None
+  mesh: Mesh
+
+  @classmethod
+  def create(cls, model: nn.Module, config: TrainConfig, steps_per_epoch: int, dataset,
+             mesh: Mesh) -> StepSpec:
+    try:
+      hash(model)
+    except TypeError:
+      model = _ByIdentity(model)
+    # Fields that cannot change the compiled step are blanked, so runs differing only in
+    # them (seeds of a sweep, paths) share a compilation.
+    config = dataclasses.replace(config, seed=0, data_dir=None, download=False,
+                                 checkpoint_every_steps=0)
+    augmentation = dataset.augmentation if config.augment and dataset.augmentation.enabled else None
+    return cls(model, config, steps_per_epoch, dataset.num_classes, tuple(dataset.mean),
+               tuple(dataset.std), augmentation, mesh)
+
+  @property
+  def module(self) -> nn.Module:
+    return self.model.value if isinstance(self.model, _ByIdentity) else self.model
+
+  @property
+  def tx(self) -> optax.GradientTransformation:
+    return make_optimizer(self.config, self.steps_per_epoch)
+
+  @property
+  def dtype(self):
+    return COMPUTE_DTYPES[self.config.dtype]
+
+  def replicate(self, tree):
+    return jax.lax.with_sharding_constraint(tree, replicated(self.mesh))
+
+
+def init_state(model: nn.Module, tx: optax.GradientTransformation, input_shape, seed
+               ) -> TrainState:
+  """The state at step 0: parameters from ``seed`` (an int, or a traced int32 under jit)."""
+  init_key, data_key = jax.random.split(jax.random.key(seed))
+  variables = model.init(init_key, jnp.zeros((1, *input_shape), jnp.float32), train=False)
+  params = variables["params"]
+  return TrainState(
+      step=jnp.zeros((), jnp.int32), params=params,
+      batch_stats=variables.get("batch_stats", {}), opt_state=tx.init(params),
+      rng=jax.random.key_data(data_key), loss_sum=jnp.zeros((), jnp.float32),
+      correct_sum=jnp.zeros((), jnp.float32), seen=jnp.zeros((), jnp.float32))
+
+
+def initial_state(spec: StepSpec, input_shape: tuple[int, ...], seed: int) -> TrainState:
+  """``init_state`` compiled once per spec (the seed is traced), replicated over the mesh."""
+  return _initial_state(np.int32(seed), spec=spec, input_shape=tuple(input_shape))
+
+
+@functools.partial(jax.jit, static_argnames=("spec", "input_shape"))
+def _initial_state(seed: jax.Array, *, spec: StepSpec, input_shape: tuple[int, ...]) -> TrainState:
+  return spec.replicate(init_state(spec.module, spec.tx, input_shape, seed))
+
+
+def reset_metrics(state: TrainState, mesh: Mesh) -> TrainState:
+  """Zeroes the epoch's running sums (host-built, no compilation)."""
+  def zero():  # three distinct buffers: the step donates each
+    return jax.make_array_from_callback((), replicated(mesh), lambda _: np.zeros((), np.float32))
+  return state.replace(loss_sum=zero(), correct_sum=zero(), seen=zero())
+
+
+def _cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
+  if label_smoothing:
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+  return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
+
+@functools.partial(jax.jit, static_argnames="spec", donate_argnums=0)
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *, spec: StepSpec
+               ) -> TrainState:
+  """One optimiser step on a global batch: normalise, augment, forward, backward, update."""
+  key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
+  aug_key, dropout_key = jax.random.split(key)
+  x = normalize(images, spec.mean, spec.std)
+  if spec.augmentation is not None:
+    x = spec.augmentation(aug_key, x)
+  x = x.astype(spec.dtype)
+
+  def loss_fn(params):
+    (logits, _), updates = spec.module.apply(
+        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
+        mutable=["batch_stats"], rngs={"dropout": dropout_key})
+    logits = logits.astype(jnp.float32)
+    loss = _cross_entropy(logits, labels, spec.num_classes, spec.config.label_smoothing).mean()
+    return loss, (logits, updates.get("batch_stats", {}))
+
+  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  n = jnp.float32(labels.shape[0])
+  return spec.replicate(state.replace(
+      step=state.step + 1, params=params, batch_stats=batch_stats, opt_state=opt_state,
+      loss_sum=state.loss_sum + loss * n, correct_sum=state.correct_sum + correct,
+      seen=state.seen + n))
+
+
+@functools.partial(jax.jit, static_argnames="spec")
+def eval_step(state: TrainState, images: jax.Array, labels: jax.Array, weights: jax.Array, *,
+              spec: StepSpec) -> jax.Array:
+  """[sum of weighted losses, sum of weighted correct predictions] over a batch."""
+  x = normalize(images, spec.mean, spec.std).astype(spec.dtype)
+  logits, _ = spec.module.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
+                                train=False)
+  logits = logits.astype(jnp.float32)
+  loss = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+  correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+  return spec.replicate(jnp.stack([jnp.sum(loss * weights), jnp.sum(correct * weights)]))

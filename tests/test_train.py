@@ -1,0 +1,183 @@
+"""The training loop: learning, determinism, 1 vs 8 devices, resume after a kill, the CLI."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sepconv.cli.main import main
+from sepconv.data import Augmentation, load_digits, load_synthetic
+from sepconv.records import read_records
+from sepconv.train import default_config, epoch_order, restore_variables, train, TrainConfig
+from sepconv.train import loop
+from sepconv.train.checkpoint import Checkpoints
+from sepconv.train.parallel import make_mesh
+from test_train_support import tiny_factory
+
+ONE = jax.devices()[:1]
+TIMING = {"images_per_second", "train_seconds", "eval_seconds", "compile_seconds", "provenance",
+          "run", "train_images", "resumed"}
+
+
+@pytest.fixture(scope="module")
+def digits():
+  return load_digits()
+
+
+def _records(out_dir, kind="epoch"):
+  return [r for r in read_records(out_dir / "metrics.jsonl") if r["kind"] == kind]
+
+
+def _untimed(record):
+  return {k: v for k, v in record.items() if k not in TIMING}
+
+
+def _params(out_dir, config, dataset, devices=ONE):
+  """The parameters in the run's latest checkpoint."""
+  _, variables = restore_variables(config, out_dir, dataset=dataset, model_factory=tiny_factory,
+                                   devices=devices)
+  return variables["params"]
+
+
+def test_short_digits_run_learns_and_records(tmp_path, digits):
+  config = default_config("digits", model="tiny", epochs=6)
+  result = train(config, tmp_path, dataset=digits, model_factory=tiny_factory, devices=ONE,
+                 progress=False)
+  assert result["test_accuracy"] > 0.6 and result["train_accuracy"] > 0.6  # chance: 0.1
+  for key in ("test_accuracy", "train_seconds", "params", "mult_adds", "images_per_second"):
+    assert key in result
+  assert result["params"] == sum(np.size(x) for x in jax.tree.leaves(
+      tiny_factory(config, 10, (8, 8, 1)).init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)))["params"]))
+  epochs = _records(tmp_path)
+  assert [r["epoch"] for r in epochs] == [1, 2, 3, 4, 5, 6]
+  assert epochs[-1]["train_accuracy"] > epochs[0]["train_accuracy"]
+  assert all(r["train_images"] == 22 * 64 and r["images_per_second"] > 0 for r in epochs)
+  assert _records(tmp_path, "train_result")[-1]["test_accuracy"] == result["test_accuracy"]
+  # A finished run started again returns its result without training again.
+  again = train(config, tmp_path, dataset=digits, model_factory=tiny_factory, devices=ONE,
+                progress=False)
+  assert again == json.loads(json.dumps(result)) and len(_records(tmp_path)) == 6
+
+
+def test_same_seed_same_metrics(tmp_path, digits):
+  shifted = dataclasses.replace(digits, augmentation=Augmentation(pad=1))  # exercise the RNG
+  config = default_config("digits", model="tiny", epochs=2, seed=7)
+  runs = [train(config, tmp_path / name, dataset=shifted, model_factory=tiny_factory,
+                devices=ONE, progress=False) for name in ("a", "b")]
+  assert _untimed(runs[0]) == _untimed(runs[1])
+  assert [_untimed(r) for r in _records(tmp_path / "a")] == [
+      _untimed(r) for r in _records(tmp_path / "b")]
+  other = train(dataclasses.replace(config, seed=8), tmp_path / "c", dataset=shifted,
+                model_factory=tiny_factory, devices=ONE, progress=False)
+  assert other["train_loss"] != runs[0]["train_loss"]
+
+
+def test_one_and_eight_devices_follow_the_same_trajectory(tmp_path):
+  data = load_synthetic(num_train=64, num_test=24, image_shape=(8, 8, 3), num_classes=4,
+                        augmentation=Augmentation(pad=1, flip=True), seed=1)
+  config = TrainConfig(model="tiny", dataset="synthetic", epochs=4, batch_size=32, base_lr=0.4,
+                       warmup_epochs=1)
+  assert len(jax.devices()) == 8
+  for name, devices in (("one", ONE), ("eight", jax.devices())):
+    train(config, tmp_path / name, dataset=data, model_factory=tiny_factory, devices=devices,
+          progress=False)
+  one, eight = _records(tmp_path / "one"), _records(tmp_path / "eight")
+  for key in ("train_loss", "train_accuracy", "test_loss", "test_accuracy"):
+    np.testing.assert_allclose([r[key] for r in one], [r[key] for r in eight], rtol=1e-5,
+                               atol=1e-6, err_msg=key)
+  assert one[-1]["train_loss"] < one[0]["train_loss"]
+  params_one = _params(tmp_path / "one", config, data)
+  params_eight = _params(tmp_path / "eight", config, data, jax.devices())
+  for a, b in zip(jax.tree.leaves(params_one), jax.tree.leaves(params_eight)):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_killed_run_resumes_to_identical_parameters(tmp_path, digits):
+  shifted = dataclasses.replace(digits, augmentation=Augmentation(pad=1))
+  config = default_config("digits", model="tiny", epochs=3, checkpoint_every_steps=5)
+  kwargs = dict(dataset=shifted, model_factory=tiny_factory, devices=ONE, progress=False)
+  whole = train(config, tmp_path / "whole", **kwargs)
+  # Killed at step 31 (mid epoch 2): checkpoints exist at 22 (epoch end) and 30; the
+  # resumed run replays step 31 onwards with the same batches and augmentation keys.
+  stopped = train(config, tmp_path / "killed", stop_after_steps=31, **kwargs)
+  assert stopped == {"completed": False, "step": 31}
+  assert [r["epoch"] for r in _records(tmp_path / "killed")] == [1]
+  resumed = train(config, tmp_path / "killed", **kwargs)
+  for a, b in zip(jax.tree.leaves(_params(tmp_path / "whole", config, digits)),
+                  jax.tree.leaves(_params(tmp_path / "killed", config, digits))):
+    np.testing.assert_array_equal(a, b)
+  assert _untimed(resumed) == _untimed(whole)
+  killed = _records(tmp_path / "killed")
+  assert [r["resumed"] for r in killed] == [False, True, False]
+  assert [_untimed(r) for r in killed] == [
+      _untimed(r) for r in _records(tmp_path / "whole")]
+
+
+def test_epoch_order_is_a_pure_function_of_seed_and_epoch():
+  np.testing.assert_array_equal(epoch_order(3, 5, 100), epoch_order(3, 5, 100))
+  assert not np.array_equal(epoch_order(3, 5, 100), epoch_order(3, 6, 100))
+  assert sorted(epoch_order(0, 0, 10)) == list(range(10))
+
+
+def test_padded_evaluation_weights_out_the_padding():
+  mesh = make_mesh(jax.devices())
+  labels = np.arange(19, dtype=np.int32)
+
+  def eval_fn(state, x, y, w):  # "loss" = label, "correct" = 1 per real row
+    del state, x
+    return jnp.stack([jnp.sum(y * w), jnp.sum(w)])
+
+  loss, accuracy = loop._evaluate(eval_fn, None, mesh, np.zeros((19, 2, 2, 1)), labels, 8)
+  assert loss == pytest.approx(9.0) and accuracy == 1.0
+
+
+def test_bad_batches_refused_before_anything_is_written(tmp_path, digits):
+  config = default_config("digits", model="tiny", batch_size=12)
+  with pytest.raises(ValueError, match=r"batch_size \(=12\) must be divisible by the device count \(=8\)"):
+    train(config, tmp_path / "a", dataset=digits, model_factory=tiny_factory)
+  with pytest.raises(ValueError, match=r"batch_size \(=2048\) must not exceed the training split"):
+    train(dataclasses.replace(config, batch_size=2048), tmp_path / "b", dataset=digits,
+          model_factory=tiny_factory, devices=ONE)
+  assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_bfloat16_adamw_step_schedule(tmp_path):
+  data = load_synthetic(num_train=64, num_test=16, image_shape=(8, 8, 3), num_classes=4)
+  config = TrainConfig(model="tiny", dataset="synthetic", epochs=2, batch_size=32, dtype="bfloat16",
+                       optimizer="adamw", base_lr=0.01, weight_decay=0.05, schedule="step")
+  result = train(config, tmp_path, dataset=data, model_factory=tiny_factory, devices=ONE,
+                 progress=False)
+  assert np.isfinite(result["train_loss"]) and result["completed"]
+  params = _params(tmp_path, config, data)
+  assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+
+
+def test_cli_trains_resumes_and_reports_json(tmp_path, monkeypatch, capsys):
+  monkeypatch.setattr(loop, "_build_model", tiny_factory)
+  argv = ["train", "--model", "mobilenet_v1", "--conv", "dws", "--dataset", "digits",
+          "--epochs", "1", "--batch-size", "64", "--seed", "1", "--out", str(tmp_path / "run"),
+          "--json", "--no-progress"]
+  assert main(argv) == 0
+  result = json.loads(capsys.readouterr().out)
+  for key in ("test_accuracy", "train_seconds", "params", "mult_adds"):
+    assert key in result
+  assert result["config"]["conv"] == "dws" and result["config"]["seed"] == 1
+  assert main(argv) == 0  # same --out: the finished run is found, not redone
+  assert json.loads(capsys.readouterr().out) == result
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--batch-size", "12"], "batch_size (=12) must be divisible by the device count (=8)"),
+    (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "no CIFAR-10 data at /no/such/dir"),
+    (["--epochs", "0"], "epochs (=0) must be >= 1"),
+])
+def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
+  monkeypatch.setattr(loop, "_build_model", tiny_factory)
+  assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *args]) == 2
+  err = capsys.readouterr().err
+  assert message in err and err.count("\n") == 1
