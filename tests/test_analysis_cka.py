@@ -161,3 +161,14 @@ def test_bad_input_raises_value_error():
     cka_record(np.eye(3), labels=["a"], layers=["l1", "l2"])
   with pytest.raises(ValueError, match="lacks"):
     MinibatchCKA(["x", "y"]).update({"x": x})
+
+
+def test_matrix_of_wide_features_matches_pairwise_cka():
+  rng = np.random.default_rng(10)
+  base = rng.normal(size=(12, 20))
+  feats = {"wide1": base @ rng.normal(size=(20, 40)), "wide2": np.tanh(base) @ rng.normal(size=(20, 30)),
+           "narrow": base[:, :3]}
+  m = cka_matrix(feats)
+  for i, a in enumerate(feats):
+    for j, b in enumerate(feats):
+      assert m[i, j] == pytest.approx(_reference_cka(feats[a], feats[b]), abs=1e-5)

@@ -207,11 +207,26 @@ def cka_matrix(rows: Mapping[str, object], cols: Mapping[str, object] | None = N
   row_keys = [("r", k) for k in rows]
   col_keys = [("r", k) for k in cols] if same else [("c", k) for k in cols]
   if batch_size is None:
+    grams = {}
+
+    def gram(key):
+      # Wide features (p >= n) are compared through their n x n Gram matrix, which
+      # is no larger than the features, so it is computed once per representation.
+      if key not in grams:
+        with jax.default_matmul_precision("highest"):
+          x = _centre_unit(feats[key])
+          k = x @ x.T
+          grams[key] = (k, jnp.sqrt(jnp.sum(k * k)))
+      return grams[key]
+
     out = np.empty((len(row_keys), len(col_keys)), np.float64)
     for i, a in enumerate(row_keys):
       for j, b in enumerate(col_keys):
         if same and j < i:
           out[i, j] = out[j, i]
+        elif feats[a].shape[1] >= n and feats[b].shape[1] >= n:
+          (k, nk), (l, nl) = gram(a), gram(b)
+          out[i, j] = float(jnp.sum(k * l) / (nk * nl))
         else:
           out[i, j] = float(linear_cka(feats[a], feats[b]))
     return out
