@@ -103,13 +103,13 @@ def test_roofline_helpers_return_positive_numbers():
 
 @pytest.fixture(scope="module")
 def sweep_records():
-  return bench_sweep(TINY, group_sizes=(1, 2, 8), options=FAST)
+  return bench_sweep(TINY, group_sizes=(1, 8), options=FAST)  # Every impl: compiles dominate.
 
 
 def test_tiny_sweep_records_have_required_keys(sweep_records):
   impls = set(conv_lib.IMPLS)
   seen = {(r["config"]["group_size"], r["impl"], r["mode"]) for r in sweep_records}
-  assert seen == {(g, i, m) for g in (1, 2, 8) for i in impls for m in ("fwd", "fwdbwd")}
+  assert seen == {(g, i, m) for g in (1, 8) for i in impls for m in ("fwd", "fwdbwd")}
   assert len({r["run_id"] for r in sweep_records}) == 1
   for r in sweep_records:
     assert REQUIRED <= r.keys()
@@ -120,6 +120,8 @@ def test_tiny_sweep_records_have_required_keys(sweep_records):
       assert TIMED <= r.keys() and r["repeats"] == 1 and r["median_ms"] > 0
       assert r["fraction_of_peak_bandwidth"] > 0 and r["roofline_ms"] > 0
       assert r["max_rel_err_vs_xla"] < 1e-4  # Every impl computes the same conv.
+      if r["impl"] == "xla" and r["mode"] == "fwd" and "xla_flops" in r:
+        assert r["xla_flops"] == r["flops_valid_taps"]  # XLA's convention, from the cost model.
     else:
       assert r["status"] == "unsupported" and r["reason"]
 
@@ -171,12 +173,14 @@ def test_cli_bad_values_exit_with_one_line(capsys, flags, needle):
 
 
 def test_cli_layer_json_lines(capsys):
-  assert main(["bench", "layer", *TINY_FLAGS, "--group-size", "4", "--json"]) == 0
+  impls = conv_lib.IMPLS[:2]
+  assert main(["bench", "layer", *TINY_FLAGS, "--group-size", "4", "--json",
+               "--impls", ",".join(impls)]) == 0
   lines = capsys.readouterr().out.strip().splitlines()
   records = [json.loads(line) for line in lines]
-  assert len(records) == 2 * len(conv_lib.IMPLS)
+  assert len(records) == 2 * len(impls)
   assert {(r["impl"], r["mode"]) for r in records} == {
-      (i, m) for i in conv_lib.IMPLS for m in ("fwd", "fwdbwd")}
+      (i, m) for i in impls for m in ("fwd", "fwdbwd")}
   for r in records:
     assert {"impl", "median_ms", "mode"} <= r.keys() or r["status"] == "unsupported"
 

@@ -86,7 +86,7 @@ def test_tables_hold_only_numbers_from_records(tmp_path):
 def test_render_is_byte_identical_and_needs_records(tmp_path):
   records = tmp_path / "r.jsonl"
   config = LayerConfig(batch=1, height=6, width=6, in_channels=4, out_channels=4)
-  bench_sweep(config, group_sizes=(1, 4), options=BenchOptions(
+  bench_sweep(config, group_sizes=(1, 4), impls=["xla"], options=BenchOptions(
       repeats=2, warmup=0, torch=False, copy_mib=2, matmul_n=32),
       on_record=lambda r: append_record(records, r))
   first = {p.name: p.read_bytes() for p in render_lowering(records, tmp_path / "a")}

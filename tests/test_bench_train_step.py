@@ -65,9 +65,13 @@ def test_model_factory_says_when_models_are_missing(monkeypatch):
 def test_gpu_check_quick_runs_on_cpu(tmp_path):
   script = Path(__file__).resolve().parents[1] / "experiments" / "gpu_check.py"
   gpu_check = runpy.run_path(str(script))
+  # The tiny model stands in for MobileNet, whose compile alone would take most of a minute.
+  gpu_check["run"].__globals__["model_factory"] = lambda config: TinyNet
   assert gpu_check["main"](["--quick", "--out", str(tmp_path), "--git-revision", "rev0"]) == 0
   records = read_records(tmp_path / "records.jsonl")
   assert {r["config"]["dtype"] for r in records if r["kind"] == "conv_layer"} == {
       "float32", "bfloat16"}
   assert all(r["provenance"]["git_revision"] for r in records)
+  steps = [r for r in records if r["kind"] == "train_step"]
+  assert [(r["status"], r["config"]["dtype"]) for r in steps] == [("ok", "float32")]
   assert (tmp_path / "lowering.md").read_text().startswith("# Convolution lowering")

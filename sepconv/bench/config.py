@@ -2,9 +2,10 @@
 
 Counting conventions (one function, ``counts``, holds them all):
 
-* FLOPs = 2 x mult-adds, every kernel tap counted including those on zero padding
-  (the papers' convention; XLA's ``cost_analysis`` skips padded taps and is recorded
-  apart as ``xla_flops``). A grouped conv does ``2 N Ho Wo C_out k^2 C_in / G``.
+* FLOPs = 2 x mult-adds from the cost model ``sepconv.cost``: every kernel tap counted,
+  including those on zero padding (the papers' convention); ``flops_valid_taps`` skips
+  them, as XLA's ``cost_analysis`` does (its own figure is recorded as ``xla_flops``).
+  A grouped conv does ``2 N Ho Wo C_out k^2 C_in / G``.
 * Minimum bytes, forward = input + output + weights at the dtype's size.
 * Forward + backward = 3 x the forward FLOPs (output, input gradient, weight gradient)
   and at least 3 input-sized + 2 output-sized tensors (forward reads x and writes y; the
@@ -18,6 +19,8 @@ Counting conventions (one function, ``counts``, holds them all):
 from __future__ import annotations
 
 import dataclasses
+
+from sepconv import cost, spectrum
 
 DTYPES = ("float32", "bfloat16")
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
@@ -111,21 +114,28 @@ class LayerConfig:
 
 
 def counts(config: LayerConfig, mode: str) -> dict:
-  """Analytic FLOPs and minimum bytes of one call (conventions in the module docstring)."""
+  """Analytic FLOPs and minimum bytes of one call (conventions in the module docstring).
+
+  Per-example counts come from the cost model (``sepconv.cost``); this function scales
+  them by the batch and applies the forward + backward convention.
+  """
   if mode not in MODES:
     raise ValueError(f"mode (={mode!r}) must be one of {MODES}")
   c = config
-  ho, wo = c.out_hw
-  x = c.batch * c.height * c.width * c.in_channels
-  y = c.batch * ho * wo * c.out_channels
-  w = sum(_prod(shape) for shape in c.kernel_shapes())
-  # Mult-adds per output position: each kernel's taps times its output channels.
-  macs = c.batch * ho * wo * sum(_prod(shape) for shape in c.kernel_shapes())
-  flops, elements = 2 * macs, x + y + w
+  spec = spectrum.ConvSpec(c.in_channels, c.out_channels, c.kernel, stride=c.stride,
+                           dilation=c.dilation, padding=c.padding, group_size=c.group_size,
+                           pointwise=c.layer == "separable")
+  layers = cost.spec_cost(spec, (c.height, c.width), dtype_bytes=DTYPE_BYTES[c.dtype])
+  summary = cost.summarize(layers)
+  x = c.batch * _prod(layers[0].in_shape)
+  y = c.batch * _prod(layers[-1].out_shape)
+  w = summary.params
+  flops, flops_valid, elements = c.batch * summary.flops, c.batch * summary.xla_flops, x + y + w
   if mode == "fwdbwd":
-    flops, elements = 3 * flops, 3 * x + 2 * y + 3 * w
-  return {"flops": flops, "bytes_min": elements * DTYPE_BYTES[c.dtype],
-          "counts_source": "sepconv.bench.config.counts (padded taps counted)"}
+    flops, flops_valid, elements = 3 * flops, 3 * flops_valid, 3 * x + 2 * y + 3 * w
+  return {"flops": flops, "flops_valid_taps": flops_valid,
+          "bytes_min": elements * DTYPE_BYTES[c.dtype],
+          "counts_source": "sepconv.cost (padded taps counted); fwdbwd = 3x FLOPs, 3x+2y+3w bytes"}
 
 
 def _prod(shape) -> int:

@@ -5,6 +5,10 @@
 on the records file: sections, rows and columns are sorted, numbers are formatted with
 fixed rules, and no clock or environment is read, so a rerun is byte-identical.
 
+"XLA FLOPs / needed" is XLA's own FLOP count of the compiled call over the FLOPs the
+layer needs (taps on padding skipped, as XLA counts): above 1, the lowering does
+redundant work, as XLA:CPU's weight gradient of a depthwise conv does.
+
 Where a (layer, group size, impl, mode) was measured more than once, the last record
 in the file (the most recent run) is shown. Speed-ups are ``t_other / t_impl``, so a
 value above 1 means the implementation is faster than 'xla' (or than the faster of
@@ -31,7 +35,7 @@ _CSV_COLUMNS = (
     "device_kind", "platform", *_SHAPE_KEYS, "mode", "group_size", "groups", "impl", "status",
     "median_ms", "p25_ms", "p75_ms", "min_ms", "max_ms", "repeats", "compile_ms",
     "speedup_vs_xla", "speedup_vs_torch_best", "achieved_GBps", "fraction_of_peak_bandwidth",
-    "achieved_GFLOPps", "fraction_of_peak_flops", "max_rel_err_vs_xla", "git_revision", "run_id")
+    "achieved_GFLOPps", "fraction_of_peak_flops", "work_ratio", "max_rel_err_vs_xla", "git_revision", "run_id")
 
 
 def _sig(value: float | None, digits: int = 3) -> str:
@@ -141,6 +145,8 @@ def _conv_sections(records: Sequence[dict]) -> list[dict]:
             "speedup_vs_torch_best": torch_best / ms if ms and torch_best else None,
             "achieved_GBps": r["achieved_bytes_per_s"] / 1e9 if ms else None,
             "achieved_GFLOPps": r["achieved_flops_per_s"] / 1e9 if ms else None,
+            "work_ratio": (r["xla_flops"] / r["flops_valid_taps"]
+                           if r.get("xla_flops") and r.get("flops_valid_taps") else None),
             "git_revision": r["provenance"].get("git_revision"),
         })
     out.append({"title": _layer_title(recs[0]["config"], recs[0]["mode"]), "records": recs,
@@ -174,7 +180,8 @@ def _summary_table(section: dict) -> tuple[list[str], list[list[str]]]:
 
 def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
   headers = ["group size", "impl", "median ms", "p25-p75 ms", "compile ms", "vs xla",
-             "vs torch best", "GB/s", "% peak BW", "GFLOP/s", "% peak FLOP/s", "rel err vs xla"]
+             "vs torch best", "GB/s", "% peak BW", "GFLOP/s", "% peak FLOP/s",
+             "XLA FLOPs / needed", "rel err vs xla"]
   rows = []
   for r in section["rows"]:
     if r["status"] != "ok":
@@ -186,7 +193,7 @@ def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
         _ratio(r["speedup_vs_xla"]), _ratio(r["speedup_vs_torch_best"]),
         _sig(r["achieved_GBps"]), _pct(r["fraction_of_peak_bandwidth"]),
         _sig(r["achieved_GFLOPps"]), _pct(r["fraction_of_peak_flops"]),
-        _err(r["max_rel_err_vs_xla"])])
+        _ratio(r["work_ratio"]), _err(r["max_rel_err_vs_xla"])])
   return headers, rows
 
 
