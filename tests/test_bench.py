@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import types
@@ -138,6 +139,28 @@ def test_unsupported_impl_is_recorded_and_skipped(monkeypatch):
   assert "never" in records[1]["reason"]
   with pytest.raises(ValueError, match="separable"):
     layer_mod.parse_impls(None, "separable")
+
+
+def test_separable_block_when_the_library_has_one(monkeypatch):
+  torch_present = importlib.util.find_spec("torch") is not None
+
+  def separable_conv(x, ks, kp, *, spatial_group_count, pointwise_group_count, impl, **kw):
+    y = conv_lib.grouped_conv(x, ks, feature_group_count=spatial_group_count, impl="xla", **kw)
+    return conv_lib.grouped_conv(y, kp, feature_group_count=pointwise_group_count, impl="xla")
+  fake = types.SimpleNamespace(IMPLS=("xla",), grouped_conv=conv_lib.grouped_conv,
+                               separable_conv=separable_conv)
+  monkeypatch.setattr(layer_mod, "conv_lib", fake)
+  assert layer_mod.available_layers() == ("conv", "separable")
+  config = LayerConfig(batch=1, height=6, width=6, in_channels=4, out_channels=6, group_size=2,
+                       layer="separable")
+  options = BenchOptions(repeats=1, warmup=0, torch=torch_present, copy_mib=2, matmul_n=32)
+  records = bench_layer(config, options=options)
+  assert {r["impl"] for r in records} >= {"xla"}
+  for r in records:
+    assert r["status"] == "ok" and r["config"]["layer"] == "separable"
+    assert r["max_rel_err_vs_xla"] < 1e-4  # Torch's two conv2d calls agree with the block.
+    if r["mode"] == "fwd":
+      assert r["flops"] == 2 * 36 * (9 * 2 * 4 + 4 * 6)
 
 
 def test_torch_peer_matches_xla():
