@@ -121,6 +121,8 @@ def test_tiny_sweep_records_have_required_keys(sweep_records):
       assert TIMED <= r.keys() and r["repeats"] == 1 and r["median_ms"] > 0
       assert r["fraction_of_peak_bandwidth"] > 0 and r["roofline_ms"] > 0
       assert r["max_rel_err_vs_xla"] < 1e-4  # Every impl computes the same conv.
+      if r.get("auto_plan"):  # Which implementation 'auto' ran, by stage.
+        assert r["auto_plan"]["forward"] in conv_lib.IMPLS
       if r["impl"] == "xla" and r["mode"] == "fwd" and "xla_flops" in r:
         assert r["xla_flops"] == r["flops_valid_taps"]  # XLA's convention, from the cost model.
     else:

@@ -107,6 +107,29 @@ def _rel_err(outputs: Sequence, reference: Sequence) -> float:
   return worst
 
 
+def auto_plan(config: LayerConfig, impl: str, mode: str, x, kernels) -> dict | None:
+  """What 'auto' ran for the forward and (after fwdbwd) each gradient, where the library says.
+
+  Gradients are chosen when a backward pass is traced, so after a forward-only run they
+  stay None rather than trigger a measurement here.
+  """
+  plan_for, conv_spec = getattr(conv_lib, "plan_for", None), getattr(conv_lib, "conv_spec", None)
+  if impl != "auto" or config.layer != "conv" or plan_for is None or conv_spec is None:
+    return None
+  spec = conv_spec(x, kernels[0], feature_group_count=config.groups, strides=config.stride,
+                   padding=config.padding, dilation=config.dilation)
+  plan = plan_for(spec, "auto")
+  if not dataclasses.is_dataclass(plan):
+    return {"plan": str(plan)}
+  plan = dataclasses.asdict(plan)
+  choose_stage = getattr(getattr(conv_lib, "autotune", None), "choose_stage", None)
+  for stage, choice in plan.items():
+    if choice == "auto":
+      # Already chosen (and cached) while the timed backward pass was traced.
+      plan[stage] = choose_stage(spec, stage) if mode == "fwdbwd" and choose_stage else None
+  return plan
+
+
 def _rates(record: dict, peaks: dict) -> dict:
   """Achieved FLOP/s and bytes/s and their fractions of the roofline peaks."""
   seconds = record["median_ms"] / 1e3
@@ -214,7 +237,8 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
       if options.check and impl == REFERENCE_IMPL:
         reference = out
       err = _rel_err(out, reference) if reference is not None else None
-      emit(impl, mode, "ok", timing, framework="jax", max_rel_err_vs_xla=err, **xla_cost(compiled))
+      emit(impl, mode, "ok", timing, framework="jax", max_rel_err_vs_xla=err,
+           auto_plan=auto_plan(config, impl, mode, x, kernels), **xla_cost(compiled))
       del out, compiled
     if use_torch:
       np_ref = None if reference is None else tuple(np.asarray(r, np.float32) for r in reference)

@@ -35,7 +35,7 @@ _CSV_COLUMNS = (
     "device_kind", "platform", *_SHAPE_KEYS, "mode", "group_size", "groups", "impl", "status",
     "median_ms", "p25_ms", "p75_ms", "min_ms", "max_ms", "repeats", "compile_ms",
     "speedup_vs_xla", "speedup_vs_torch_best", "achieved_GBps", "fraction_of_peak_bandwidth",
-    "achieved_GFLOPps", "fraction_of_peak_flops", "work_ratio", "max_rel_err_vs_xla", "git_revision", "run_id")
+    "achieved_GFLOPps", "fraction_of_peak_flops", "work_ratio", "max_rel_err_vs_xla", "auto_plan", "git_revision", "run_id")
 
 
 def _sig(value: float | None, digits: int = 3) -> str:
@@ -59,6 +59,16 @@ def _pct(value: float | None) -> str:
 
 def _err(value: float | None) -> str:
   return "" if value is None else f"{value:.1e}"
+
+
+def _plan_text(plan: dict | None) -> str:
+  """'shift/shift/xla' for a forward/input-gradient/kernel-gradient plan."""
+  if not plan:
+    return ""
+  keys = ("forward", "input_grad", "kernel_grad")
+  if all(k in plan for k in keys):
+    return "/".join("-" if plan[k] is None else str(plan[k]) for k in keys)
+  return "; ".join(f"{k}={plan[k]}" for k in sorted(plan))
 
 
 def _impl_order(impl: str) -> tuple:
@@ -147,6 +157,7 @@ def _conv_sections(records: Sequence[dict]) -> list[dict]:
             "achieved_GFLOPps": r["achieved_flops_per_s"] / 1e9 if ms else None,
             "work_ratio": (r["xla_flops"] / r["flops_valid_taps"]
                            if r.get("xla_flops") and r.get("flops_valid_taps") else None),
+            "auto_plan": _plan_text(r.get("auto_plan")),
             "git_revision": r["provenance"].get("git_revision"),
         })
     out.append({"title": _layer_title(recs[0]["config"], recs[0]["mode"]), "records": recs,
@@ -181,7 +192,7 @@ def _summary_table(section: dict) -> tuple[list[str], list[list[str]]]:
 def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
   headers = ["group size", "impl", "median ms", "p25-p75 ms", "compile ms", "vs xla",
              "vs torch best", "GB/s", "% peak BW", "GFLOP/s", "% peak FLOP/s",
-             "XLA FLOPs / needed", "rel err vs xla"]
+             "XLA FLOPs / needed", "rel err vs xla", "auto plan (fwd/dx/dk)"]
   rows = []
   for r in section["rows"]:
     if r["status"] != "ok":
@@ -193,7 +204,7 @@ def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
         _ratio(r["speedup_vs_xla"]), _ratio(r["speedup_vs_torch_best"]),
         _sig(r["achieved_GBps"]), _pct(r["fraction_of_peak_bandwidth"]),
         _sig(r["achieved_GFLOPps"]), _pct(r["fraction_of_peak_flops"]),
-        _ratio(r["work_ratio"]), _err(r["max_rel_err_vs_xla"])])
+        _ratio(r["work_ratio"]), _err(r["max_rel_err_vs_xla"]), r["auto_plan"]])
   return headers, rows
 
 
