@@ -75,3 +75,5 @@ def test_gpu_check_quick_runs_on_cpu(tmp_path):
   steps = [r for r in records if r["kind"] == "train_step"]
   assert [(r["status"], r["config"]["dtype"]) for r in steps] == [("ok", "float32")]
   assert (tmp_path / "lowering.md").read_text().startswith("# Convolution lowering")
+  rows = (tmp_path / "train_step.md").read_text().splitlines()
+  assert any(row.replace(" ", "").startswith(f"|{steps[0]['impl']}|") for row in rows)

@@ -95,8 +95,9 @@ def _provenance_lines(records: Sequence[dict]) -> list[str]:
     return ", ".join(sorted({str(v) for v in values if v is not None})) or "n/a"
   lines = [
       f"device: {distinct(p['device_kind'] for p in prov)} ({distinct(p['platform'] for p in prov)})",
-      f"jax {distinct(p.get('jax') for p in prov)}, jaxlib {distinct(p.get('jaxlib') for p in prov)}, "
-      f"torch {distinct(r.get('torch_version') for r in records)}",
+      f"jax {distinct(p.get('jax') for p in prov)}, jaxlib {distinct(p.get('jaxlib') for p in prov)}"
+      + (f", torch {distinct(r.get('torch_version') for r in records)}"
+         if any(r.get("torch_version") for r in records) else ""),
       f"git revision: {distinct(p.get('git_revision') for p in prov)}",
       f"measured: {min(p['time'] for p in prov)} to {max(p['time'] for p in prov)}, "
       f"{len({r['run_id'] for r in records})} run(s)",
@@ -210,9 +211,9 @@ def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
 
 def _train_sections(records: Sequence[dict]) -> list[dict]:
   train = [r for r in records if r.get("kind") == "train_step"]
-  keys = ("model", "batch", "image_size", "width_multiplier", "num_classes", "dtype")
+  keys = ("model", "conv", "batch", "image_size", "width_multiplier", "num_classes", "dtype")
   latest = _latest(train, lambda r: (r["provenance"]["device_kind"],
-                                     *(str(r["config"][k]) for k in keys), r["impl"]))
+                                     *(str(r["config"].get(k)) for k in keys), r["impl"]))
   sections = {}
   for key, record in latest.items():
     sections.setdefault(key[:-1], []).append(record)
@@ -230,7 +231,7 @@ def _train_sections(records: Sequence[dict]) -> list[dict]:
                    _sig(r["images_per_s"]), _sig(r["compile_ms"]),
                    _ratio(xla / r["median_ms"] if xla else None)])
     title = (f"training step (forward, backward, SGD+momentum update): {cfg['model']} "
-             f"width {cfg['width_multiplier']}, {cfg['image_size']}x{cfg['image_size']}, "
+             f"({cfg.get('conv', 'dws')}) width {cfg['width_multiplier']}, {cfg['image_size']}x{cfg['image_size']}, "
              f"batch {cfg['batch']}, {cfg['num_classes']} classes, {cfg['dtype']}")
     out.append({"title": title, "records": recs,
                 "headers": ["impl", "median ms", "p25-p75 ms", "images/s", "compile ms", "vs xla"],
