@@ -120,11 +120,11 @@ def test_forward_every_point_8x8(name, conv):
       assert features[unit].shape[1:] == l.out_shape, l.name
 
 
-@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2"])
-def test_train_step_32x32_updates_batch_stats(name):
-  model = _build(name, size=32, dropout_rate=0.1)
-  variables = _fill(_shapes(model, 32))
-  x = jnp.asarray(np.random.default_rng(2).standard_normal((4, 32, 32, 3)), jnp.float32)
+@pytest.mark.parametrize("name,size", [("mobilenet_v1", 32), ("mobilenet_v2", 8)])
+def test_train_step_updates_batch_stats(name, size):
+  model = _build(name, size=size, dropout_rate=0.1)
+  variables = _fill(_shapes(model, size))
+  x = jnp.asarray(np.random.default_rng(2).standard_normal((4, size, size, 3)), jnp.float32)
 
   @jax.jit
   def loss_and_grad(variables, x):
@@ -144,9 +144,15 @@ def test_train_step_32x32_updates_batch_stats(name):
 def test_real_init_and_bfloat16():
   model = _build("mobilenet_v1", size=8, alpha=0.25, dtype=jnp.bfloat16)
   x = jnp.ones((2, 8, 8, 3), jnp.float32)
-  variables = model.init(jax.random.key(0, impl="unsafe_rbg"), x, train=False)
+
+  @jax.jit
+  def init_and_apply(x):
+    # unsafe_rbg: threefry's unrolled rounds per parameter dominate CPU compile time
+    variables = model.init(jax.random.key(0, impl="unsafe_rbg"), x, train=False)
+    return variables, model.apply(variables, x, train=False)
+
+  variables, (logits, features) = init_and_apply(x)
   assert jax.tree.leaves(variables["params"])[0].dtype == jnp.float32
-  logits, features = model.apply(variables, x, train=False)
   assert logits.dtype == jnp.float32 and features["block13"].dtype == jnp.bfloat16
 
 
@@ -180,5 +186,28 @@ def test_build_model_bad_values():
   with pytest.raises(ValueError, match=r"dropout_rate \(=1.5\)"):
     models.build_model("mobilenet_v1", num_classes=10, impl=IMPL, dropout_rate=1.5)
   model = _build("mobilenet_v1")
-  with pytest.raises(ValueError, match=r"input shape \(=\(1, 8, 8, 1\)\) must be NHWC with 3 channels"):
-    model.init(jax.random.key(0), jnp.zeros((1, 8, 8, 1)), train=False)
+  with pytest.raises(ValueError, match=r"input shape \(=\(8, 8, 3\)\) must be NHWC"):
+    model.init(jax.random.key(0), jnp.zeros((8, 8, 3)), train=False)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1", "mobilenet_v2"])
+def test_grayscale_input_adapts_the_stem(name):
+  model = _build(name, size=8)
+  x = jax.ShapeDtypeStruct((1, 8, 8, 1), jnp.float32)
+  shapes = jax.eval_shape(lambda x: model.init(jax.random.key(0), x, train=False), x)
+  assert shapes["params"]["stem"]["spatial"]["kernel"].shape[2] == 1
+  layers = models.model_cost(name, num_classes=10, width_multiplier=0.25, input_size=8, in_channels=1)
+  _assert_tree_matches_cost(shapes, layers)
+
+
+@pytest.mark.parametrize("name,conv", [("mobilenet_v1", "dws"), ("mobilenet_v1", "grouped:g=4"),
+                                       ("mobilenet_v1", "shufflenet:pg=4")])
+def test_default_impl_agrees_with_xla(name, conv):
+  reference = _build(name, conv, size=8)
+  model = models.build_model(name, num_classes=10, conv=conv, width_multiplier=0.25, input_size=8)
+  assert model.impl == "auto"
+  variables = _fill(_shapes(reference, 8))
+  x = jnp.asarray(np.random.default_rng(4).standard_normal((2, 8, 8, 3)), jnp.float32)
+  expected, _ = reference.apply(variables, x, train=False)
+  got, _ = jax.jit(lambda v, x: model.apply(v, x, train=False))(variables, x)
+  np.testing.assert_allclose(got, expected, rtol=2e-4, atol=2e-4)

@@ -85,10 +85,11 @@ def run_layer(args) -> int:
 def model_report(args) -> dict:
   """Totals (and, with ``--layers``, per-layer rows) of the model the `cost model` flags name."""
   kwargs = dict(num_classes=args.num_classes, conv=args.conv, width_multiplier=args.alpha,
-                input_size=args.resolution, small_input=args.small_input)
+                input_size=args.resolution, small_input=args.small_input, in_channels=args.in_channels)
   layers = models.model_cost(args.model, **kwargs, dtype_bytes=_dtype_bytes(args.dtype))
   report = {"model": args.model, "alpha": args.alpha, "resolution": args.resolution,
             "conv": str(spectrum.parse_point(args.conv)), "num_classes": args.num_classes,
+            "in_channels": args.in_channels,
             "small_input": models.resolve_small_input(args.resolution, args.small_input),
             **cost.summarize(layers).as_dict()}
   if args.layers:
@@ -112,7 +113,8 @@ def run_model(args) -> int:
     print(tabulate(table, headers=["layer", "in", "out", "groups", "params", "BN params",
                                    "mult-adds (paper)"], tablefmt="github", disable_numparse=True))
     print()
-  print(f"{report['model']}, alpha {report['alpha']:g}, {report['resolution']}x{report['resolution']}, "
+  print(f"{report['model']}, alpha {report['alpha']:g}, {report['resolution']}x{report['resolution']}"
+        f"x{report['in_channels']}, "
         f"conv {report['conv']}, {report['num_classes']} classes"
         + (", small-input strides" if report["small_input"] else ""))
   rows = [["params (conv + FC weights, FC bias; no BN)", f"{report['params']:,}"],
@@ -171,6 +173,7 @@ def register(subparsers) -> None:
   model.add_argument("--conv", default="dws",
                      help="spectrum point of every block, e.g. dws, standard, grouped:g=8, dws:m=2")
   model.add_argument("--num-classes", type=int, default=1000)
+  model.add_argument("--in-channels", type=int, default=3, help="image channels (default 3)")
   model.add_argument("--small-input", action=argparse.BooleanOptionalAction, default=None,
                      help="fewer stride-2 layers (default: resolution <= 32)")
   model.add_argument("--dtype", default="float32")

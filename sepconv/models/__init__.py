@@ -52,11 +52,14 @@ def _variant(name: str) -> Variant:
 
 def model_architecture(name: str, *, num_classes: int = 1000, conv: str | SpectrumPoint = "dws",
                        width_multiplier: float = 1.0, input_size: int = 224,
-                       small_input: bool | None = None) -> Architecture:
-  """The model as data; arguments as in ``build_model``."""
+                       small_input: bool | None = None, in_channels: int = 3) -> Architecture:
+  """The model as data; arguments as in ``build_model``; ``in_channels`` of the images."""
   variant = _variant(name)
-  return variant.build(num_classes=num_classes, conv=conv, width_multiplier=width_multiplier,
+  if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
+    raise ValueError(f"in_channels (={in_channels!r}) must be a positive int")
+  arch = variant.build(num_classes=num_classes, conv=conv, width_multiplier=width_multiplier,
                        small_input=resolve_small_input(input_size, small_input))
+  return arch.with_in_channels(in_channels)
 
 
 def resolve_small_input(input_size: int, small_input: bool | None = None) -> bool:
@@ -106,11 +109,15 @@ def build_model(name: str, *, num_classes: int, conv: str | SpectrumPoint = "dws
 
 def model_cost(name: str, *, num_classes: int = 1000, conv: str | SpectrumPoint = "dws",
                width_multiplier: float = 1.0, input_size: int = 224, small_input: bool | None = None,
-               dtype_bytes: int = 4) -> list[cost.LayerCost]:
-  """Per-layer costs (``sepconv.cost.LayerCost``), named as the Flax parameters."""
+               in_channels: int = 3, dtype_bytes: int = 4) -> list[cost.LayerCost]:
+  """Per-layer costs (``sepconv.cost.LayerCost``), named as the Flax parameters.
+
+  Arguments as in ``build_model``; ``in_channels`` is the images' channel count (the
+  network itself adapts its stem to whatever it is given).
+  """
   arch = model_architecture(name, num_classes=num_classes, conv=conv,
                             width_multiplier=width_multiplier, input_size=input_size,
-                            small_input=small_input)
+                            small_input=small_input, in_channels=in_channels)
   return architecture_cost(arch, input_size, dtype_bytes=dtype_bytes)
 
 

@@ -94,6 +94,17 @@ class Architecture:
     """Channels of the pooled penultimate features."""
     return unit_out_channels(self.units[-1])
 
+  def with_in_channels(self, in_channels: int) -> Architecture:
+    """The same model on images with ``in_channels`` channels (the dense stem adapts)."""
+    if in_channels == self.in_channels:
+      return self
+    stem = self.units[0]
+    if not isinstance(stem, ConvUnit) or stem.spec.groups != 1 or stem.spec.pointwise:
+      raise ValueError(f"{self.name}: only a single dense stem conv adapts to in_channels (={in_channels})")
+    stem = dataclasses.replace(stem, spec=dataclasses.replace(stem.spec, in_channels=in_channels,
+                                                              group_size=None))
+    return dataclasses.replace(self, units=(stem, *self.units[1:]), in_channels=in_channels)
+
 
 def unit_out_channels(unit: Unit) -> int:
   return unit.spec.out_channels if isinstance(unit, ConvUnit) else unit.conv.out_channels

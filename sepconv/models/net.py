@@ -38,7 +38,9 @@ class _InvertedResidual(nn.Module):
 class SpectrumNet(nn.Module):
   """A classifier built from an ``Architecture`` (see ``sepconv.models.build_model``).
 
-  ``__call__(x, *, train)`` takes NHWC images and returns ``(logits, features)``:
+  ``__call__(x, *, train)`` takes NHWC images with any number of channels (the dense stem
+  conv takes what it is given; ``arch.in_channels`` is only the default the cost walk uses)
+  and returns ``(logits, features)``:
   float32 logits and a dict of named features: each unit's output ("stem", "block1",
   ..., "head" for MobileNet v2) and the globally pooled "penultimate" features that feed
   the classifier. BatchNorm statistics live in the 'batch_stats' collection; dropout (if
@@ -63,9 +65,9 @@ class SpectrumNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-    arch = self.arch
-    if x.ndim != 4 or x.shape[-1] != arch.in_channels:
-      raise ValueError(f"input shape (={x.shape}) must be NHWC with {arch.in_channels} channels")
+    if x.ndim != 4:
+      raise ValueError(f"input shape (={x.shape}) must be NHWC")
+    arch = self.arch.with_in_channels(x.shape[-1])
     x = jnp.asarray(x, self.dtype)
     features = {}
     for unit in arch.units:
