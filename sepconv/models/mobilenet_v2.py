@@ -21,10 +21,15 @@ that pair exactly as MobileNet v1 treats its blocks:
   ``dws:pg=P[,shuffle=1]``: grouped projection (and shuffle).
 * ``standard``: one dense 3x3 conv tC -> C_out (the projection folded into it).
   A dense 3x3 tC -> tC that keeps the projection is ``dws:g=<any size >= tC>``.
-* ``grouped:g=G``: one grouped 3x3 conv tC -> C_out, no projection; the number of groups
-  tC / G must divide C_out, which small G violates where a block narrows (raises).
+* ``grouped:g=G``: one grouped 3x3 conv tC -> C_out, no projection.
 * ``bsconv``: 1x1 tC -> C_out first, then depthwise 3x3 on C_out.
 * ``shufflenet:pg=P``: grouped 1x1 tC -> C_out + shuffle, then depthwise 3x3.
+
+A grouped layer from tC to C_out needs its group count tC / G to divide C_out. The blocks
+narrow (tC = 6C), and with Table 2's channels no size below the widest expansion (960 at
+width 1, 240 at width 0.25) fits every block, so ``grouped:g=G``, ``dws:pg=P`` and
+``shufflenet:pg=P`` raise (naming the block and the sizes that would fit there) unless
+capped to dense; ``dws:g=G`` is the grouped 3x3 that works at any G dividing the widths.
 
 Group sizes at or above a stage's channels mean dense (``arch.fit_point``).
 
