@@ -1,38 +1,35 @@
-"""The ``grouped_conv`` entry point and its argument normalisation."""
+"""The ``grouped_conv`` entry point: validate, pick a plan, run it jitted."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 import jax
-from jax import lax
+import jax.numpy as jnp
 
-Padding = str | int | Sequence[tuple[int, int]]
+from sepconv.conv import autotune
+from sepconv.conv.registry import CONCRETE, Plan, check_supported, run_plan_jit
+from sepconv.conv.spec import ConvSpec, Padding, make_spec
 
-IMPLS = ("xla",)
-
-
-def _pair(value, name: str) -> tuple[int, int]:
-  if isinstance(value, int):
-    value = (value, value)
-  value = tuple(int(v) for v in value)
-  if len(value) != 2 or min(value) < 1:
-    raise ValueError(f"{name} (={value}) must be a positive int or a pair of positive ints")
-  return value
+IMPLS = ("auto",) + CONCRETE
 
 
-def normalize_padding(padding: Padding) -> str | tuple[tuple[int, int], tuple[int, int]]:
-  """'SAME'/'VALID', an int (symmetric), or ((top, bottom), (left, right))."""
-  if isinstance(padding, str):
-    if padding.upper() not in ("SAME", "VALID"):
-      raise ValueError(f"padding (={padding!r}) must be 'SAME', 'VALID', an int or two (low, high) pairs")
-    return padding.upper()
-  if isinstance(padding, int):
-    return ((padding, padding), (padding, padding))
-  pads = tuple(tuple(int(p) for p in pair) for pair in padding)
-  if len(pads) != 2 or any(len(p) != 2 for p in pads):
-    raise ValueError(f"padding (={padding!r}) must be two (low, high) pairs for H and W")
-  return pads
+def conv_spec(x, kernel, *, feature_group_count: int = 1, strides=1, padding: Padding = "SAME",
+              dilation=1) -> ConvSpec:
+  """The validated ``ConvSpec`` of a ``grouped_conv`` call (arrays or ShapeDtypeStructs)."""
+  return make_spec(x.shape, kernel.shape, x.dtype, kernel_dtype=kernel.dtype,
+                   feature_group_count=feature_group_count, strides=strides, padding=padding,
+                   dilation=dilation)
+
+
+def plan_for(spec: ConvSpec, impl: str = "auto") -> Plan:
+  """The plan ``grouped_conv`` runs for ``spec`` and ``impl`` (ValueError if unsupported)."""
+  if impl == "auto":
+    return autotune.choose(spec)
+  if impl not in IMPLS:
+    raise ValueError(f"impl (={impl!r}) must be one of {IMPLS}")
+  check_supported(impl, spec)
+  return Plan.single(impl)
 
 
 def grouped_conv(
@@ -43,27 +40,45 @@ def grouped_conv(
     strides: int | Sequence[int] = 1,
     padding: Padding = "SAME",
     dilation: int | Sequence[int] = 1,
-    impl: str = "xla",
+    impl: str = "auto",
 ) -> jax.Array:
-  """NHWC x HWIO grouped convolution.
+  """NHWC x HWIO grouped convolution, a drop-in for ``lax.conv_general_dilated``.
+
+  Same semantics and parameter layout as ``lax.conv_general_dilated(x, kernel, strides,
+  padding, rhs_dilation=dilation, dimension_numbers=("NHWC", "HWIO", "NHWC"),
+  feature_group_count=feature_group_count)``; ``impl`` chooses how it is computed.
 
   Args:
-    x: input, shape (N, H, W, C_in).
-    kernel: shape (kh, kw, C_in // feature_group_count, C_out).
+    x: input, shape (N, H, W, C_in), a floating dtype (bfloat16 sums in float32).
+    kernel: shape (kh, kw, C_in // feature_group_count, C_out), same dtype as ``x``.
+      Depth multiplier m: feature_group_count = C_in and C_out = m * C_in.
     feature_group_count: number of groups G; C_in and C_out must divide by G.
     strides: int or (sh, sw).
-    padding: 'SAME', 'VALID', an int, or ((top, bottom), (left, right)).
+    padding: 'SAME', 'VALID', an int (both sides of both axes), or
+      ((top, bottom), (left, right)); negative values crop.
     dilation: kernel (rhs) dilation, int or (dh, dw).
-    impl: 'xla' (native ``lax.conv_general_dilated``).
+    impl: one of ``IMPLS``:
+      'xla' native ``lax.conv_general_dilated`` (the reference);
+      'xla_noynn' native, kept off the CPU YNNPACK fusion;
+      'shift' shifted multiply-adds in one fused loop, with its own gradients
+        (depthwise, depth multipliers, up to 8 channels per group);
+      'dense' one dense convolution with a block-diagonal kernel;
+      'pointwise' 1x1 kernels as a matmul (batched over groups);
+      'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
+        input gradient and kernel gradient (see ``sepconv.conv.autotune``).
+      'shift', and 'auto' when it mixes implementations, are reverse-mode
+      differentiable only (``jax.custom_vjp``).
 
   Returns:
     (N, H_out, W_out, C_out), dtype of ``x``.
+
+  Raises:
+    ValueError: bad shapes or arguments, an unknown ``impl``, or an ``impl`` that does
+      not support this configuration (the message says why).
   """
   if impl not in IMPLS:
     raise ValueError(f"impl (={impl!r}) must be one of {IMPLS}")
-  strides = _pair(strides, "strides")
-  dilation = _pair(dilation, "dilation")
-  padding = normalize_padding(padding)
-  return lax.conv_general_dilated(
-      x, kernel, window_strides=strides, padding=padding, rhs_dilation=dilation,
-      dimension_numbers=("NHWC", "HWIO", "NHWC"), feature_group_count=feature_group_count)
+  x, kernel = jnp.asarray(x), jnp.asarray(kernel)
+  spec = conv_spec(x, kernel, feature_group_count=feature_group_count, strides=strides,
+                   padding=padding, dilation=dilation)
+  return run_plan_jit(x, kernel, spec, plan_for(spec, impl))

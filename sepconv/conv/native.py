@@ -1,0 +1,69 @@
+"""Convolutions that stay XLA convolutions: native, native without YNNPACK, block-diagonal.
+
+On CPU, recent XLA routes NHWC convolutions through a YNNPACK fusion, which is slow for
+grouped convolutions (several times slower than XLA's own Eigen kernel at 16-64 channels
+per group). The option ``xla_cpu_experimental_ynn_fusion_type=""`` turns it off, but
+compiler options belong to a whole executable: a function nested in a larger ``jax.jit``
+cannot set them. ``xla_noynn`` therefore opts a single convolution out by a property the
+YNNPACK matcher rejects (``IsConvolutionOpSupportedByYnn``: an output larger than its input
+in a spatial dimension): it pads the bottom with enough extra rows for one output row
+more than the input has, and drops the extra rows. The cost is those few rows of work
+plus a slice that fuses into whatever consumes the result. ``CPU_NO_YNN_OPTIONS`` is the
+whole-program alternative for callers who own the outermost ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+from sepconv.conv.spec import ConvSpec
+
+DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
+CPU_NO_YNN_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def xla_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+  """``lax.conv_general_dilated`` itself: the reference."""
+  return lax.conv_general_dilated(
+      x, kernel, window_strides=spec.strides, padding=spec.pads, rhs_dilation=spec.dilation,
+      dimension_numbers=DIMENSION_NUMBERS, feature_group_count=spec.groups)
+
+
+def noynn_extra_rows(spec: ConvSpec) -> int:
+  """Bottom padding rows that make the output one row taller than the input."""
+  ho, h, s = spec.out_hw[0], spec.in_hw[0], spec.strides[0]
+  return max(0, (h + 1 - ho) * s)
+
+
+def xla_noynn_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+  """The native convolution kept off the CPU YNNPACK fusion (see module docstring)."""
+  (pt, pb), pw = spec.pads
+  extra = noynn_extra_rows(spec)
+  y = lax.conv_general_dilated(
+      x, kernel, window_strides=spec.strides, padding=((pt, pb + extra), pw),
+      rhs_dilation=spec.dilation, dimension_numbers=DIMENSION_NUMBERS,
+      feature_group_count=spec.groups)
+  return y[:, :spec.out_hw[0]]
+
+
+def block_diagonal(kernel: jax.Array, groups: int) -> jax.Array:
+  """(kh, kw, ci, G*co) grouped kernel -> (kh, kw, G*ci, G*co) dense kernel, zeros off-group."""
+  kh, kw, ci, cout = kernel.shape
+  co = cout // groups
+  k = kernel.reshape(kh, kw, ci, groups, co)
+  eye = jnp.eye(groups, dtype=kernel.dtype)
+  dense = k[:, :, None, :, :, :] * eye.reshape(1, 1, groups, 1, groups, 1)  # (kh,kw,G,ci,G,co)
+  return dense.reshape(kh, kw, groups * ci, cout)
+
+
+def dense_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+  """The grouped convolution as one dense convolution with a block-diagonal kernel.
+
+  G times the arithmetic, but on the fastest kernel XLA has; its gradients are dense
+  convolutions too, so it avoids the CPU weight-gradient expansion of grouped convs.
+  """
+  return lax.conv_general_dilated(
+      x, block_diagonal(kernel, spec.groups), window_strides=spec.strides, padding=spec.pads,
+      rhs_dilation=spec.dilation, dimension_numbers=DIMENSION_NUMBERS)
