@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import time
 import types
 
 import jax
@@ -17,6 +18,7 @@ from sepconv.bench.config import LayerConfig, counts
 from sepconv.bench.layer import BenchOptions, bench_layer, bench_sweep, sweep_group_sizes
 from sepconv.bench.roofline import (PUBLISHED_PEAKS, measure_copy_bandwidth, measure_matmul_flops,
                                     published_peaks, roofline)
+from sepconv.bench.timing import measure
 from sepconv.cli.main import main
 from sepconv.records import read_records
 
@@ -75,6 +77,24 @@ def test_sweep_group_sizes():
   assert sweep_group_sizes(12, 12) == (1, 2, 4, 12)
   assert sweep_group_sizes(8, 4) == (2, 4, 8)  # 8 groups cannot split 4 outputs.
   assert sweep_group_sizes(8, 4, "separable") == (1, 2, 4, 8)
+
+
+def test_measure_budget_and_slow_warmup():
+  calls = []
+
+  def slow():
+    calls.append(1)
+    time.sleep(0.02)
+  times, _, kept = measure(slow, warmup=2, repeats=5, budget_s=0.01, min_repeats=1,
+                           sync=lambda out: out)
+  assert (len(times), kept, len(calls)) == (1, True, 1)  # The warm-up call was the sample.
+  times, _, kept = measure(slow, warmup=1, repeats=5, budget_s=0.01, min_repeats=3,
+                           sync=lambda out: out)
+  assert (len(times), kept) == (3, True)
+  times, _, kept = measure(slow, warmup=1, repeats=2, sync=lambda out: out)
+  assert (len(times), kept) == (2, False) and min(times) >= 20
+  with pytest.raises(ValueError, match="min_repeats"):
+    measure(slow, warmup=0, repeats=1, min_repeats=0)
 
 
 def test_published_peaks_table():

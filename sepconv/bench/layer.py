@@ -150,7 +150,8 @@ class BenchOptions:
   """How long and how hard to time each case."""
   repeats: int = 10
   warmup: int = 2
-  budget_s: float | None = 30.0  # Per case: stop repeating after this (at least 3 kept).
+  budget_s: float | None = 30.0  # Per case: stop repeating after this...
+  min_repeats: int = 3  # ...once this many timed calls are done.
   torch: bool = True
   check: bool = True  # Compare every output with the 'xla' one.
   copy_mib: int = 256
@@ -230,7 +231,8 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
       try:
         fn = mode_fn(layer_fn(config, impl), mode)
         timing, out, compiled = time_jitted(fn, args, warmup=options.warmup,
-                                            repeats=options.repeats, budget_s=options.budget_s)
+                                            repeats=options.repeats, budget_s=options.budget_s,
+                                            min_repeats=options.min_repeats)
       except ValueError as e:
         emit(impl, mode, "unsupported", reason=str(e))
         continue
@@ -245,7 +247,7 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
       for layout in torch_peer.LAYOUTS:
         timing, out, extra = torch_peer.time_torch(
             config, mode, layout, arrays, platform=platform, warmup=options.warmup,
-            repeats=options.repeats, budget_s=options.budget_s)
+            repeats=options.repeats, budget_s=options.budget_s, min_repeats=options.min_repeats)
         err = _rel_err(out, np_ref) if np_ref is not None else None
         emit(layout, mode, "ok", timing, max_rel_err_vs_xla=err, **extra)
     elif options.torch:

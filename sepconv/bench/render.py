@@ -191,7 +191,7 @@ def _summary_table(section: dict) -> tuple[list[str], list[list[str]]]:
 
 
 def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
-  headers = ["group size", "impl", "median ms", "p25-p75 ms", "compile ms", "vs xla",
+  headers = ["group size", "impl", "median ms", "p25-p75 ms", "n", "compile ms", "vs xla",
              "vs torch best", "GB/s", "% peak BW", "GFLOP/s", "% peak FLOP/s",
              "XLA FLOPs / needed", "rel err vs xla", "auto plan (fwd/dx/dk)"]
   rows = []
@@ -201,7 +201,7 @@ def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
       continue
     rows.append([
         str(r["group_size"]), r["impl"], _sig(r["median_ms"]),
-        f"{_sig(r['p25_ms'])}-{_sig(r['p75_ms'])}", _sig(r["compile_ms"]),
+        f"{_sig(r['p25_ms'])}-{_sig(r['p75_ms'])}", str(r["repeats"]), _sig(r["compile_ms"]),
         _ratio(r["speedup_vs_xla"]), _ratio(r["speedup_vs_torch_best"]),
         _sig(r["achieved_GBps"]), _pct(r["fraction_of_peak_bandwidth"]),
         _sig(r["achieved_GFLOPps"]), _pct(r["fraction_of_peak_flops"]),

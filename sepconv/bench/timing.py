@@ -22,6 +22,7 @@ class Timing:
   """Per-call wall times (ms) of warm calls plus the one-off compile time."""
   times_ms: tuple[float, ...]
   compile_ms: float | None = None
+  warmup_kept: bool = False  # The first time is a warm-up call longer than the budget.
 
   @property
   def median_ms(self) -> float:
@@ -55,45 +56,56 @@ class Timing:
         "repeats": len(self.times_ms),
         "times_ms": list(self.times_ms),
         "compile_ms": self.compile_ms,
+        "warmup_kept": self.warmup_kept,
     }
 
 
 def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
-            budget_s: float | None = None, min_repeats: int = 3) -> tuple[list[float], Any]:
+            budget_s: float | None = None, min_repeats: int = 3,
+            sync: Callable[[Any], Any] = jax.block_until_ready) -> tuple[list[float], Any, bool]:
   """Times ``call()`` ``repeats`` times after ``warmup`` untimed calls.
 
   Args:
-    call: a no-argument callable returning JAX arrays (or a pytree of them).
+    call: a no-argument callable returning arrays (or a pytree of them).
     warmup: untimed calls first (caches, allocator, thread pools).
     repeats: timed calls wanted.
     budget_s: if set, stop once this many seconds of timed calls have passed and at
-      least ``min_repeats`` calls are done, so one slow case cannot stall a sweep.
+      least ``min_repeats`` calls are done, so one slow case cannot stall a sweep. A
+      warm-up call that alone outlasts the budget is kept as the first timed call (its
+      first-call overheads are noise at that length) and ends the warm-up.
     min_repeats: the fewest timed calls kept when the budget cuts in.
+    sync: waits for ``call()``'s result to be computed and returns it.
 
   Returns:
-    (per-call times in ms, the last call's result).
+    (per-call times in ms, the last call's result, whether a warm-up call was kept).
   """
   if repeats < 1:
     raise ValueError(f"repeats (={repeats}) must be at least 1")
   if warmup < 0:
     raise ValueError(f"warmup (={warmup}) must be non-negative")
-  out = None
+  if min_repeats < 1:
+    raise ValueError(f"min_repeats (={min_repeats}) must be at least 1")
+  out, times, spent, kept_warmup = None, [], 0.0, False
   for _ in range(warmup):
-    out = jax.block_until_ready(call())
-  times = []
-  start = time.perf_counter()
-  for _ in range(repeats):
     t0 = time.perf_counter()
-    out = jax.block_until_ready(call())
-    times.append((time.perf_counter() - t0) * 1e3)
-    if (budget_s is not None and len(times) >= min(min_repeats, repeats)
-        and time.perf_counter() - start > budget_s):
+    out = sync(call())
+    elapsed = time.perf_counter() - t0
+    if budget_s is not None and elapsed > budget_s:
+      times, spent, kept_warmup = [elapsed * 1e3], elapsed, True
       break
-  return times, out
+  while len(times) < repeats:
+    if budget_s is not None and len(times) >= min(min_repeats, repeats) and spent > budget_s:
+      break
+    t0 = time.perf_counter()
+    out = sync(call())
+    elapsed = time.perf_counter() - t0
+    times.append(elapsed * 1e3)
+    spent += elapsed
+  return times, out, kept_warmup
 
 
 def time_jitted(fn: Callable, args: Sequence[Any], *, warmup: int, repeats: int,
-                budget_s: float | None = None,
+                budget_s: float | None = None, min_repeats: int = 3,
                 compiler_options: dict | None = None) -> tuple[Timing, Any, Any]:
   """Compiles ``jax.jit(fn)`` for ``args``, then times warm calls.
 
@@ -102,7 +114,7 @@ def time_jitted(fn: Callable, args: Sequence[Any], *, warmup: int, repeats: int,
     args: concrete arrays (already on the device).
     warmup: untimed warm calls after compiling.
     repeats: timed calls (see ``measure`` for ``budget_s``).
-    budget_s: optional time budget for the timed calls.
+    budget_s, min_repeats: optional time budget for the timed calls, and the fewest kept.
     compiler_options: XLA options for this one compilation.
 
   Returns:
@@ -112,9 +124,9 @@ def time_jitted(fn: Callable, args: Sequence[Any], *, warmup: int, repeats: int,
   lowered = jax.jit(fn).lower(*args)
   compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
   compile_ms = (time.perf_counter() - t0) * 1e3
-  times, out = measure(lambda: compiled(*args), warmup=warmup, repeats=repeats,
-                       budget_s=budget_s)
-  return Timing(tuple(times), compile_ms), out, compiled
+  times, out, kept_warmup = measure(lambda: compiled(*args), warmup=warmup, repeats=repeats,
+                                    budget_s=budget_s, min_repeats=min_repeats)
+  return Timing(tuple(times), compile_ms, kept_warmup), out, compiled
 
 
 def xla_cost(compiled) -> dict:

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import time
 
 import numpy as np
 
 from sepconv.bench.config import LayerConfig, output_size
-from sepconv.bench.timing import Timing
+from sepconv.bench.timing import Timing, measure
 
 LAYOUTS = {"torch_nchw": "contiguous_format", "torch_channels_last": "channels_last"}
 
@@ -47,7 +46,7 @@ def _pads(config: LayerConfig, size: int) -> tuple[int, int]:
 
 
 def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, platform: str,
-               warmup: int, repeats: int, budget_s: float | None = None
+               warmup: int, repeats: int, budget_s: float | None = None, min_repeats: int = 3
                ) -> tuple[Timing, tuple[np.ndarray, ...], dict]:
   """Times one layer in torch and returns its outputs (NHWC/HWIO float32) for checking.
 
@@ -58,7 +57,7 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
     arrays: float32 numpy inputs as JAX gets them: 'x' (NHWC), 'kernels' (HWIO each),
       'cotangent' (NHWC).
     platform: JAX's platform ('cpu' or 'gpu'), which picks torch's device.
-    warmup, repeats, budget_s: as ``sepconv.bench.timing.measure``.
+    warmup, repeats, budget_s, min_repeats: as ``sepconv.bench.timing.measure``.
 
   Returns:
     (Timing, outputs as float32 NHWC / HWIO arrays, extra record fields).
@@ -106,23 +105,17 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
       grads = torch.autograd.grad(y, (x, *kernels), ct)
       return (y.detach(), *grads)
 
-  sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+  def sync(out):
+    if device.type == "cuda":
+      torch.cuda.synchronize()
+    return out
+
   threads = torch.get_num_threads()
   if device.type == "cpu":
     torch.set_num_threads(os.cpu_count() or 1)
   try:
-    out = None
-    for _ in range(warmup):
-      out = call()
-      sync()
-    times, start = [], time.perf_counter()
-    for _ in range(repeats):
-      t0 = time.perf_counter()
-      out = call()
-      sync()
-      times.append((time.perf_counter() - t0) * 1e3)
-      if budget_s is not None and len(times) >= min(3, repeats) and time.perf_counter() - start > budget_s:
-        break
+    times, out, kept_warmup = measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s,
+                                      min_repeats=min_repeats, sync=sync)
     used_threads = torch.get_num_threads()
   finally:
     torch.set_num_threads(threads)
@@ -131,4 +124,4 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
   extra = {"framework": "torch", "torch_version": torch.__version__,
            "torch_threads": used_threads if device.type == "cpu" else None,
            "torch_explicit_pad": not symmetric}
-  return Timing(tuple(times), None), outputs, extra
+  return Timing(tuple(times), None, kept_warmup), outputs, extra

@@ -116,8 +116,8 @@ def time_train_step(model, config: TrainStepConfig, *, warmup: int, repeats: int
   def call():
     *state[:], loss = compiled(*state, x, y)  # Donated state fed back, as in a loop.
     return loss
-  times, loss = measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s)
-  timing = Timing(tuple(times), compile_ms)
+  times, loss, kept_warmup = measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s)
+  timing = Timing(tuple(times), compile_ms, kept_warmup)
   extra = {"param_count": int(sum(np.size(p) for p in jax.tree.leaves(state[0]))),
            "final_loss": float(loss), **xla_cost(compiled)}
   return timing, extra

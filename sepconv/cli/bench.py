@@ -94,7 +94,9 @@ def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> 
   g.add_argument("--repeats", type=_positive_int, default=10)
   g.add_argument("--warmup", type=_nonnegative_int, default=2)
   g.add_argument("--budget-s", type=_positive_float, default=30.0,
-                 help="per case: stop repeating after this many seconds (at least 3 repeats)")
+                 help="per case: stop repeating after this many seconds...")
+  g.add_argument("--min-repeats", type=_positive_int, default=3,
+                 help="...once this many timed calls are done")
   g.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                  help="also time torch.nn.functional.conv2d (NCHW and channels-last) if installed")
   g.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
@@ -121,6 +123,7 @@ def _layer_config(args, group_size: int):
 def _options(args):
   from sepconv.bench.layer import BenchOptions
   return BenchOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget_s,
+                      min_repeats=args.min_repeats,
                       torch=args.torch, check=args.check, copy_mib=args.copy_mib,
                       matmul_n=args.matmul_n)
 
