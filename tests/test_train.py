@@ -20,8 +20,8 @@ from sepconv.train.parallel import make_mesh
 from test_train_support import tiny_factory
 
 ONE = jax.devices()[:1]
-TIMING = {"images_per_second", "train_seconds", "eval_seconds", "compile_seconds", "provenance",
-          "run", "train_images", "resumed"}
+TIMING = {"images_per_second", "train_seconds", "eval_seconds", "compile_seconds", "wall_seconds",
+          "provenance", "run", "train_images", "resumed"}
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +45,7 @@ def _params(out_dir, config, dataset, devices=ONE):
 
 
 def test_short_digits_run_learns_and_records(tmp_path, digits):
-  config = default_config("digits", model="tiny", epochs=6)
+  config = default_config("digits", model="tiny", epochs=6, batch_size=64)
   result = train(config, tmp_path, dataset=digits, model_factory=tiny_factory, devices=ONE,
                  progress=False)
   assert result["test_accuracy"] > 0.6 and result["train_accuracy"] > 0.6  # chance: 0.1
@@ -66,7 +66,7 @@ def test_short_digits_run_learns_and_records(tmp_path, digits):
 
 def test_same_seed_same_metrics(tmp_path, digits):
   shifted = dataclasses.replace(digits, augmentation=Augmentation(pad=1))  # exercise the RNG
-  config = default_config("digits", model="tiny", epochs=2, seed=7)
+  config = default_config("digits", model="tiny", epochs=2, batch_size=64, seed=7)
   runs = [train(config, tmp_path / name, dataset=shifted, model_factory=tiny_factory,
                 devices=ONE, progress=False) for name in ("a", "b")]
   assert _untimed(runs[0]) == _untimed(runs[1])
@@ -99,7 +99,8 @@ def test_one_and_eight_devices_follow_the_same_trajectory(tmp_path):
 
 def test_killed_run_resumes_to_identical_parameters(tmp_path, digits):
   shifted = dataclasses.replace(digits, augmentation=Augmentation(pad=1))
-  config = default_config("digits", model="tiny", epochs=3, checkpoint_every_steps=5)
+  config = default_config("digits", model="tiny", epochs=3, batch_size=64,
+                          checkpoint_every_steps=5)
   kwargs = dict(dataset=shifted, model_factory=tiny_factory, devices=ONE, progress=False)
   whole = train(config, tmp_path / "whole", **kwargs)
   # Killed at step 31 (mid epoch 2): checkpoints exist at 22 (epoch end) and 30; the
@@ -155,6 +156,17 @@ def test_bfloat16_adamw_step_schedule(tmp_path):
   assert np.isfinite(result["train_loss"]) and result["completed"]
   params = _params(tmp_path, config, data)
   assert all(x.dtype == jnp.float32 for x in jax.tree.leaves(params))
+
+
+def test_mobilenet_v1_on_digits_learns_and_costs_match_its_variables(tmp_path, digits):
+  from sepconv.models import model_summary
+  config = default_config("digits", conv="dws", epochs=3, impl="xla")  # 132 steps of 32
+  result = train(config, tmp_path, dataset=digits, devices=ONE, progress=False)
+  assert result["test_accuracy"] > 0.5  # chance: 0.1
+  summary = model_summary("mobilenet_v1", num_classes=10, conv="dws", width_multiplier=0.25,
+                          input_size=8, in_channels=1)
+  assert result["params"] == summary.params and result["mult_adds"] == summary.mult_adds
+  assert result["trainable_params"] == summary.params_with_bn
 
 
 def test_cli_trains_resumes_and_reports_json(tmp_path, monkeypatch, capsys):

@@ -12,7 +12,6 @@ recomputed and recorded again; readers keep the last record per epoch.
 
 from __future__ import annotations
 
-import inspect
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -60,12 +59,10 @@ def _model_costs(config: TrainConfig, num_classes: int, input_shape: tuple[int, 
   trainable = int(sum(np.size(x) for x in jax.tree.leaves(params)))
   if not from_cost_model:
     return {"params": trainable, "trainable_params": trainable, "mult_adds": None}
-  from sepconv.models import model_cost, model_summary
-  kwargs = dict(num_classes=num_classes, conv=config.conv,
-                width_multiplier=config.width_multiplier, input_size=input_shape[0])
-  if "in_channels" in inspect.signature(model_cost).parameters:
-    kwargs["in_channels"] = input_shape[2]
-  summary = model_summary(config.model, **kwargs)
+  from sepconv.models import model_summary
+  summary = model_summary(config.model, num_classes=num_classes, conv=config.conv,
+                          width_multiplier=config.width_multiplier, input_size=input_shape[0],
+                          in_channels=input_shape[2])
   return {"params": summary.params, "trainable_params": trainable,
           "mult_adds": summary.mult_adds}
 
@@ -124,10 +121,13 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
 
   Returns:
     A dict with test_accuracy, test_loss, train_accuracy, train_loss (clean, full
-    training split), train_seconds (time in training steps, compilation excluded),
-    images_per_second, compile_seconds, params, mult_adds, steps, epochs, config,
-    provenance; it is also appended to metrics.jsonl as the 'train_result' record.
+    training split), train_seconds (time in training steps over all sessions of the
+    run, compilation excluded), images_per_second, compile_seconds, wall_seconds (this
+    call, start to end), params, trainable_params, mult_adds (see ``_model_costs``),
+    steps, epochs, config, provenance; it is also appended to metrics.jsonl as the
+    'train_result' record.
   """
+  wall_start = time.perf_counter()
   maybe_initialize_distributed()
   out_dir = Path(out_dir)
   metrics_path = out_dir / METRICS_FILE
@@ -148,7 +148,7 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
   spec = StepSpec.create(model, config, steps_per_epoch, dataset, mesh)
   data = batch_sharded(mesh)
 
-  check_resumable(config, out_dir)  # after validation: a refused run leaves no trace
+  check_resumable(config, out_dir, write=lead)  # after validation: a refusal leaves no trace
   checkpoints = Checkpoints(out_dir / "checkpoints")
   try:
     state = initial_state(spec, dataset.input_shape, config.seed)
@@ -226,6 +226,7 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
         "train_seconds": train_seconds,
         "images_per_second": train_images / train_seconds if train_seconds else None,
         "compile_seconds": compile_seconds, "epochs": config.epochs, "steps": total_steps,
+        "wall_seconds": time.perf_counter() - wall_start,
         **_model_costs(config, dataset.num_classes, dataset.input_shape, state.params,
                        from_cost_model=model_factory is None),
         "config": config.to_json(), "provenance": provenance(), "completed": True,

@@ -111,9 +111,18 @@ def init_state(model: nn.Module, tx: optax.GradientTransformation, input_shape, 
       correct_sum=jnp.zeros((), jnp.float32), seen=jnp.zeros((), jnp.float32))
 
 
+# Initialisation runs once: on CPU, compiling it without LLVM optimisation cuts a
+# MobileNet's init compile from ~13 s to ~2 s (2-core host) and costs ~0.1 s to run.
+_RUN_ONCE_CPU_OPTIONS = {"xla_backend_optimization_level": 0,
+                         "xla_llvm_disable_expensive_passes": True}
+
+
 def initial_state(spec: StepSpec, input_shape: tuple[int, ...], seed: int) -> TrainState:
   """``init_state`` compiled once per spec (the seed is traced), replicated over the mesh."""
-  return _initial_state(np.int32(seed), spec=spec, input_shape=tuple(input_shape))
+  seed = np.int32(seed)
+  lowered = _initial_state.lower(seed, spec=spec, input_shape=tuple(input_shape))
+  on_cpu = spec.mesh.devices.flat[0].platform == "cpu"
+  return lowered.compile(_RUN_ONCE_CPU_OPTIONS if on_cpu else None)(seed)
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "input_shape"))
