@@ -1,0 +1,152 @@
+"""Declarative experiment definitions: frozen dataclasses the runner executes.
+
+* ``Variant``: one grid point, a spectrum point plus the labels the tables use.
+* ``GranularityAblation``: train one model family at every variant and seed, benchmark
+  each variant's training and inference step, and compare what they learned.
+* ``LayerSweep``: one layer across the spectrum: analytic cost and measured speed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from sepconv.spectrum import SpectrumPoint, parse_point
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+  """One grid point: a spectrum point string and how it is labelled."""
+  conv: str
+  label: str | None = None
+
+  def __post_init__(self):
+    object.__setattr__(self, "conv", str(parse_point(self.conv)))  # canonical, validated
+    if self.label is None:
+      object.__setattr__(self, "label", describe(self.point))
+
+  @property
+  def point(self) -> SpectrumPoint:
+    return parse_point(self.conv)
+
+  @property
+  def slug(self) -> str:
+    """A file-name-safe key."""
+    return re.sub(r"[^A-Za-z0-9=_.-]+", "_", self.conv)
+
+  def fields(self) -> dict:
+    """The grid coordinates stored in every record's config."""
+    p = self.point
+    # Spatial group size; None for the standard conv, whose group size is each layer's C_in.
+    group_size = None if p.name == "standard" else p.group_size or 1
+    return {"conv": self.conv, "label": self.label, "group_size": group_size,
+            "depth_multiplier": p.depth_multiplier, "pointwise": p.pointwise, "family": family(p)}
+
+
+def family(point: SpectrumPoint) -> str:
+  """Which way of closing the gap a point belongs to (MISSION.md's two, plus the anchor)."""
+  if point.name == "standard":
+    return "standard"
+  return "grouped + pointwise" if point.pointwise else "grouped"
+
+
+def describe(point: SpectrumPoint) -> str:
+  """A short table label, e.g. 'g=4 +pw', 'g=1 m=2 +pw', 'g=8', 'standard'."""
+  if point.name == "standard":
+    return "standard"
+  text = f"g={point.group_size or 1}"
+  if point.depth_multiplier != 1:
+    text += f" m={point.depth_multiplier}"
+  if point.name == "bsconv":
+    return text + " pw-first"
+  if point.name == "shufflenet" or point.shuffle:
+    text += f" pg={point.pointwise_group_size} shuffle"
+  return text + (" +pw" if point.pointwise else "")
+
+
+def spectrum_grid(group_sizes: Sequence[int], *, multipliers: Sequence[int] = (1,),
+                  with_pointwise: bool = True, without_pointwise: bool = True,
+                  anchor: bool = True) -> tuple[Variant, ...]:
+  """The standard anchor, grouped + pointwise at each (g, m), and plain grouped at each g."""
+  variants = [Variant("standard")] if anchor else []
+  if with_pointwise:
+    variants += [Variant(f"dws:g={g},m={m}") for g in group_sizes for m in multipliers]
+  if without_pointwise:
+    variants += [Variant(f"grouped:g={g}") for g in group_sizes]
+  return tuple(variants)
+
+
+@dataclasses.dataclass(frozen=True)
+class GranularityAblation:
+  """Train, benchmark and compare a model at every variant.
+
+  Attributes:
+    name: results go to ``results/<name>_<dataset>`` by default.
+    variants: the grid.
+    model: ``sepconv.models`` name.
+    width_multiplier: the model's alpha.
+    datasets: data set per ``--dataset`` choice; the first is the default.
+    seeds: one training run per (variant, seed).
+    train: ``TrainConfig`` overrides per data set (on top of its preset).
+    bench_impls: conv implementations whose train and inference steps are timed.
+    bench_batch: batch of the timed steps.
+    bench_repeats: timed repeats per step (median reported).
+    analysis_examples: test examples whose features the analyses use.
+    cka_layers: feature names compared variant by variant (must be in every model).
+    decomposition_layers: parameter paths of the anchor's kernels that are projected
+      onto the spectrum (the standard model's 3x3 convs).
+    decomposition_multipliers: depth multipliers of the projection grid.
+  """
+  name: str
+  variants: tuple[Variant, ...]
+  model: str = "mobilenet_v1"
+  width_multiplier: float = 1.0
+  datasets: tuple[str, ...] = ("digits",)
+  seeds: tuple[int, ...] = (0, 1, 2)
+  train: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+  bench_impls: tuple[str, ...] = ("auto", "xla")
+  bench_batch: int = 64
+  bench_repeats: int = 10
+  analysis_examples: int = 512
+  cka_layers: tuple[str, ...] = ()
+  decomposition_layers: tuple[str, ...] = ()
+  decomposition_multipliers: tuple[int, ...] = (1, 2, 4, 9)
+
+  def __post_init__(self):
+    if not self.variants:
+      raise ValueError(f"{self.name}: variants must not be empty")
+    labels = [v.label for v in self.variants]
+    if len(set(labels)) != len(labels):
+      raise ValueError(f"{self.name}: variant labels {labels} must be unique")
+    if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+      raise ValueError(f"{self.name}: seeds (={self.seeds}) must be distinct and non-empty")
+
+  @property
+  def anchor(self) -> Variant | None:
+    """The standard-conv variant the decomposition starts from."""
+    return next((v for v in self.variants if v.point.name == "standard"), None)
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSweep:
+  """One layer at several spectrum points: analytic cost and measured forward/backward speed.
+
+  Attributes:
+    name: results go to ``results/<name>`` by default.
+    schemes: label -> ``ConvSpec`` factory arguments: a spectrum point string.
+    input_size, in_channels, out_channels, kernel_size: the layer.
+    batch: batch of the timed calls.
+    impls: conv implementations timed (each that supports the layer).
+    repeats: timed repeats (median reported).
+  """
+  name: str
+  schemes: tuple[Variant, ...]
+  input_size: int
+  in_channels: int
+  out_channels: int
+  kernel_size: int
+  batch: int = 32
+  impls: tuple[str, ...] = ("auto", "xla")
+  repeats: int = 10

@@ -1,0 +1,205 @@
+"""Running a ``GranularityAblation``: train, time, and compare every variant."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from sepconv import analysis, cost
+from sepconv.ablation import trained
+from sepconv.ablation.experiment import GranularityAblation, Variant
+from sepconv.ablation.runner import Job, timed
+from sepconv.data import load_dataset
+from sepconv.train import default_config, train
+
+
+class GranularityRunner:
+  """The jobs of one ablation on one data set, and how to run each."""
+  analysis_kinds = ("decomposition", "cka")
+
+  def __init__(self, experiment: GranularityAblation, out_dir: Path, *, dataset: str | None,
+               data_dir: str | None, work_dir: str | Path | None, progress: bool):
+    self.experiment = experiment
+    self.dataset_name = dataset or experiment.datasets[0]
+    if self.dataset_name not in experiment.datasets:
+      raise ValueError(f"--dataset (={self.dataset_name!r}) must be one of {experiment.datasets} "
+                       f"for experiment {experiment.name!r}")
+    self.name = experiment.name
+    self.data_dir = data_dir
+    self.work_dir = Path(work_dir) if work_dir else Path("runs") / Path(out_dir).name
+    self.progress = progress
+    self._dataset = None
+
+  @property
+  def dataset(self):
+    if self._dataset is None:
+      self._dataset = load_dataset(self.dataset_name, self.data_dir)
+    return self._dataset
+
+  def _id(self, *parts) -> str:
+    return "/".join([self.name, self.dataset_name, *map(str, parts)])
+
+  def jobs(self) -> list[Job]:
+    e = self.experiment
+    jobs = [Job("train", self._id(v.conv, f"seed={s}"), v, s) for v in e.variants for s in e.seeds]
+    jobs += [Job("bench", self._id(v.conv, "bench"), v) for v in e.variants]
+    seed = e.seeds[0]
+    if e.anchor is not None:
+      jobs += [Job("decomposition", self._id("decomposition", layer, f"seed={seed}"), e.anchor, seed,
+                   layer) for layer in e.decomposition_layers]
+    jobs += [Job("cka", self._id("cka", layer, f"seed={seed}"), None, seed, layer)
+             for layer in e.cka_layers]
+    return jobs
+
+  # Shared pieces.
+
+  def config(self, variant: Variant, seed: int):
+    """The TrainConfig of one run."""
+    e = self.experiment
+    return default_config(self.dataset_name, model=e.model, conv=variant.conv,
+                          width_multiplier=e.width_multiplier, seed=seed, data_dir=self.data_dir,
+                          **e.train.get(self.dataset_name, {}))
+
+  def run_dir(self, variant: Variant, seed: int) -> Path:
+    return self.work_dir / "runs" / f"{variant.slug}-seed{seed}"
+
+  def features_path(self, variant: Variant, seed: int) -> Path:
+    return self.work_dir / "features" / f"{variant.slug}-seed{seed}.npz"
+
+  def _config_fields(self, variant: Variant, config) -> dict:
+    return {**variant.fields(), "model": config.model, "dataset": self.dataset_name,
+            "width_multiplier": config.width_multiplier, "epochs": config.epochs,
+            "batch_size": config.batch_size, "optimizer": config.optimizer, "lr": config.lr,
+            "weight_decay": config.weight_decay, "impl": config.impl}
+
+  def _cost(self, config) -> dict:
+    from sepconv.models import model_cost
+    d = self.dataset
+    total = cost.summarize(model_cost(config.model, num_classes=d.num_classes, conv=config.conv,
+                                      width_multiplier=config.width_multiplier,
+                                      input_size=d.input_shape[0], in_channels=d.input_shape[2]))
+    return {"params": total.params, "mult_adds": total.mult_adds,
+            "params_with_bn": total.params_with_bn, "mult_adds_valid": total.mult_adds_valid}
+
+  # Jobs.
+
+  def run_job(self, job: Job) -> dict | None:
+    return getattr(self, f"_{job.kind}")(job)
+
+  def _train(self, job: Job) -> dict:
+    d, e = self.dataset, self.experiment
+    config = self.config(job.variant, job.seed)
+    result = train(config, self.run_dir(job.variant, job.seed), dataset=d, progress=self.progress)
+    model, variables = trained.restore(config, self.run_dir(job.variant, job.seed), d)
+    n = min(e.analysis_examples, d.num_test)
+    feats = trained.features(model, variables, d, d.x_test[:n])
+    path = self.features_path(job.variant, job.seed)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(path, **feats)
+    train_pen = trained.features(model, variables, d, d.x_train)["penultimate"]
+    test_pen = trained.features(model, variables, d, d.x_test)["penultimate"]
+    probe = analysis.linear_probe(train_pen, d.y_train, test_pen, d.y_test,
+                                  num_classes=d.num_classes)
+    ranks = {name: analysis.effective_rank(f) for name, f in feats.items() if name != "logits"}
+    return {
+        "config": self._config_fields(job.variant, config),
+        "metrics": {
+            "test_accuracy": result["test_accuracy"], "train_accuracy": result["train_accuracy"],
+            "test_loss": result["test_loss"], "train_seconds": result["train_seconds"],
+            "train_images_per_s": result["images_per_second"],
+            "compile_seconds": result["compile_seconds"],
+            "probe_test_accuracy": probe["test_accuracy"],
+            "probe_train_accuracy": probe["train_accuracy"], "effective_rank": ranks},
+        "cost": self._cost(config),
+    }
+
+  def _bench(self, job: Job) -> dict:
+    """Median training-step and inference times per conv implementation."""
+    from sepconv.bench.train_step import make_step
+    d, e = self.dataset, self.experiment
+    config = self.config(job.variant, e.seeds[0])
+    rng = np.random.default_rng(0)
+    x = jnp.asarray(d.normalize(d.x_train[:e.bench_batch]))
+    if x.shape[0] < e.bench_batch:
+      raise ValueError(f"bench_batch (={e.bench_batch}) exceeds the training split of {d.name}")
+    y = jnp.asarray(rng.integers(0, d.num_classes, e.bench_batch), jnp.int32)
+    timings = {}
+    for impl in e.bench_impls:
+      model = trained.build(config, d, impl=impl)
+      variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
+      tx = optax.sgd(0.01, momentum=0.9)
+      state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
+      step = jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2))
+      infer = jax.jit(lambda v, x: model.apply(v, x, train=False)[0])
+
+      def train_call():
+        *state[:], loss = step(*state, x, y)
+        return loss
+
+      train_ms = timed(train_call, warmup=2, repeats=e.bench_repeats)
+      infer_ms = timed(lambda: infer({"params": state[0], "batch_stats": state[1]}, x),
+                       warmup=2, repeats=e.bench_repeats)
+      timings[impl] = {"train_step_ms": train_ms, "infer_ms": infer_ms,
+                       "train_images_per_s": e.bench_batch / train_ms * 1e3,
+                       "infer_images_per_s": e.bench_batch / infer_ms * 1e3}
+    return {"config": {**self._config_fields(job.variant, config), "bench_batch": e.bench_batch},
+            "timings": timings, "cost": self._cost(config)}
+
+  def _decomposition(self, job: Job) -> dict | None:
+    """Projects the trained standard model's kernel at one layer onto the spectrum."""
+    e = self.experiment
+    run_dir = self.run_dir(job.variant, job.seed)
+    if not (run_dir / "checkpoints").exists():
+      return self._defer(job, f"the standard run {run_dir} is not in this work dir")
+    config = self.config(job.variant, job.seed)
+    _, variables = trained.restore(config, run_dir, self.dataset)
+    layer = job.layer
+    node = variables["params"]
+    for key in layer.split("/"):
+      node = node[key]
+    kernel = np.asarray(node["kernel"], np.float64)
+    c_in = kernel.shape[2]
+    sizes = [g for g in _powers_of_two(c_in) if c_in % g == 0]
+    points = [(g, m, True) for g in sizes for m in e.decomposition_multipliers]
+    points += [(g, None, False) for g in sizes if kernel.shape[3] % (c_in // g) == 0]
+    return {"config": {"model": e.model, "dataset": self.dataset_name, "conv": job.variant.conv,
+                       "width_multiplier": e.width_multiplier},
+            "decomposition": {"layer": layer, "kernel_shape": list(kernel.shape),
+                              "errors": analysis.decomposition_errors(kernel, points)}}
+
+  def _cka(self, job: Job) -> dict | None:
+    """Variant-by-variant CKA at one layer, on the same test examples."""
+    e = self.experiment
+    layer = job.layer
+    missing = [str(self.features_path(v, job.seed)) for v in e.variants
+               if not self.features_path(v, job.seed).exists()]
+    if missing:
+      return self._defer(job, f"features missing: {', '.join(missing)}")
+    feats = {}
+    for v in e.variants:
+      with np.load(self.features_path(v, job.seed)) as f:
+        feats[v.label] = {layer: f[layer]}
+    labels = list(feats)
+    matrix = analysis.variant_cka(feats)[layer]
+    return {"config": {"model": e.model, "dataset": self.dataset_name, "layer": layer,
+                       "width_multiplier": e.width_multiplier,
+                       "examples": int(feats[labels[0]][layer].shape[0])},
+            "cka": analysis.cka_record(matrix, labels=labels, layers=[layer])}
+
+  def _defer(self, job: Job, why: str) -> None:
+    from sepconv.ablation.runner import _log
+    _log(f"deferred {job.run_id}: {why}; run again where every run's work dir is present")
+    return None
+
+
+def _powers_of_two(limit: int) -> list[int]:
+  out, g = [], 1
+  while g <= limit:
+    out.append(g)
+    g *= 2
+  return out
+

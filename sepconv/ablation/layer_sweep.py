@@ -1,0 +1,51 @@
+"""Running a ``LayerSweep``: one layer's cost and measured speed at each spectrum point."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+
+from sepconv import cost
+from sepconv.ablation.experiment import LayerSweep
+from sepconv.ablation.runner import Job, timed
+from sepconv.layers import SpectrumConv
+
+
+class LayerSweepRunner:
+  """One job per scheme: its analytic cost and forward / forward+backward times per impl."""
+  analysis_kinds = ()
+
+  def __init__(self, experiment: LayerSweep, out_dir: Path, *, progress: bool):
+    self.experiment = experiment
+    self.name = experiment.name
+    self.progress = progress
+
+  def jobs(self) -> list[Job]:
+    return [Job("bench", f"{self.name}/{v.conv}", v) for v in self.experiment.schemes]
+
+  def run_job(self, job: Job) -> dict:
+    e = self.experiment
+    spec = job.variant.point.spec(e.in_channels, e.out_channels, e.kernel_size)
+    summary = cost.layer_summary(spec, e.input_size)
+    x = jax.random.normal(jax.random.key(0), (e.batch, e.input_size, e.input_size, e.in_channels))
+    timings = {}
+    for impl in e.impls:
+      module = SpectrumConv(spec, impl=impl)
+      params = module.init(jax.random.key(1), x[:1])["params"]
+      fwd = jax.jit(lambda p, x: module.apply({"params": p}, x))
+      fwdbwd = jax.jit(jax.grad(lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2) / 2,
+                                argnums=(0, 1)))
+      fwd_ms = timed(lambda: fwd(params, x), warmup=2, repeats=e.repeats)
+      fwdbwd_ms = timed(lambda: fwdbwd(params, x), warmup=2, repeats=e.repeats)
+      timings[impl] = {"fwd_ms": fwd_ms, "fwdbwd_ms": fwdbwd_ms,
+                       "fwd_images_per_s": e.batch / fwd_ms * 1e3,
+                       "fwdbwd_images_per_s": e.batch / fwdbwd_ms * 1e3}
+    return {"config": {**job.variant.fields(), "input_size": e.input_size,
+                       "in_channels": e.in_channels, "out_channels": e.out_channels,
+                       "kernel_size": e.kernel_size, "batch": e.batch},
+            "cost": {"params": summary.params, "mult_adds": summary.mult_adds,
+                     "flops": summary.flops, "xla_flops": summary.xla_flops,
+                     "bytes": summary.bytes},
+            "timings": timings}

@@ -1,0 +1,55 @@
+"""`sepconv ablate NAME`: run (or resume) an experiment from `experiments/`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from sepconv.ablation import runner
+
+
+def default_out_dir(name: str, experiment, dataset: str | None) -> Path:
+  """results/<name>, or results/<name>_<dataset> for experiments that train on data."""
+  datasets = getattr(experiment, "datasets", None)
+  if not datasets:
+    return Path("results") / name
+  return Path("results") / f"{name}_{dataset or datasets[0]}"
+
+
+def run_ablate(args) -> int:
+  import experiments
+  experiment = experiments.get(args.name)
+  out_dir = Path(args.out) if args.out else default_out_dir(args.name, experiment, args.dataset)
+  seeds = _parse_seeds(args.seeds) if args.seeds else None
+  counts = runner.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
+                      work_dir=args.work_dir, shard=runner.parse_shard(args.shard),
+                      progress=not args.quiet, seeds=seeds)
+  if not args.no_report and counts["done"] and not getattr(experiment, "renders_itself", False):
+    from sepconv.report import render_experiment
+    render_experiment(out_dir)
+  print(json.dumps({"out": str(out_dir), **counts}) if args.json else
+        f"{out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
+        f"{counts['deferred']} deferred")
+  return 0
+
+
+def _parse_seeds(text: str) -> tuple[int, ...]:
+  parts = [p.strip() for p in text.split(",")]
+  if not all(p.isdigit() for p in parts) or len(set(parts)) != len(parts):
+    raise ValueError(f"--seeds (={text!r}) must be distinct comma-separated non-negative ints")
+  return tuple(int(p) for p in parts)
+
+
+def register(subparsers) -> None:
+  parser = subparsers.add_parser("ablate", help="run or resume an experiment (see experiments/)")
+  parser.add_argument("name", help="granularity, seed_example or mobilenet_paper")
+  parser.add_argument("--dataset", default=None, help="digits (default) or cifar10/cifar100")
+  parser.add_argument("--data-dir", default=None, help="where the CIFAR archive or folder is")
+  parser.add_argument("--out", default=None, help="results folder (default results/NAME[_DATASET])")
+  parser.add_argument("--work-dir", default=None, help="checkpoints and features (default runs/...)")
+  parser.add_argument("--shard", default=None, help="i/n: run every n-th job starting at i")
+  parser.add_argument("--seeds", default=None, type=str, help="override the seeds, e.g. 0 or 0,1")
+  parser.add_argument("--no-report", action="store_true", help="do not re-render tables and plots")
+  parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
+  parser.add_argument("--json", action="store_true", help="print a JSON summary")
+  parser.set_defaults(func=run_ablate)
