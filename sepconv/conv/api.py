@@ -63,6 +63,7 @@ def grouped_conv(
       'shift' shifted multiply-adds in one fused loop, with its own gradients
         (depthwise, depth multipliers, up to 8 channels per group);
       'dense' one dense convolution with a block-diagonal kernel;
+      'supergroup' dense convolutions over channel blocks of whole groups (G > 1);
       'pointwise' 1x1 kernels as a matmul (batched over groups);
       'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
         input gradient and kernel gradient (see ``sepconv.conv.autotune``).

@@ -9,8 +9,9 @@ custom VJP rule asks for them then), so inference never pays for measuring backw
 When it is measured: at trace time. ``grouped_conv`` usually runs inside a jitted Flax
 module, where the arrays are abstract, but their shape and dtype are known, which is all
 a measurement needs: it runs each candidate, jitted, on random arrays of that shape under
-``jax.ensure_compile_time_eval`` (one warm call, then up to three timed calls, fewer when
-a candidate is already 3x slower than the best), on the default device. Results are kept
+``jax.ensure_compile_time_eval`` (a compiling call, a warm call, then up to three timed
+calls, fewer when a candidate is already clearly slower than the best), on the default
+device. Candidates known to take minutes at training sizes are not run (``candidates``). Results are kept
 in memory and in a JSON file keyed by backend, device kind, jax/jaxlib versions and the
 full ``ConvSpec`` (shapes, groups, strides, padding, dilation, dtype).
 
@@ -80,18 +81,28 @@ def heuristic(spec: ConvSpec, stage: str, backend: str | None = None) -> str:
 
 
 def candidates(spec: ConvSpec, stage: str, backend: str | None = None) -> list[str]:
-  """Implementations worth measuring for ``stage``: supported and not hopeless.
+  """Implementations worth measuring for ``stage``: supported and not known hopeless.
 
-  The block-diagonal dense conv is left out past 32 groups (32x the arithmetic).
-  The heuristic's choice comes first so slow candidates are cut short early.
+  Left out on CPU, because one call can take minutes at training sizes: the weight
+  gradient of ``xla_noynn`` when G > 1 (XLA:CPU expands the batch-grouped weight
+  gradient into a dense convolution, and without YNNPACK that runs ~100x slower than
+  'xla'), and ``dense`` past 8 groups for the weight gradient and past 32 otherwise
+  (G times the arithmetic). 'xla', the reference, is always measured. The heuristic's
+  choice comes first, so slow candidates are cut short early.
   """
+  backend = backend or jax.default_backend()
   names = [n for n, impl in IMPL_TABLE.items() if impl.support(spec) is None]
+  drop = set()
   if spec.groups == 1:
-    names = [n for n in names if n != "dense"]  # identical to xla
-  elif spec.groups > 32:
-    names = [n for n in names if n != "dense"]
+    drop.add("dense")  # identical to xla
+  if spec.groups > (8 if stage == "kernel_grad" else 32):
+    drop.add("dense")
+  if backend == "cpu" and stage == "kernel_grad" and spec.groups > 1:
+    drop.add("xla_noynn")
+  names = [n for n in names if n not in drop]
   first = heuristic(spec, stage, backend)
-  return [first] + [n for n in names if n != first]
+  ordered = [first] + [n for n in names if n != first]
+  return ordered if "xla" in ordered else ordered + ["xla"]
 
 
 # ---------------------------------------------------------------- cache
@@ -135,8 +146,8 @@ def _read_file(path: Path) -> dict:
                        f"must be {CACHE_VERSION}")
     entries = data["entries"]
     if not isinstance(entries, dict) or not all(
-        isinstance(v, dict) and v.get("choice") in IMPL_TABLE for v in entries.values()):
-      raise ValueError("entries must map keys to {'choice': impl, ...}")
+        isinstance(v, dict) and isinstance(v.get("choice"), str) for v in entries.values()):
+      raise ValueError("entries must map keys to {'choice': name, ...}")
     return entries
   except (ValueError, KeyError, TypeError) as e:
     warnings.warn(f"sepconv autotune cache {path} is corrupt ({e}); rebuilding it")
@@ -165,12 +176,7 @@ def _write_entry(key: str, entry: dict) -> None:
 def lookup(spec: ConvSpec, stage: str) -> dict | None:
   """The cached entry for ``spec`` and ``stage`` (memory, then disk), or None."""
   key = entry_key(spec, stage)
-  if key not in _MEMORY:
-    entry = _read_file(cache_path()).get(key)
-    if entry is None or IMPL_TABLE[entry["choice"]].support(spec) is not None:
-      return None
-    _MEMORY[key] = entry
-  return _MEMORY[key]
+  return _MEMORY.get(key) or _read_file(cache_path()).get(key)
 
 
 def clear_memory_cache() -> None:
@@ -181,6 +187,32 @@ def clear_memory_cache() -> None:
 # ---------------------------------------------------------------- measuring
 
 
+def _timed(fns: dict, args, repeats: int) -> dict[str, float]:
+  """Median wall ms of each jitted fn on ``args``.
+
+  Each candidate gets a compiling call and a warm call; one whose warm call is already 5x
+  the best so far stops there, and timed calls stop early past 3x the best.
+  """
+  times: dict[str, float] = {}
+  for name, fn in fns.items():
+    jax.block_until_ready(fn(*args))  # compile
+    start = time.perf_counter()
+    jax.block_until_ready(fn(*args))  # warm
+    warm_ms = (time.perf_counter() - start) * 1e3
+    if times and warm_ms > 5 * min(times.values()):
+      times[name] = warm_ms  # clearly slower: no more of its calls
+      continue
+    runs = []
+    for _ in range(repeats):
+      start = time.perf_counter()
+      jax.block_until_ready(fn(*args))
+      runs.append((time.perf_counter() - start) * 1e3)
+      if times and runs[-1] > 3 * min(times.values()):
+        break
+    times[name] = float(np.median(runs))
+  return times
+
+
 def _stage_fn(name: str, stage: str, spec: ConvSpec):
   if stage == "forward":
     return jax.jit(lambda x, k, dy: IMPL_TABLE[name].forward(x, k, spec))
@@ -189,54 +221,72 @@ def _stage_fn(name: str, stage: str, spec: ConvSpec):
   return jax.jit(lambda x, k, dy: registry.kernel_grad(name, x, k, dy, spec))
 
 
-def _random_arrays(spec: ConvSpec):
+def _random_arrays(dtype, *shapes):
+  """Concrete standard-normal arrays on the default device (no denormals in the sums)."""
   rng = np.random.default_rng(0)
-  dtype = jnp.dtype(spec.dtype)
-  fan_in = spec.kernel_shape[0] * spec.kernel_shape[1] * spec.kernel_shape[2]
-  x = rng.standard_normal(spec.in_shape, dtype=np.float32)
-  k = rng.standard_normal(spec.kernel_shape, dtype=np.float32) / np.sqrt(fan_in)
-  dy = rng.standard_normal(spec.out_shape, dtype=np.float32)
-  return tuple(jax.device_put(jnp.asarray(a, dtype)) for a in (x, k, dy))
+  return tuple(jax.device_put(jnp.asarray(rng.standard_normal(shape, dtype=np.float32),
+                                          jnp.dtype(dtype))) for shape in shapes)
 
 
 def measure(spec: ConvSpec, stage: str, names: list[str] | None = None,
             repeats: int = 3) -> dict[str, float]:
   """Median wall milliseconds of each candidate for ``stage``, measured now, eagerly."""
   names = candidates(spec, stage) if names is None else names
-  times: dict[str, float] = {}
   with jax.ensure_compile_time_eval():
-    args = _random_arrays(spec)
-    for name in names:
-      fn = _stage_fn(name, stage, spec)
-      jax.block_until_ready(fn(*args))  # compile and warm
-      runs = []
-      for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        runs.append((time.perf_counter() - start) * 1e3)
-        if times and runs[-1] > 3 * min(times.values()):
-          break
-      times[name] = float(np.median(runs))
-  return times
+    args = _random_arrays(spec.dtype, spec.in_shape, spec.kernel_shape, spec.out_shape)
+    return _timed({n: _stage_fn(n, stage, spec) for n in names}, args, repeats)
 
 
-def choose_stage(spec: ConvSpec, stage: str) -> str:
-  """The implementation ``auto`` uses for ``stage`` of ``spec``."""
-  entry = lookup(spec, stage)
-  if entry is not None:
+def _choose(key: str, valid: list[str], default: str, run_measure) -> str:
+  """Cached choice for ``key``; else measured (``run_measure() -> times``) or ``default``."""
+  entry = _MEMORY.get(key)
+  if entry is None:
+    entry = _read_file(cache_path()).get(key)
+  if entry is not None and entry["choice"] in valid:
+    _MEMORY[key] = entry
     return entry["choice"]
   if not measuring_enabled():
-    return heuristic(spec, stage)
-  times = measure(spec, stage)
+    return default
+  times = run_measure()
   choice = min(times, key=times.get)
   entry = {"choice": choice, "times_ms": times,
            "measured": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-  key = entry_key(spec, stage)
   _MEMORY[key] = entry
   _write_entry(key, entry)
   return choice
 
 
+def choose_stage(spec: ConvSpec, stage: str) -> str:
+  """The implementation ``auto`` uses for ``stage`` of ``spec``."""
+  valid = [n for n, impl in IMPL_TABLE.items() if impl.support(spec) is None]
+  return _choose(entry_key(spec, stage), valid, heuristic(spec, stage),
+                 lambda: measure(spec, stage))
+
+
 def choose(spec: ConvSpec) -> Plan:
   """The ``auto`` plan: forward chosen now, gradients when a backward pass asks."""
   return Plan(choose_stage(spec, "forward"), "auto", "auto")
+
+
+def choose_separable(spec: ConvSpec, pw_spec: ConvSpec, stage: str) -> str:
+  """'fused' or 'unfused' for the forward or backward of ``separable_conv(impl='auto')``."""
+  from sepconv.conv import separable  # noqa: PLC0415 (separable imports this module)
+  fused_ok = separable.fused_support(spec, pw_spec) is None
+  valid = ["fused", "unfused"] if fused_ok else ["unfused"]
+  default = "fused" if fused_ok and jax.default_backend() == "cpu" else "unfused"
+  key = f"{device_key()}|{spec.key()}|pw{pw_spec.key()}|separable_{stage}"
+
+  def run_measure():
+    with jax.ensure_compile_time_eval():
+      args = _random_arrays(spec.dtype, spec.in_shape, spec.kernel_shape, pw_spec.kernel_shape,
+                            pw_spec.out_shape)
+      fns = {}
+      for name in valid:
+        fn = separable.STAGE_FNS[stage][name]
+        if stage == "forward":
+          fns[name] = jax.jit(lambda x, ks, kp, dy, fn=fn: fn(x, ks, kp, spec, pw_spec))
+        else:
+          fns[name] = jax.jit(lambda x, ks, kp, dy, fn=fn: fn(x, ks, kp, dy, spec, pw_spec))
+      return _timed(fns, args, 3)
+
+  return _choose(key, valid, default, run_measure)

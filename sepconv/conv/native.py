@@ -67,3 +67,44 @@ def dense_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
   return lax.conv_general_dilated(
       x, block_diagonal(kernel, spec.groups), window_strides=spec.strides, padding=spec.pads,
       rhs_dilation=spec.dilation, dimension_numbers=DIMENSION_NUMBERS)
+
+
+# Channel blocks narrower than this leave the fast dense kernel (YNNPACK takes convs only
+# above 16 channels), so blocks hold several groups, block-diagonally, until this wide.
+SUPERGROUP_MIN_CHANNELS = 32
+
+
+def supergroup_count(spec: ConvSpec) -> int:
+  """Number of dense channel blocks: one per group, or fewer so each is 32 channels wide."""
+  per_block = max(1, -(-SUPERGROUP_MIN_CHANNELS // spec.group_in))  # groups per block
+  blocks = spec.groups // per_block
+  while blocks > 1 and spec.groups % blocks:
+    blocks -= 1
+  return max(1, blocks)
+
+
+def supergroup_support(spec: ConvSpec) -> str | None:
+  if spec.groups == 1:
+    return "feature_group_count (=1) must be above 1 for channel blocks"
+  return None
+
+
+def supergroup_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+  """The grouped convolution as dense convolutions over blocks of channels.
+
+  Each block holds G/S whole groups as a block-diagonal dense kernel: S dense convs
+  with (G/S) times the grouped arithmetic each, so S = G (no waste) once groups are
+  32 channels wide, and blocks of 32 channels below that.
+  """
+  blocks = supergroup_count(spec)
+  per_block = spec.groups // blocks
+  cin, cout = spec.in_channels // blocks, spec.out_channels // blocks
+  outs = []
+  for b in range(blocks):
+    k = kernel[..., b * cout:(b + 1) * cout]
+    if per_block > 1:
+      k = block_diagonal(k, per_block)
+    outs.append(lax.conv_general_dilated(
+        x[..., b * cin:(b + 1) * cin], k, window_strides=spec.strides, padding=spec.pads,
+        rhs_dilation=spec.dilation, dimension_numbers=DIMENSION_NUMBERS))
+  return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=-1)

@@ -24,7 +24,7 @@ from sepconv.conv.spec import ConvSpec
 
 Forward = Callable[[jax.Array, jax.Array, ConvSpec], jax.Array]
 
-# Python-level traces of the planned convolution, by plan: a trace counter for tests.
+# Python-level traces of the planned convolution, by (spec, plan): a trace counter.
 TRACE_COUNTS: collections.Counter = collections.Counter()
 
 
@@ -72,6 +72,7 @@ IMPL_TABLE: dict[str, Impl] = {
         Impl("shift", shift.shift_forward, _shift_support,
              input_grad=shift.shift_input_grad, kernel_grad=shift.shift_kernel_grad),
         Impl("dense", native.dense_conv, _always),
+        Impl("supergroup", native.supergroup_conv, native.supergroup_support),
         Impl("pointwise", pointwise.pointwise_conv, pointwise.pointwise_support),
     )
 }
@@ -155,7 +156,7 @@ _custom.defvjp(_custom_fwd, _custom_bwd)
 
 def run_plan(x: jax.Array, kernel: jax.Array, spec: ConvSpec, plan: Plan) -> jax.Array:
   """The convolution computed as ``plan`` says (traced inside the caller's jit)."""
-  TRACE_COUNTS[plan] += 1
+  TRACE_COUNTS[(spec, plan)] += 1
   if plan.is_plain:
     return IMPL_TABLE[plan.forward].forward(x, kernel, spec)
   return _custom(x, kernel, spec, plan)

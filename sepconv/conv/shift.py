@@ -93,12 +93,12 @@ def _mix(xs: jax.Array, w_tap: jax.Array, groups: int) -> jax.Array:
   return acc.reshape(lead + (cout,))
 
 
-def _region(x, w_taps, groups, axes, rows, cols, dtype):
+def _region(x, w_taps, groups, axes, rows, cols, dtype, init=None):
   """Sum of taps over output rows [r0, r1) x cols [c0, c1), zero where a tap is outside."""
   ah, aw = axes
   (r0, r1), (c0, c1) = rows, cols
   n, cout = x.shape[0], w_taps.shape[-1]
-  acc = None
+  acc = None if init is None else init[:, r0:r1, c0:c1, :].astype(dtype)
   for ti in range(len(ah.taps)):
     vr0, vr1 = ah.valid(ti)
     vr0, vr1 = max(vr0, r0), min(vr1, r1)
@@ -126,7 +126,7 @@ def _region(x, w_taps, groups, axes, rows, cols, dtype):
 
 
 def tap_sum(x: jax.Array, w_taps: jax.Array, groups: int, axes: tuple[Axis, Axis],
-            out_dtype) -> jax.Array:
+            out_dtype, init: jax.Array | None = None) -> jax.Array:
   """``out[n, p, q] = sum_t x[n, p*sh + oh_t, q*sw + ow_t] @ w[t]`` (grouped), as one fusion.
 
   Args:
@@ -135,11 +135,14 @@ def tap_sum(x: jax.Array, w_taps: jax.Array, groups: int, axes: tuple[Axis, Axis
     groups: G.
     axes: the H and W axes.
     out_dtype: result type; sums run in ``acc_dtype(out_dtype)``.
+    init: optional (N, Ho, Wo, G*co) partial sum to add to, read inside each region so
+      the concatenation stays the root of the fusion.
   """
   dtype = acc_dtype(out_dtype)
   rows_list = []
   for rows in axes[0].segments():
-    pieces = [_region(x, w_taps, groups, axes, rows, cols, dtype) for cols in axes[1].segments()]
+    pieces = [_region(x, w_taps, groups, axes, rows, cols, dtype, init)
+              for cols in axes[1].segments()]
     rows_list.append(pieces[0] if len(pieces) == 1 else jnp.concatenate(pieces, axis=2))
   out = rows_list[0] if len(rows_list) == 1 else jnp.concatenate(rows_list, axis=1)
   return out.astype(out_dtype)

@@ -1,0 +1,163 @@
+"""``impl='auto'``: measured choices, the on-disk cache, the heuristic, one trace per shape."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from sepconv.conv import autotune, conv_spec, grouped_conv, plan_for, registry
+
+
+@pytest.fixture(autouse=True)
+def _tmp_cache(tmp_path, monkeypatch):
+  monkeypatch.setenv("SEPCONV_CACHE_DIR", str(tmp_path))
+  monkeypatch.delenv("SEPCONV_AUTOTUNE", raising=False)
+  autotune.clear_memory_cache()
+  yield
+  autotune.clear_memory_cache()
+
+
+def _arrays(groups=4, group_in=1, group_out=1, hw=8, seed=0):
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal((2, hw, hw, groups * group_in)), jnp.float32)
+  k = jnp.asarray(rng.standard_normal((3, 3, group_in, groups * group_out)), jnp.float32)
+  return x, k
+
+
+def _cached_choices(path):
+  entries = json.loads(path.read_text())["entries"]
+  return {key.rsplit("|", 1)[1]: v["choice"] for key, v in entries.items()}
+
+
+def test_auto_matches_the_implementations_it_chose(tmp_path):
+  x, k = _arrays(groups=4, group_in=2, group_out=2)
+  spec = conv_spec(x, k, feature_group_count=4)
+  y, vjp = jax.vjp(lambda a, b: grouped_conv(a, b, feature_group_count=4), x, k)
+  dy = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape), jnp.float32)
+  dx, dk = vjp(dy)
+  chosen = _cached_choices(autotune.cache_path())
+  assert set(chosen) == {"forward", "input_grad", "kernel_grad"}
+  y_chosen = grouped_conv(x, k, feature_group_count=4, impl=chosen["forward"])
+  np.testing.assert_allclose(np.asarray(y), np.asarray(y_chosen), rtol=1e-6, atol=1e-6)
+  dx_chosen = registry.input_grad(chosen["input_grad"], x, k, dy, spec)
+  dk_chosen = registry.kernel_grad(chosen["kernel_grad"], x, k, dy, spec)
+  np.testing.assert_allclose(np.asarray(dx), np.asarray(dx_chosen), rtol=1e-5, atol=1e-5)
+  np.testing.assert_allclose(np.asarray(dk), np.asarray(dk_chosen), rtol=1e-5, atol=1e-5)
+  entry = autotune.lookup(spec, "forward")
+  assert entry["choice"] == min(entry["times_ms"], key=entry["times_ms"].get)
+  assert "xla" in entry["times_ms"]  # the reference is always measured
+
+
+def test_choice_survives_cleared_memory_without_measuring(monkeypatch):
+  x, k = _arrays()
+  spec = conv_spec(x, k, feature_group_count=4)
+  first = autotune.choose(spec)
+  autotune.clear_memory_cache()
+  monkeypatch.setattr(autotune, "measure", lambda *a, **kw: pytest.fail("measured again"))
+  assert autotune.choose(spec) == first
+
+
+def test_choice_survives_a_new_process(tmp_path):
+  x, k = _arrays()
+  spec = conv_spec(x, k, feature_group_count=4)
+  assert autotune.heuristic(spec, "forward") != "dense"
+  key = autotune.entry_key(spec, "forward")
+  autotune._write_entry(key, {"choice": "dense", "times_ms": {"dense": 1.0}})
+  code = ("import jax.numpy as jnp; from sepconv.conv import autotune, conv_spec;"
+          "x = jnp.zeros((2, 8, 8, 4)); k = jnp.zeros((3, 3, 1, 4));"
+          "print(autotune.choose(conv_spec(x, k, feature_group_count=4)).forward)")
+  env = dict(os.environ, SEPCONV_CACHE_DIR=str(tmp_path), SEPCONV_AUTOTUNE="0",
+             JAX_PLATFORMS="cpu")
+  out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                       timeout=120, check=True).stdout
+  assert out.strip().splitlines()[-1] == "dense"
+
+
+def test_corrupt_cache_file_is_rebuilt(tmp_path):
+  path = autotune.cache_path()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text("{not json")
+  x, k = _arrays()
+  with pytest.warns(UserWarning, match="corrupt"):
+    y = grouped_conv(x, k, feature_group_count=4)
+  assert y.shape == (2, 8, 8, 4)
+  assert "forward" in _cached_choices(path)
+  assert path.with_suffix(".corrupt").exists()
+  assert not [p for p in tmp_path.iterdir() if p.name.endswith(".tmp")]  # atomic writes
+
+
+def test_wrong_version_is_rebuilt_too(tmp_path):
+  path = autotune.cache_path()
+  path.parent.mkdir(parents=True, exist_ok=True)
+  path.write_text(json.dumps({"version": 0, "entries": {}}))
+  x, k = _arrays()
+  with pytest.warns(UserWarning, match="corrupt"):
+    autotune.choose(conv_spec(x, k, feature_group_count=4))
+  assert json.loads(path.read_text())["version"] == autotune.CACHE_VERSION
+
+
+def test_measuring_off_uses_the_heuristic_and_writes_nothing(monkeypatch):
+  monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
+  monkeypatch.setattr(autotune, "measure", lambda *a, **kw: pytest.fail("measured"))
+  for groups, group_in, want in ((4, 1, "shift"), (2, 16, "xla_noynn")):
+    x, k = _arrays(groups=groups, group_in=group_in, group_out=group_in)
+    spec = conv_spec(x, k, feature_group_count=groups)
+    assert autotune.choose(spec).forward == autotune.heuristic(spec, "forward") == want
+    jax.grad(lambda a: grouped_conv(a, k, feature_group_count=groups).sum())(x)
+  assert not autotune.cache_path().exists()
+
+
+def test_heuristic_on_accelerators_is_native():
+  x, k = _arrays()
+  spec = conv_spec(x, k, feature_group_count=4)
+  for stage in autotune.STAGES:
+    assert autotune.heuristic(spec, stage, backend="gpu") == "xla"
+    assert autotune.heuristic(spec, stage, backend="tpu") == "xla"
+
+
+def test_auto_measures_at_trace_time_inside_jit_grad_and_vmap():
+  x, k = _arrays()
+  loss = lambda a, b: jnp.sum(grouped_conv(a, b, feature_group_count=4) ** 2)
+  gx, gk = jax.jit(jax.grad(loss, argnums=(0, 1)))(x, k)
+  want = jax.grad(lambda a, b: jnp.sum(grouped_conv(a, b, feature_group_count=4,
+                                                    impl="xla") ** 2), argnums=(0, 1))(x, k)
+  np.testing.assert_allclose(np.asarray(gx), np.asarray(want[0]), rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(np.asarray(gk), np.asarray(want[1]), rtol=1e-4, atol=1e-4)
+  per_example = jax.jit(jax.vmap(lambda a: grouped_conv(a[None], k, feature_group_count=4)[0]))
+  np.testing.assert_allclose(np.asarray(per_example(x)),
+                             np.asarray(grouped_conv(x, k, feature_group_count=4, impl="xla")),
+                             rtol=1e-5, atol=1e-5)
+
+
+def test_candidates_skip_known_hopeless_weight_gradients():
+  x, k = _arrays(groups=64)
+  spec = conv_spec(x, k, feature_group_count=64)
+  names = autotune.candidates(spec, "kernel_grad", backend="cpu")
+  assert "xla_noynn" not in names and "dense" not in names and "xla" in names
+  assert names[0] == autotune.heuristic(spec, "kernel_grad", backend="cpu")
+
+
+@pytest.mark.parametrize("impl, hw", [("auto", 11), ("shift", 12), ("xla", 13)])
+def test_compiles_once_per_shape(impl, hw):
+  x, k = _arrays(hw=hw)  # a shape no other test traces
+  spec = conv_spec(x, k, feature_group_count=4)
+  plan = plan_for(spec, impl)
+  assert registry.TRACE_COUNTS[(spec, plan)] == 0
+  for _ in range(3):
+    grouped_conv(x, k, feature_group_count=4, impl=impl)
+  step = jax.jit(jax.grad(lambda a: grouped_conv(a, k, feature_group_count=4, impl=impl).sum()))
+  for _ in range(3):
+    step(x)
+  assert registry.TRACE_COUNTS[(spec, plan)] == 1
+  x2, _ = _arrays(hw=hw + 10)
+  for _ in range(2):
+    grouped_conv(x2, k, feature_group_count=4, impl=impl)
+  spec2 = conv_spec(x2, k, feature_group_count=4)
+  assert registry.TRACE_COUNTS[(spec2, plan_for(spec2, impl))] == 1
