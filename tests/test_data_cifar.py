@@ -36,7 +36,8 @@ def _files(spec, key_type):
   for name in (*spec.train_files, *spec.test_files):
     labels = [(offset + j) % spec.num_classes for j in range(PER_BATCH)]
     batch = {k("batch_label"): k(f"fabricated {name}"), k("data"): _pixels(PER_BATCH, offset),
-             k(spec.label_key): labels, k("filenames"): [k(f"{offset + j}.png") for j in range(PER_BATCH)]}
+             k(spec.label_key): labels,
+             k("filenames"): [k(f"{offset + j}.png") for j in range(PER_BATCH)]}
     if spec is CIFAR100:
       batch[k("coarse_labels")] = [x % 20 for x in labels]
     data = pickle.dumps(batch, protocol=2)
@@ -116,7 +117,8 @@ def test_missing_path_names_it_and_the_expected_files(tmp_path):
 def test_missing_batch_in_folder(tmp_path):
   folder = make_folder(tmp_path, CIFAR10)
   (folder / "data_batch_3").unlink()
-  with pytest.raises(FileNotFoundError, match=r"cifar-10-batches-py: CIFAR-10 folder lacks \['data_batch_3'\]"):
+  with pytest.raises(FileNotFoundError,
+                     match=r"cifar-10-batches-py: CIFAR-10 folder lacks \['data_batch_3'\]"):
     load_cifar("cifar10", tmp_path)
 
 
@@ -156,7 +158,8 @@ def test_pickle_with_foreign_global_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("batch, match", [
-    ({b"data": np.zeros((3, 3000), np.uint8), b"labels": [0, 1, 2]}, r"data shape \(=\(3, 3000\)\)"),
+    ({b"data": np.zeros((3, 3000), np.uint8), b"labels": [0, 1, 2]},
+     r"data shape \(=\(3, 3000\)\)"),
     ({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1]}, "expected 3 integer labels"),
     ({b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 10]}, r"labels span \[0, 10\]"),
     ({b"data": np.full((3, 3072), 300, np.int32), b"labels": [0, 1, 2]}, "uint8 pixels"),

@@ -108,7 +108,8 @@ def _parse_batch(batch: dict, spec: CifarSpec, where: str) -> tuple[np.ndarray, 
   labels = np.asarray(_get(batch, spec.label_key, where))
   if data.ndim != 2 or data.shape[1] != 3072:
     raise ValueError(f"{where}: data shape (={data.shape}) must be (N, 3072) = 3 planes of 32x32")
-  if not np.issubdtype(data.dtype, np.integer) or data.min(initial=0) < 0 or data.max(initial=0) > 255:
+  if (not np.issubdtype(data.dtype, np.integer) or data.min(initial=0) < 0
+      or data.max(initial=0) > 255):
     raise ValueError(f"{where}: data must be uint8 pixels 0..255, found dtype {data.dtype}")
   if labels.shape != (data.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
     raise ValueError(f"{where}: expected {data.shape[0]} integer labels under "

@@ -153,13 +153,15 @@ def check_resumable(config: TrainConfig, out_dir: str | os.PathLike, *, write: b
     try:
       saved = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as e:
-      raise ValueError(f"{path} is not valid JSON ({e}); remove it or pick another out dir") from None
-    current = config.to_json()
+      raise ValueError(f"{path} is not valid JSON ({e}); remove it or pick another out dir"
+                       ) from None
+    current = _jsonable(config.to_json())
     differing = sorted(k for k in set(saved) | set(current)
-                       if k not in _RESUME_FREE and _jsonable(saved.get(k)) != _jsonable(current.get(k)))
+                       if k not in _RESUME_FREE and saved.get(k) != current.get(k))
     if differing:
       detail = ", ".join(f"{k} (={current.get(k)!r}, saved {saved.get(k)!r})" for k in differing)
-      raise ValueError(f"{out_dir} holds a different run: {detail}; use another --out to start afresh")
+      raise ValueError(f"{out_dir} holds a different run: {detail}; "
+                       f"use another --out to start afresh")
     return
   if not write:
     return

@@ -5,7 +5,9 @@ identity), ``checkpoints/`` (orbax, the latest two), and ``metrics.jsonl`` (one
 record per epoch, then one ``train_result`` record). Calling ``train`` again with the
 same ``out_dir`` resumes from the latest checkpoint and, because the data order of
 epoch e is a pure function of (seed, e) and each step's augmentation key is
-``fold_in(rng, step)``, ends with exactly the parameters of an uninterrupted run.
+``fold_in(rng, step)``, ends with exactly the parameters of an uninterrupted run
+(on the same devices with the same convolution implementations; ``impl='auto'``
+keeps its choices in an on-disk cache, so a resumed process makes the same ones).
 An epoch interrupted after its record was written but before its checkpoint is
 recomputed and recorded again; readers keep the last record per epoch.
 """
@@ -143,10 +145,8 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
                      f"(={dataset.num_train} images of {dataset.name})")
   steps_per_epoch = dataset.num_train // batch  # the last partial batch is dropped
   total_steps = config.epochs * steps_per_epoch
-
   model = (model_factory or _build_model)(config, dataset.num_classes, dataset.input_shape)
   spec = StepSpec.create(model, config, steps_per_epoch, dataset, mesh)
-  data = batch_sharded(mesh)
 
   check_resumable(config, out_dir, write=lead)  # after validation: a refusal leaves no trace
   checkpoints = Checkpoints(out_dir / "checkpoints")
@@ -162,6 +162,7 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
         return finished[-1]
 
     compile_start = time.perf_counter()
+    data = batch_sharded(mesh)
     x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
                                   sharding=data)
     y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
@@ -170,53 +171,27 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
     eval_fn = eval_step.lower(state, x_spec, y_spec, w_spec, spec=spec).compile()
     compile_seconds = time.perf_counter() - compile_start
 
+    def evaluate(state, images, labels):
+      return _evaluate(eval_fn, state, mesh, images, labels, batch)
+
     bar = Progress(config.epochs, steps_per_epoch, enabled=progress and lead)
-    x_train, y_train = dataset.x_train, dataset.y_train
     for epoch in range(start // steps_per_epoch, config.epochs):
-      first = start - epoch * steps_per_epoch if epoch == start // steps_per_epoch else 0
-      if first == 0:
-        state = reset_metrics(state, mesh)
-      order = epoch_order(config.seed, epoch, dataset.num_train)
-      epoch_start = time.perf_counter()
-      for i in range(first, steps_per_epoch):
-        idx = order[i * batch:(i + 1) * batch]
-        state = step_fn(state, *put_global_batch(mesh, x_train[idx], y_train[idx]))
-        step = epoch * steps_per_epoch + i + 1
-        if bar.due():
-          loss_sum, correct, seen = (_fetch(v) for v in (state.loss_sum, state.correct_sum,
-                                                         state.seen))
-          rate = (i + 1 - first) * batch / (time.perf_counter() - epoch_start)
-          bar.draw(epoch, i + 1, loss_sum / seen, correct / seen, rate)
-        if stop_after_steps is not None and step >= stop_after_steps:
-          return {"completed": False, "step": step}
-        if config.checkpoint_every_steps and step % config.checkpoint_every_steps == 0 \
-            and step % steps_per_epoch:
-          checkpoints.save(step, state)
-      jax.block_until_ready(state)
-      seconds = time.perf_counter() - epoch_start
-      loss_sum, correct, seen = (float(_fetch(v)) for v in (state.loss_sum, state.correct_sum,
-                                                           state.seen))
-      eval_start = time.perf_counter()
-      test_loss, test_acc = _evaluate(eval_fn, state, mesh, dataset.x_test, dataset.y_test, batch)
-      images = (steps_per_epoch - first) * batch
-      record = {
-          "kind": "epoch", "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
-          "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
-          "test_loss": test_loss, "test_accuracy": test_acc,
-          "images_per_second": images / seconds, "train_seconds": seconds, "train_images": images,
-          "eval_seconds": time.perf_counter() - eval_start, "resumed": bool(first),
-          "run": out_dir.name, "config": config.to_json(),
-      }
-      bar.draw(epoch, steps_per_epoch, record["train_loss"], record["train_accuracy"],
-               record["images_per_second"], final=True,
-               extra=f" | test loss {test_loss:.4f} acc {test_acc:.4f}")
+      first = max(start - epoch * steps_per_epoch, 0)  # > 0 only when resuming mid-epoch
+      done = _train_epoch(step_fn, state, dataset, mesh, config, epoch, first,
+                          steps_per_epoch, bar, checkpoints, stop_after_steps)
+      if done is None:
+        return {"completed": False, "step": stop_after_steps}
+      state, seconds = done
+      record = _epoch_record(state, config, epoch, first, steps_per_epoch, seconds, bar,
+                             evaluate(state, dataset.x_test, dataset.y_test))
+      record["run"] = out_dir.name
       if lead:
         append_record(metrics_path, record)
       records[epoch + 1] = record
       checkpoints.save((epoch + 1) * steps_per_epoch, state)
 
-    train_loss, train_acc = _evaluate(eval_fn, state, mesh, x_train, y_train, batch)
-    test_loss, test_acc = _evaluate(eval_fn, state, mesh, dataset.x_test, dataset.y_test, batch)
+    train_loss, train_acc = evaluate(state, dataset.x_train, dataset.y_train)
+    test_loss, test_acc = evaluate(state, dataset.x_test, dataset.y_test)
     train_seconds = sum(r["train_seconds"] for r in records.values())
     train_images = sum(r["train_images"] for r in records.values())
     result = {
@@ -237,6 +212,54 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
   finally:
     checkpoints.wait()
     checkpoints.close()
+
+
+def _train_epoch(step_fn, state: TrainState, dataset: Dataset, mesh, config: TrainConfig,
+                 epoch: int, first: int, steps_per_epoch: int, bar: Progress,
+                 checkpoints: Checkpoints, stop_after_steps: int | None
+                 ) -> tuple[TrainState, float] | None:
+  """Steps ``first`` to the end of ``epoch``: (state, seconds), or None if stopped."""
+  batch = config.batch_size
+  if first == 0:
+    state = reset_metrics(state, mesh)
+  order = epoch_order(config.seed, epoch, dataset.num_train)
+  epoch_start = time.perf_counter()
+  for i in range(first, steps_per_epoch):
+    idx = order[i * batch:(i + 1) * batch]
+    state = step_fn(state, *put_global_batch(mesh, dataset.x_train[idx], dataset.y_train[idx]))
+    step = epoch * steps_per_epoch + i + 1
+    if bar.due():  # fetching metrics waits for the device: only when a redraw is due
+      loss_sum, correct, seen = (_fetch(v) for v in (state.loss_sum, state.correct_sum,
+                                                     state.seen))
+      rate = (i + 1 - first) * batch / (time.perf_counter() - epoch_start)
+      bar.draw(epoch, i + 1, loss_sum / seen, correct / seen, rate)
+    if stop_after_steps is not None and step >= stop_after_steps:
+      return None
+    every = config.checkpoint_every_steps
+    if every and step % every == 0 and step % steps_per_epoch:  # epoch ends save anyway
+      checkpoints.save(step, state)
+  jax.block_until_ready(state)
+  return state, time.perf_counter() - epoch_start
+
+
+def _epoch_record(state: TrainState, config: TrainConfig, epoch: int, first: int,
+                  steps_per_epoch: int, seconds: float, bar: Progress,
+                  test: tuple[float, float]) -> dict:
+  """The JSON record of a finished epoch (and its final progress line)."""
+  loss_sum, correct, seen = (float(_fetch(v)) for v in (state.loss_sum, state.correct_sum,
+                                                       state.seen))
+  images = (steps_per_epoch - first) * config.batch_size
+  record = {
+      "kind": "epoch", "epoch": epoch + 1, "step": (epoch + 1) * steps_per_epoch,
+      "train_loss": loss_sum / seen, "train_accuracy": correct / seen,
+      "test_loss": test[0], "test_accuracy": test[1],
+      "images_per_second": images / seconds, "train_seconds": seconds, "train_images": images,
+      "resumed": bool(first), "config": config.to_json(),
+  }
+  bar.draw(epoch, steps_per_epoch, record["train_loss"], record["train_accuracy"],
+           record["images_per_second"], final=True,
+           extra=f" | test loss {test[0]:.4f} acc {test[1]:.4f}")
+  return record
 
 
 def restore_variables(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
