@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -9,34 +10,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from sepconv.data import Dataset
-from sepconv.train import TrainConfig, make_optimizer
-from sepconv.train.checkpoint import Checkpoints
-from sepconv.train.loop import COMPUTE_DTYPES
-from sepconv.train.step import init_state
+from sepconv.train import TrainConfig
+from sepconv.train.loop import _build_model, restore_variables
 
 
 def build(config: TrainConfig, dataset: Dataset, impl: str | None = None):
   """The model of ``config`` for ``dataset`` (``impl`` overrides the run's)."""
-  from sepconv.models import build_model
-  return build_model(config.model, num_classes=dataset.num_classes, conv=config.conv,
-                     width_multiplier=config.width_multiplier, input_size=dataset.input_shape[0],
-                     impl=impl or config.impl, dtype=COMPUTE_DTYPES[config.dtype])
+  config = dataclasses.replace(config, impl=impl or config.impl)
+  return _build_model(config, dataset.num_classes, dataset.input_shape)
 
 
 def restore(config: TrainConfig, run_dir: str | Path, dataset: Dataset):
   """(model, variables) of the latest checkpoint in ``run_dir``."""
-  model = build(config, dataset)
-  tx = make_optimizer(config, dataset.num_train // config.batch_size)
-  like = jax.jit(lambda: init_state(model, tx, dataset.input_shape, config.seed))()
-  checkpoints = Checkpoints(Path(run_dir) / "checkpoints")
-  try:
-    step = checkpoints.latest_step()
-    if step is None:
-      raise ValueError(f"{run_dir} holds no checkpoint")
-    state = checkpoints.restore(step, like)
-  finally:
-    checkpoints.close()
-  return model, {"params": state.params, "batch_stats": state.batch_stats}
+  return restore_variables(config, run_dir, dataset=dataset)
 
 
 def features(model, variables, dataset: Dataset, images: np.ndarray, *, batch_size: int = 256
