@@ -54,17 +54,16 @@ _MEMORY: dict[str, dict] = {}
 def heuristic(spec: ConvSpec, stage: str, backend: str | None = None) -> str:
   """The implementation for ``stage`` when nothing is measured.
 
-  CPU (measured on a 2-core x86 host, float32, 56x56x128 -> 128, batch 32):
-    * shifted multiply-adds (``shift``) win every stage wherever they apply (depthwise,
-      depth multipliers, up to 8 channels per group): 10-40x the native forward, and
-      the native weight gradient of a grouped conv is expanded densely by XLA:CPU;
-    * 1x1 kernels: the matmul path;
-    * wider groups: the native conv kept off YNNPACK (``xla_noynn``) forward and for the
-      input gradient; for the kernel gradient the block-diagonal dense conv while G <= 8
-      (its cost is G times the grouped arithmetic, but it avoids the dense expansion);
+  CPU (measured on a 2-core x86 host, float32, 3x3 on 56x56x128 -> 128, batch 32):
+    * ``shift`` wins every stage wherever it applies (depthwise, depth multipliers, up
+      to 8 channels per group): 10-40x the native forward, and the native weight
+      gradient of a grouped conv is expanded densely by XLA:CPU (minutes);
+    * 1x1 kernels: the matmul path forward;
+    * wider groups (G > 1): ``supergroup`` (dense convolutions over channel blocks) for
+      all three stages;
     * dense (G = 1): native.
-  GPU and TPU: native everywhere (cuDNN / the TPU compiler handle grouped convs; custom
-  rules here are untested on those backends).
+  GPU and TPU: native everywhere (cuDNN / the TPU compiler handle grouped convs; the
+  custom rules here are untested on those backends, and measuring decides there).
   """
   backend = backend or jax.default_backend()
   if backend != "cpu":
@@ -75,20 +74,19 @@ def heuristic(spec: ConvSpec, stage: str, backend: str | None = None) -> str:
     return "shift"
   if spec.groups == 1:
     return "xla"
-  if stage == "kernel_grad" and spec.groups <= 8:
-    return "dense"
-  return "xla_noynn"
+  return "supergroup"
 
 
 def candidates(spec: ConvSpec, stage: str, backend: str | None = None) -> list[str]:
   """Implementations worth measuring for ``stage``: supported and not known hopeless.
 
-  Left out on CPU, because one call can take minutes at training sizes: the weight
-  gradient of ``xla_noynn`` when G > 1 (XLA:CPU expands the batch-grouped weight
-  gradient into a dense convolution, and without YNNPACK that runs ~100x slower than
-  'xla'), and ``dense`` past 8 groups for the weight gradient and past 32 otherwise
-  (G times the arithmetic). 'xla', the reference, is always measured. The heuristic's
-  choice comes first, so slow candidates are cut short early.
+  Left out on CPU, because one call can take minutes at training sizes: the native
+  weight gradient ('xla', 'xla_noynn') of a grouped conv (G > 1), which XLA:CPU
+  expands into a dense convolution with a mask (2 minutes for one 3x3, 56x56x128,
+  2-channel-group weight gradient at batch 32 on a 2-core host, where 'shift' takes
+  0.1 s); and ``dense`` past 8 groups for the weight gradient and past 32 otherwise
+  (G times the arithmetic). Otherwise 'xla', the reference, is always measured. The
+  heuristic's choice comes first, so slow candidates are cut short early.
   """
   backend = backend or jax.default_backend()
   names = [n for n, impl in IMPL_TABLE.items() if impl.support(spec) is None]
@@ -98,11 +96,10 @@ def candidates(spec: ConvSpec, stage: str, backend: str | None = None) -> list[s
   if spec.groups > (8 if stage == "kernel_grad" else 32):
     drop.add("dense")
   if backend == "cpu" and stage == "kernel_grad" and spec.groups > 1:
-    drop.add("xla_noynn")
+    drop.update(("xla", "xla_noynn"))
   names = [n for n in names if n not in drop]
   first = heuristic(spec, stage, backend)
-  ordered = [first] + [n for n in names if n != first]
-  return ordered if "xla" in ordered else ordered + ["xla"]
+  return sorted(names, key=lambda n: n != first)
 
 
 # ---------------------------------------------------------------- cache
