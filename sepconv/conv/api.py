@@ -63,12 +63,13 @@ def grouped_conv(
       'shift' shifted multiply-adds in one fused loop, with its own gradients
         (depthwise, depth multipliers, up to 8 channels per group);
       'dense' one dense convolution with a block-diagonal kernel;
-      'supergroup' dense convolutions over channel blocks of whole groups (G > 1);
+      'supergroup' dense convolutions over channel blocks of whole groups (G > 1),
+        with its own gradients (narrower blocks for the kernel gradient);
       'pointwise' 1x1 kernels as a matmul (batched over groups);
       'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
         input gradient and kernel gradient (see ``sepconv.conv.autotune``).
-      'shift', and 'auto' when it mixes implementations, are reverse-mode
-      differentiable only (``jax.custom_vjp``).
+      'shift', 'supergroup', and 'auto' when it mixes implementations, are
+      reverse-mode differentiable only (``jax.custom_vjp``).
 
   Returns:
     (N, H_out, W_out, C_out), dtype of ``x``.
