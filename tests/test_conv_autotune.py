@@ -52,8 +52,13 @@ def test_auto_matches_the_implementations_it_chose(tmp_path):
   np.testing.assert_allclose(np.asarray(dk), np.asarray(dk_chosen), rtol=1e-5, atol=1e-5)
   for stage in ("forward", "input_grad"):
     entry = autotune.lookup(spec, stage)
-    assert entry["choice"] == min(entry["times_ms"], key=entry["times_ms"].get)
-    assert "xla" in entry["times_ms"]  # the reference is measured
+    times = entry["times_ms"]
+    assert "xla" in times  # the reference is measured
+    fastest = min(times, key=times.get)
+    if times[fastest] < (1 - autotune.MARGIN) * times["xla"]:
+      assert entry["choice"] == fastest
+    else:
+      assert entry["choice"] == "xla"
 
 
 def test_choice_survives_cleared_memory_without_measuring(monkeypatch):
