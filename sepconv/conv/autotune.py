@@ -103,6 +103,8 @@ def candidates(spec: ConvSpec, stage: str, backend: str | None = None) -> list[s
     drop.add("dense")
   if backend == "cpu" and stage == "kernel_grad" and spec.groups > 1:
     drop.update(("xla", "xla_noynn"))
+  if backend != "cpu":
+    drop.add("xla_noynn")  # the YNNPACK opt-out only means something on CPU
   names = [n for n in names if n not in drop]
   first = heuristic(spec, stage, backend)
   return sorted(names, key=lambda n: n != first)
