@@ -128,7 +128,8 @@ def measuring_enabled() -> bool:
 def device_key() -> str:
   """Backend, device kind and versions: what a measurement is valid for."""
   device = jax.devices()[0]
-  return f"{device.platform}|{device.device_kind}|jax-{jax.__version__}|jaxlib-{jax.lib.__version__}"
+  versions = f"jax-{jax.__version__}|jaxlib-{jax.lib.__version__}"
+  return f"{device.platform}|{device.device_kind}|{versions}"
 
 
 def entry_key(spec: ConvSpec, stage: str) -> str:

@@ -24,7 +24,6 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax import lax
 
 from sepconv.conv.spec import ConvSpec
@@ -241,13 +240,9 @@ def shift_kernel_grad(x: jax.Array, dy: jax.Array, spec: ConvSpec) -> jax.Array:
                 * g.reshape(g.shape[:3] + (groups, 1, co)))
       terms.append(prod)
       slots.append(ti * kw + tj)
-  total = jnp.zeros((kh * kw, ci, groups, co), dtype)
-  if terms:
-    rows = _sum_rows(terms, axis=2)  # (N, Ho, ...) per tap
-    sums = jnp.stack([jnp.sum(r, axis=(0, 1)) for r in rows])  # (T, G*co) or (T, G, ci, co)
-    if ci == 1:
-      sums = sums.reshape(len(terms), 1, groups, co)
-    else:
-      sums = jnp.transpose(sums, (0, 2, 1, 3))
-    total = total.at[jnp.asarray(slots)].set(sums)
+  sums = dict(zip(slots, (jnp.sum(r, axis=(0, 1)) for r in _sum_rows(terms, axis=2))))
+  zero = jnp.zeros((groups * co,) if ci == 1 else (groups, ci, co), dtype)
+  total = jnp.stack([sums.get(slot, zero) for slot in range(kh * kw)])
+  if ci > 1:
+    total = jnp.transpose(total, (0, 2, 1, 3))  # (T, G, ci, co) -> (T, ci, G, co)
   return total.reshape(kh, kw, ci, cout).astype(x.dtype)

@@ -25,7 +25,8 @@ def pair(value, name: str) -> Pair:
   try:
     value = tuple(int(v) for v in value)
   except TypeError:
-    raise ValueError(f"{name} (={value!r}) must be a positive int or a pair of positive ints") from None
+    raise ValueError(
+        f"{name} (={value!r}) must be a positive int or a pair of positive ints") from None
   if len(value) != 2 or min(value) < 1:
     raise ValueError(f"{name} (={value!r}) must be a positive int or a pair of positive ints")
   return value
@@ -170,28 +171,3 @@ def make_spec(x_shape: Sequence[int], kernel_shape: Sequence[int], dtype, *,
     raise ValueError(f"output size (={spec.out_hw}) must be positive: input {x_shape[1:3]}, "
                      f"kernel {kernel_shape[:2]}, dilation {dilation}, padding {pads}")
   return spec
-
-
-def tap_range(size: int, out_size: int, stride: int, dilation: int, pad_lo: int,
-              tap: int) -> tuple[int, int]:
-  """Output positions [start, stop) whose input position for ``tap`` is inside [0, size)."""
-  offset = tap * dilation - pad_lo  # input position = output position * stride + offset
-  start = max(0, -(offset // stride))
-  stop = min(out_size, (size - 1 - offset) // stride + 1)
-  return start, max(start, stop)
-
-
-def segments(size: int, out_size: int, stride: int, dilation: int, pad_lo: int,
-             taps: int) -> list[tuple[int, int]]:
-  """Output ranges split so that the middle one has every tap inside the input.
-
-  The first and last ranges (the borders) hold the outputs whose window reaches into
-  the padding; they are usually a row or two, and the only place implementations need
-  masks.
-  """
-  first = tap_range(size, out_size, stride, dilation, pad_lo, 0)
-  last = tap_range(size, out_size, stride, dilation, pad_lo, taps - 1)
-  lo = min(max(first[0], 0), out_size)
-  hi = max(lo, min(last[1], out_size))
-  cuts = sorted({0, lo, hi, out_size})
-  return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
