@@ -12,7 +12,7 @@ from sepconv.cli.main import main
 from sepconv.records import read_records
 
 TINY = GranularityAblation(
-    name="tiny", variants=(Variant("standard"), Variant("dws"), Variant("grouped:g=2")),
+    name="tiny", variants=(Variant("standard"), Variant("dws")),
     model="mobilenet_v1_shallow", width_multiplier=0.25, seeds=(0,),
     train={"digits": {"epochs": 1, "batch_size": 128}}, bench_batch=16, bench_repeats=2,
     analysis_examples=64, cka_layers=("block4", "penultimate"),
@@ -24,6 +24,9 @@ class _Interrupt(Exception):
 
 
 def test_tiny_sweep_interrupted_resumed_and_rendered(tmp_path, monkeypatch):
+  # 'auto' from the documented heuristic: measuring every shape would dominate the test.
+  monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
+  monkeypatch.setenv("SEPCONV_CACHE_DIR", str(tmp_path / "cache"))
   out, work = tmp_path / "out", tmp_path / "work"
   calls = []
   original = GranularityRunner.run_job
@@ -41,12 +44,12 @@ def test_tiny_sweep_interrupted_resumed_and_rendered(tmp_path, monkeypatch):
   monkeypatch.setattr(GranularityRunner, "run_job", original)
 
   counts = run(TINY, out, work_dir=work, progress=False)
-  assert counts == {"done": 7, "skipped": 2, "deferred": 0}
+  assert counts == {"done": 5, "skipped": 2, "deferred": 0}
   records = read_records(out / "records.jsonl")
   ids = [r["run_id"] for r in records]
-  assert len(ids) == len(set(ids)) == 9  # nothing lost, nothing duplicated
+  assert len(ids) == len(set(ids)) == 7  # nothing lost, nothing duplicated
   kinds = sorted(r["kind"] for r in records)
-  assert kinds == ["bench"] * 3 + ["cka"] * 2 + ["decomposition"] + ["train"] * 3
+  assert kinds == ["bench"] * 2 + ["cka"] * 2 + ["decomposition"] + ["train"] * 2
   for r in records:
     assert {"experiment", "run_id", "kind", "provenance"} <= set(r)
     assert {"jax", "device_kind", "git_revision"} <= set(r["provenance"])

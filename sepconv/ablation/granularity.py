@@ -95,14 +95,13 @@ class GranularityRunner:
     config = self.config(job.variant, job.seed)
     result = train(config, self.run_dir(job.variant, job.seed), dataset=d, progress=self.progress)
     model, variables = trained.restore(config, self.run_dir(job.variant, job.seed), d)
-    n = min(e.analysis_examples, d.num_test)
-    feats = trained.features(model, variables, d, d.x_test[:n])
+    test_feats = trained.features(model, variables, d, d.x_test)
+    feats = {name: f[:e.analysis_examples] for name, f in test_feats.items()}
     path = self.features_path(job.variant, job.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
     train_pen = trained.features(model, variables, d, d.x_train)["penultimate"]
-    test_pen = trained.features(model, variables, d, d.x_test)["penultimate"]
-    probe = analysis.linear_probe(train_pen, d.y_train, test_pen, d.y_test,
+    probe = analysis.linear_probe(train_pen, d.y_train, test_feats["penultimate"], d.y_test,
                                   num_classes=d.num_classes)
     ranks = {name: analysis.effective_rank(f) for name, f in feats.items() if name != "logits"}
     return {

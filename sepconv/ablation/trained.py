@@ -27,12 +27,23 @@ def restore(config: TrainConfig, run_dir: str | Path, dataset: Dataset):
 
 def features(model, variables, dataset: Dataset, images: np.ndarray, *, batch_size: int = 256
              ) -> dict[str, np.ndarray]:
-  """Every named feature of ``model`` (plus 'logits') on ``images``, in evaluation mode."""
+  """Every named feature of ``model`` (plus 'logits') on ``images``, in evaluation mode.
+
+  The last batch is zero-padded to ``batch_size`` so the function compiles once.
+  """
   @jax.jit
   def apply(x):
     logits, feats = model.apply(variables, dataset.normalize(x), train=False)
     return {**feats, "logits": logits}
 
-  parts = [jax.device_get(apply(jnp.asarray(images[i:i + batch_size])))
-           for i in range(0, len(images), batch_size)]
+  n = len(images)
+  batch_size = min(batch_size, n)
+  parts = []
+  for i in range(0, n, batch_size):
+    x = images[i:i + batch_size]
+    pad = batch_size - len(x)
+    if pad:
+      x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
+    out = jax.device_get(apply(jnp.asarray(x)))
+    parts.append({k: v[:batch_size - pad] for k, v in out.items()})
   return {name: np.concatenate([p[name] for p in parts]).astype(np.float32) for name in parts[0]}
