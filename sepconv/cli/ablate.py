@@ -26,7 +26,9 @@ def run_ablate(args) -> int:
                       progress=not args.quiet, seeds=seeds)
   if not args.no_report and counts["done"] and not getattr(experiment, "renders_itself", False):
     from sepconv.report import render_experiment
+    from sepconv.report.embed import embed
     render_experiment(out_dir)
+    embed("README.md", out_dir)
   print(json.dumps({"out": str(out_dir), **counts}) if args.json else
         f"{out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
         f"{counts['deferred']} deferred")

@@ -15,6 +15,9 @@ def register(subparsers) -> None:
   parser.add_argument("name", nargs="?", default=None,
                       help="experiment folder name under the results dir; default: all")
   parser.add_argument("--results-dir", default="results", help="results root (default: results)")
+  parser.add_argument("--readme", default="README.md",
+                      help="a file whose '<!-- sepconv:RESULTS_DIR:begin/end -->' blocks are "
+                           "refreshed with the rendered tables (default: README.md)")
   parser.set_defaults(func=run)
 
 
@@ -28,7 +31,9 @@ def run(args: argparse.Namespace) -> int:
     written = render_experiment(root / args.name)
   else:
     written = render_all(root)
+  from sepconv.report.embed import embed
   for folder in sorted({p.parent if p.name == "README.md" else p.parent.parent for p in written}):
     count = sum(1 for p in written if folder in p.parents)
-    print(f"{folder}: {count} files")
+    shown = " (shown in " + args.readme + ")" if embed(args.readme, folder) else ""
+    print(f"{folder}: {count} files{shown}")
   return 0
