@@ -126,6 +126,11 @@ class SpectrumConv(nn.Module):
   kernel_init: Initializer = default_kernel_init
   bias_init: Initializer = nn.initializers.zeros_init()
 
+  def _fusable(self) -> bool:
+    spec = self.spec
+    return (self.impl == "auto" and spec.pointwise and spec.order == "spatial_first"
+            and spec.between == "none" and not spec.shuffle and not self.use_bias)
+
   def _norm(self, name: str, train: bool):
     return nn.BatchNorm(use_running_average=not train, momentum=self.norm_momentum,
                         epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
@@ -138,6 +143,18 @@ class SpectrumConv(nn.Module):
       raise ValueError(f"input shape (={x.shape}) must be NHWC with {spec.in_channels} channels")
     dtype = self.dtype or x.dtype
     stages = spec.stages()
+    if self._fusable():
+      # Depthwise-then-pointwise with nothing between: one call, so 'auto' may keep the
+      # intermediate in cache (sepconv.conv.separable_conv) instead of round-tripping memory.
+      (spatial, pointwise) = stages
+      params = [_StageParams(st.kernel_shape, False, self.kernel_init, self.bias_init,
+                             self.param_dtype, name=st.name)()[0] for st in stages]
+      x = conv_ops.separable_conv(
+          jnp.asarray(x, dtype), *(jnp.asarray(k, dtype) for k in params),
+          spatial_group_count=spatial.feature_group_count,
+          pointwise_group_count=pointwise.feature_group_count, strides=spatial.stride,
+          padding=spatial.padding, dilation=spatial.dilation, impl="auto")
+      stages = ()
     for i, stage in enumerate(stages):
       kernel, bias = _StageParams(stage.kernel_shape, self.use_bias, self.kernel_init,
                                   self.bias_init, self.param_dtype, name=stage.name)()
