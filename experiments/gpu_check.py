@@ -40,8 +40,8 @@ from pathlib import Path  # noqa: E402
 
 from sepconv import conv as conv_lib  # noqa: E402
 from sepconv.bench.config import LayerConfig  # noqa: E402
-from sepconv.bench.layer import (BenchOptions, available_layers, bench_sweep,  # noqa: E402
-                                 parse_impls)
+from sepconv.bench.layer import (BenchOptions, available_impls,  # noqa: E402
+                                 available_layers, bench_sweep, parse_impls)
 from sepconv.bench.render import render_lowering  # noqa: E402
 from sepconv.bench.train_step import (TrainStepConfig, bench_train_step,  # noqa: E402
                                       model_factory)
@@ -52,7 +52,7 @@ QUICK = LayerConfig(batch=2, height=8, width=8, in_channels=16, out_channels=16)
 TRAIN = TrainStepConfig(batch=64, image_size=224, width_multiplier=1.0, num_classes=1000)
 QUICK_TRAIN = TrainStepConfig(batch=2, image_size=16, width_multiplier=0.25, num_classes=10)
 # Shares of the time budget at which each phase must have stopped starting new cases.
-PHASE_END = {"conv": 0.65, "separable": 0.75, "train_step": 1.0}
+PHASE_END = {"conv": 0.55, "separable": 0.7, "train_step": 1.0}
 
 
 def _log(message: str) -> None:
@@ -73,8 +73,6 @@ def run(out_dir: str | os.PathLike, *, quick: bool = False, budget_s: float | No
   out_dir = Path(out_dir)
   records_path = out_dir / "records.jsonl"
   budget_s = budget_s or (120.0 if quick else 400.0)
-  if impls is None and quick:
-    impls = ",".join(i for i in ("xla", "auto") if i in conv_lib.IMPLS)
   start = time.monotonic()
   base, train = (QUICK, QUICK_TRAIN) if quick else (REFERENCE, TRAIN)
   options = BenchOptions(repeats=2 if quick else 20, warmup=1 if quick else 3,
@@ -98,8 +96,14 @@ def run(out_dir: str | os.PathLike, *, quick: bool = False, budget_s: float | No
         _log(f"out of time: skipped {layer} {dtype}")
         continue
       _log(f"{layer} sweep, {dtype}, t={time.monotonic() - start:.0f}s")
+      if impls is not None:
+        layer_impls = parse_impls(impls, layer)
+      elif quick:
+        layer_impls = tuple(i for i in ("xla", "auto") if i in available_impls(layer))
+      else:
+        layer_impls = available_impls(layer)
       bench_sweep(dataclasses.replace(base, dtype=dtype, layer=layer), group_sizes=group_sizes,
-                  impls=parse_impls(impls, layer), options=options, on_record=sink, run_id=run_id, deadline=deadline,
+                  impls=layer_impls, options=options, on_record=sink, run_id=run_id, deadline=deadline,
                   progress=True)
   try:
     model_factory(train)

@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from sepconv.bench.layer import available_layers
 from sepconv.bench.train_step import TrainStepConfig, bench_train_step, model_factory
 from sepconv.conv import grouped_conv
 from sepconv.records import read_records
@@ -72,6 +73,8 @@ def test_gpu_check_quick_runs_on_cpu(tmp_path):
   assert {r["config"]["dtype"] for r in records if r["kind"] == "conv_layer"} == {
       "float32", "bfloat16"}
   assert all(r["provenance"]["git_revision"] for r in records)
+  assert {r["config"]["layer"] for r in records if r["kind"] == "conv_layer"} == set(
+      available_layers())
   steps = [r for r in records if r["kind"] == "train_step"]
   assert [(r["status"], r["config"]["dtype"]) for r in steps] == [("ok", "float32")]
   assert (tmp_path / "lowering.md").read_text().startswith("# Convolution lowering")
