@@ -63,8 +63,9 @@ def grouped_conv(
       'shift' shifted multiply-adds in one fused loop, with its own gradients
         (depthwise, depth multipliers, up to 8 channels per group);
       'dense' one dense convolution with a block-diagonal kernel;
-      'supergroup' dense convolutions over channel blocks of whole groups (G > 1),
-        with its own gradients (narrower blocks for the kernel gradient);
+      'supergroup' dense convolutions over channel blocks of whole groups, with its
+        own gradients (narrower blocks for the kernel gradient, the input gradient
+        as a forward conv with the flipped kernel, which YNNPACK accepts);
       'pointwise' 1x1 kernels as a matmul (batched over groups);
       'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
         input gradient and kernel gradient (see ``sepconv.conv.autotune``).

@@ -87,22 +87,26 @@ def candidates(spec: ConvSpec, stage: str, backend: str | None = None) -> list[s
   """Implementations worth measuring for ``stage``: supported and not known hopeless.
 
   Left out on CPU, because one call can take minutes at training sizes: the native
-  weight gradient ('xla', 'xla_noynn') of a grouped conv (G > 1), which XLA:CPU
-  expands into a dense convolution with a mask (2 minutes for one 3x3, 56x56x128,
-  2-channel-group weight gradient at batch 32 on a 2-core host, where 'shift' takes
-  0.1 s); and ``dense`` past 8 groups for the weight gradient and past 32 otherwise
-  (G times the arithmetic). Otherwise 'xla', the reference, is always measured. The
-  heuristic's choice comes first, so slow candidates are cut short early.
+  weight gradient of a grouped conv (G > 1), which XLA:CPU expands into a dense
+  convolution with a mask (2 minutes for one 3x3, 56x56x128, 2-channel-group weight
+  gradient at batch 32 on a 2-core host, where 'shift' takes 0.1 s); the weight
+  gradient of 'xla_noynn' (XLA's Eigen weight gradient: a minute even for G = 1); and
+  ``dense`` past 8 groups for the weight gradient and past 32 otherwise (G times the
+  arithmetic). 'dense' and 'supergroup' are the native conv itself when G = 1.
+  Otherwise 'xla', the reference, is always measured. The heuristic's choice comes
+  first, so slow candidates are cut short early.
   """
   backend = backend or jax.default_backend()
   names = [n for n, impl in IMPL_TABLE.items() if impl.support(spec) is None]
   drop = set()
   if spec.groups == 1:
-    drop.add("dense")  # identical to xla
+    drop.update(("dense", "supergroup"))  # the same dense conv as xla
   if spec.groups > (8 if stage == "kernel_grad" else 32):
     drop.add("dense")
-  if backend == "cpu" and stage == "kernel_grad" and spec.groups > 1:
-    drop.update(("xla", "xla_noynn"))
+  if backend == "cpu" and stage == "kernel_grad":
+    drop.add("xla_noynn")  # Eigen's weight gradient: a minute even when G = 1
+    if spec.groups > 1:
+      drop.add("xla")
   if backend != "cpu":
     drop.add("xla_noynn")  # the YNNPACK opt-out only means something on CPU
   names = [n for n in names if n not in drop]

@@ -85,10 +85,20 @@ def supergroup_count(spec: ConvSpec, min_channels: int = SUPERGROUP_MIN_CHANNELS
   return max(1, blocks)
 
 
-def supergroup_support(spec: ConvSpec) -> str | None:
-  if spec.groups == 1:
-    return "feature_group_count (=1) must be above 1 for channel blocks"
-  return None
+def _blocks(spec: ConvSpec, min_channels: int):
+  """(number of blocks, groups per block, input and output channels per block)."""
+  blocks = supergroup_count(spec, min_channels)
+  return (blocks, spec.groups // blocks, spec.in_channels // blocks,
+          spec.out_channels // blocks)
+
+
+def _block_conv(xb: jax.Array, kb: jax.Array, per_block: int, spec: ConvSpec) -> jax.Array:
+  """One channel block as a dense convolution (block-diagonal over its groups)."""
+  if per_block > 1:
+    kb = block_diagonal(kb, per_block)
+  return lax.conv_general_dilated(
+      xb, kb, window_strides=spec.strides, padding=spec.pads, rhs_dilation=spec.dilation,
+      dimension_numbers=DIMENSION_NUMBERS)
 
 
 def supergroup_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec,
@@ -99,30 +109,59 @@ def supergroup_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec,
   with (G/S) times the grouped arithmetic each, so S = G (no waste) once groups are
   ``min_channels`` wide, and blocks of ``min_channels`` channels below that.
   """
-  blocks = supergroup_count(spec, min_channels)
-  per_block = spec.groups // blocks
-  cin, cout = spec.in_channels // blocks, spec.out_channels // blocks
-  outs = []
-  for b in range(blocks):
-    k = kernel[..., b * cout:(b + 1) * cout]
-    if per_block > 1:
-      k = block_diagonal(k, per_block)
-    outs.append(lax.conv_general_dilated(
-        x[..., b * cin:(b + 1) * cin], k, window_strides=spec.strides, padding=spec.pads,
-        rhs_dilation=spec.dilation, dimension_numbers=DIMENSION_NUMBERS))
+  blocks, per_block, cin, cout = _blocks(spec, min_channels)
+  outs = [_block_conv(x[..., b * cin:(b + 1) * cin], kernel[..., b * cout:(b + 1) * cout],
+                      per_block, spec) for b in range(blocks)]
   return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=-1)
 
 
 def supergroup_input_grad(dy: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
-  """dx through the 32-wide blocks (the forward's)."""
-  x = jnp.zeros(spec.in_shape, dy.dtype)
-  _, vjp = jax.vjp(lambda x_: supergroup_conv(x_, kernel, spec), x)
-  return vjp(dy)[0]
+  """dx block by block (the forward's 32-wide blocks), concatenated over channels.
+
+  Differentiating ``supergroup_conv`` as a whole would pad every block's gradient to all
+  channels and sum them, one full pass per block.
+  """
+  blocks, per_block, cin, cout = _blocks(spec, SUPERGROUP_MIN_CHANNELS)
+  n, h, w, _ = spec.in_shape
+  parts = []
+  for b in range(blocks):
+    kb = kernel[..., b * cout:(b + 1) * cout]
+    dyb = dy[..., b * cout:(b + 1) * cout]
+    if spec.strides == (1, 1):
+      parts.append(_transposed_block_conv(dyb, kb, per_block, spec))
+      continue
+    _, vjp = jax.vjp(lambda xb: _block_conv(xb, kb, per_block, spec),
+                     jnp.zeros((n, h, w, cin), dy.dtype))
+    parts.append(vjp(dyb)[0])
+  return parts[0] if blocks == 1 else jnp.concatenate(parts, axis=-1)
+
+
+def _transposed_block_conv(dyb, kb, per_block: int, spec: ConvSpec):
+  """A stride-1 block's input gradient as a forward conv with the flipped, transposed kernel.
+
+  XLA's own transpose sets window reversal on the convolution, which the CPU YNNPACK
+  kernel refuses (the slower Eigen kernel runs it); reversing the small kernel instead
+  keeps the input gradient as fast as the forward.
+  """
+  if per_block > 1:
+    kb = block_diagonal(kb, per_block)
+  kt = jnp.transpose(jnp.flip(kb, (0, 1)), (0, 1, 3, 2))
+  pads = tuple(((k - 1) * d - lo, size - out + lo)
+               for (lo, _), k, d, size, out in zip(spec.pads, spec.kernel_hw, spec.dilation,
+                                                   spec.in_hw, spec.out_hw))
+  return lax.conv_general_dilated(dyb, kt, window_strides=(1, 1), padding=pads,
+                                  rhs_dilation=spec.dilation,
+                                  dimension_numbers=DIMENSION_NUMBERS)
 
 
 def supergroup_kernel_grad(x: jax.Array, dy: jax.Array, spec: ConvSpec) -> jax.Array:
-  """dkernel through 16-wide blocks: less block-diagonal waste, measured faster."""
-  kernel = jnp.zeros(spec.kernel_shape, x.dtype)
-  _, vjp = jax.vjp(
-      lambda k_: supergroup_conv(x, k_, spec, SUPERGROUP_MIN_CHANNELS_KERNEL_GRAD), kernel)
-  return vjp(dy)[0]
+  """dkernel block by block through 16-wide blocks: less block-diagonal waste, faster."""
+  blocks, per_block, cin, cout = _blocks(spec, SUPERGROUP_MIN_CHANNELS_KERNEL_GRAD)
+  kh, kw, ci, _ = spec.kernel_shape
+  parts = []
+  for b in range(blocks):
+    xb = x[..., b * cin:(b + 1) * cin]
+    _, vjp = jax.vjp(lambda kb: _block_conv(xb, kb, per_block, spec),
+                     jnp.zeros((kh, kw, ci, cout), x.dtype))
+    parts.append(vjp(dy[..., b * cout:(b + 1) * cout])[0])
+  return parts[0] if blocks == 1 else jnp.concatenate(parts, axis=-1)

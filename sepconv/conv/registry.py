@@ -72,7 +72,7 @@ IMPL_TABLE: dict[str, Impl] = {
         Impl("shift", shift.shift_forward, _shift_support,
              input_grad=shift.shift_input_grad, kernel_grad=shift.shift_kernel_grad),
         Impl("dense", native.dense_conv, _always),
-        Impl("supergroup", native.supergroup_conv, native.supergroup_support,
+        Impl("supergroup", native.supergroup_conv, _always,
              input_grad=native.supergroup_input_grad,
              kernel_grad=native.supergroup_kernel_grad),
         Impl("pointwise", pointwise.pointwise_conv, pointwise.pointwise_support),
