@@ -23,17 +23,18 @@ def register(subparsers) -> None:
 
 def run(args: argparse.Namespace) -> int:
   """Renders and prints one line per experiment."""
-  from sepconv.report import render_all, render_experiment  # matplotlib only when needed
+  from sepconv.report import render_experiment  # matplotlib only when needed
+  from sepconv.report.render import experiment_dirs
+  from sepconv.report.embed import embed
   root = Path(args.results_dir)
   if args.name is not None:
     if not args.name or Path(args.name).name != args.name:
       raise ValueError(f"NAME (={args.name!r}) must be one folder name under {root}")
-    written = render_experiment(root / args.name)
+    folders = [root / args.name]
   else:
-    written = render_all(root)
-  from sepconv.report.embed import embed
-  for folder in sorted({p.parent if p.name == "README.md" else p.parent.parent for p in written}):
-    count = sum(1 for p in written if folder in p.parents)
-    shown = " (shown in " + args.readme + ")" if embed(args.readme, folder) else ""
-    print(f"{folder}: {count} files{shown}")
+    folders = experiment_dirs(root)
+  for folder in folders:
+    written = render_experiment(folder)
+    shown = f" (shown in {args.readme})" if embed(args.readme, folder) else ""
+    print(f"{folder}: {len(written)} files{shown}")
   return 0

@@ -55,6 +55,10 @@ def _slug(text: str, taken: set[str]) -> str:
   return slug
 
 
+# Record kinds written by `sepconv bench`, rendered by sepconv.bench.render instead.
+LOWERING_KINDS = ("conv_layer", "train_step")
+
+
 def _clean(folder: Path) -> None:
   """Removes earlier renders, so a record removed from the input leaves no stale file."""
   if folder.is_dir():
@@ -94,7 +98,12 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   source = results_dir / RECORDS
   if not source.is_file():
     raise FileNotFoundError(f"no records at {source}")
-  records, skipped = _usable(read_records(source))
+  raw = read_records(source)
+  if raw and all(isinstance(r, dict) and r.get("kind") in LOWERING_KINDS for r in raw):
+    # `sepconv bench` records (results/lowering): their own tables, beside their README.
+    from sepconv.bench.render import render_lowering
+    return render_lowering(source, results_dir)
+  records, skipped = _usable(raw)
   name = results_dir.resolve().name
   header = provenance_lines(name, records, skipped)
   tables_dir, plots_dir = results_dir / TABLES_DIR, results_dir / PLOTS_DIR
@@ -151,6 +160,17 @@ def _readme(name: str, header: list[str], made: list, figures: list[Path], root:
   return "".join(out)
 
 
+def experiment_dirs(root: str | Path = "results") -> list[Path]:
+  """The folders under ``root`` that hold a records.jsonl, in name order."""
+  root = Path(root)
+  if not root.is_dir():
+    raise FileNotFoundError(f"no results folder at {root}")
+  experiments = sorted(p.parent for p in root.glob(f"*/{RECORDS}"))
+  if not experiments:
+    raise FileNotFoundError(f"no experiment under {root} (expected {root}/<name>/{RECORDS})")
+  return experiments
+
+
 def render_all(root: str | Path = "results") -> list[Path]:
   """Renders every experiment folder under ``root`` that holds a records.jsonl.
 
@@ -160,13 +180,7 @@ def render_all(root: str | Path = "results") -> list[Path]:
   Returns:
     All files written, experiment by experiment in name order.
   """
-  root = Path(root)
-  if not root.is_dir():
-    raise FileNotFoundError(f"no results folder at {root}")
-  experiments = sorted(p.parent for p in root.glob(f"*/{RECORDS}"))
-  if not experiments:
-    raise FileNotFoundError(f"no experiment under {root} (expected {root}/<name>/{RECORDS})")
   written = []
-  for folder in experiments:
+  for folder in experiment_dirs(root):
     written += render_experiment(folder)
   return written
