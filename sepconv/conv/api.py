@@ -67,10 +67,12 @@ def grouped_conv(
         own gradients (narrower blocks for the kernel gradient, the input gradient
         as a forward conv with the flipped kernel, which YNNPACK accepts);
       'pointwise' 1x1 kernels as a matmul (batched over groups);
+      'im2col' matrix products over chunks of images (patches built in cache), its
+        weight gradient ``patches^T @ dy`` the fastest on CPU for wide groups;
       'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
         input gradient and kernel gradient (see ``sepconv.conv.autotune``).
-      'shift', 'supergroup', and 'auto' when it mixes implementations, are
-      reverse-mode differentiable only (``jax.custom_vjp``).
+      'shift', 'supergroup', 'im2col', and 'auto' when it mixes implementations,
+      are reverse-mode differentiable only (``jax.custom_vjp``).
 
   Returns:
     (N, H_out, W_out, C_out), dtype of ``x``.
