@@ -74,6 +74,7 @@ CASES = [
     (7, 6, 1, 4, 6, (1, 1), 2, ((1, 0), (2, 1)), 1),  # 1x1, strided, padded
     (2, 3, 4, 1, 1, (3, 3), 1, "SAME", 1),            # image smaller than kernel
     (9, 9, 4, 1, 2, (7, 7), 2, "SAME", 1),            # large kernel, stride 2
+    (1, 3, 2, 1, 1, (2, 2), 1, ((1, 1), (1, 1)), 2),  # every row tap in the padding
 ]
 
 
@@ -99,7 +100,8 @@ def test_impl_matches_xla_bfloat16(impl, case):
     group_in=st.sampled_from([1, 1, 2, 3]), group_out=st.integers(1, 3),
     kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 3), sw=st.integers(1, 2),
     dh=st.integers(1, 2), padding=st.sampled_from(["SAME", "VALID", "explicit"]),
-    impl=st.sampled_from(["shift", "dense", "xla_noynn", "pointwise"]), seed=st.integers(0, 99))
+    impl=st.sampled_from(["shift", "dense", "xla_noynn", "pointwise", "supergroup", "im2col"]),
+    seed=st.integers(0, 99))
 def test_property_random_shapes(h, w, groups, group_in, group_out, kh, kw, sh, sw, dh, padding,
                                 impl, seed):
   rng = np.random.default_rng(seed)

@@ -240,6 +240,8 @@ def shift_kernel_grad(x: jax.Array, dy: jax.Array, spec: ConvSpec) -> jax.Array:
                 * g.reshape(g.shape[:3] + (groups, 1, co)))
       terms.append(prod)
       slots.append(ti * kw + tj)
+  if not terms:  # every window lies in the padding
+    return jnp.zeros(spec.kernel_shape, x.dtype)
   sums = dict(zip(slots, (jnp.sum(r, axis=(0, 1)) for r in _sum_rows(terms, axis=2))))
   zero = jnp.zeros((groups * co,) if ci == 1 else (groups, ci, co), dtype)
   total = jnp.stack([sums.get(slot, zero) for slot in range(kh * kw)])
