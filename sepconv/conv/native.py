@@ -1,15 +1,20 @@
-"""Convolutions that stay XLA convolutions: native, native without YNNPACK, block-diagonal.
+"""Convolutions that stay XLA convolutions: native, native without YNNPACK, channel blocks.
 
 On CPU, recent XLA routes NHWC convolutions through a YNNPACK fusion, which is slow for
 grouped convolutions (several times slower than XLA's own Eigen kernel at 16-64 channels
 per group). The option ``xla_cpu_experimental_ynn_fusion_type=""`` turns it off, but
-compiler options belong to a whole executable: a function nested in a larger ``jax.jit``
-cannot set them. ``xla_noynn`` therefore opts a single convolution out by a property the
-YNNPACK matcher rejects (``IsConvolutionOpSupportedByYnn``: an output larger than its input
-in a spatial dimension): it pads the bottom with enough extra rows for one output row
-more than the input has, and drops the extra rows. The cost is those few rows of work
+compiler options belong to a whole executable: jax 0.10 refuses them on a nested jit
+("`compiler_options` can only be passed to top-level `jax.jit`"), and a layer's conv
+always runs nested in the caller's jitted step. ``xla_noynn`` therefore opts a single
+convolution out by a property the YNNPACK matcher rejects (``IsConvolutionOpSupportedByYnn``:
+an output larger than its input in a spatial dimension): it pads the bottom with enough
+extra rows for one output row more than the input has, and drops the extra rows. The
+cost is those rows of work (one row at stride 1, about the input height at stride 2)
 plus a slice that fuses into whatever consumes the result. ``CPU_NO_YNN_OPTIONS`` is the
 whole-program alternative for callers who own the outermost ``jax.jit``.
+
+The other way round also pays: YNNPACK is the fast kernel for dense convolutions, so
+``supergroup`` runs a grouped convolution as dense convolutions over channel blocks.
 """
 
 from __future__ import annotations
