@@ -18,6 +18,7 @@ from sepconv.conv import autotune, conv_spec, grouped_conv, plan_for, registry
 @pytest.fixture(autouse=True)
 def _tmp_cache(tmp_path, monkeypatch):
   monkeypatch.setenv("SEPCONV_CACHE_DIR", str(tmp_path))
+  monkeypatch.setattr(autotune, "MIN_MEASURE_MACS", 0)  # measure even these tiny convs
   monkeypatch.delenv("SEPCONV_AUTOTUNE", raising=False)
   autotune.clear_memory_cache()
   yield
@@ -168,3 +169,13 @@ def test_compiles_once_per_shape(impl, hw):
     grouped_conv(x2, k, feature_group_count=4, impl=impl)
   spec2 = conv_spec(x2, k, feature_group_count=4)
   assert registry.TRACE_COUNTS[(spec2, plan_for(spec2, impl))] == 1
+
+
+def test_tiny_convolutions_take_the_heuristic(monkeypatch):
+  monkeypatch.setattr(autotune, "MIN_MEASURE_MACS", 1 << 22)
+  monkeypatch.setattr(autotune, "measure", lambda *a, **kw: pytest.fail("measured"))
+  x, k = _arrays()
+  spec = conv_spec(x, k, feature_group_count=4)
+  assert spec.macs < autotune.MIN_MEASURE_MACS
+  assert autotune.choose(spec).forward == autotune.heuristic(spec, "forward")
+  assert not autotune.cache_path().exists()

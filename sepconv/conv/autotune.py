@@ -22,9 +22,10 @@ Writes are atomic (temporary file plus ``os.replace``) and merge with entries ot
 processes wrote meanwhile. A file that cannot be parsed is set aside with a warning and
 rebuilt, never fatal.
 
-When measuring is off (``SEPCONV_AUTOTUNE=0``), choices come from ``heuristic``, a fixed
-table written from measurements on a 2-core x86 CPU (see its docstring); choices already
-in the cache are still used.
+When measuring is off (``SEPCONV_AUTOTUNE=0``), and for convolutions under
+``MIN_MEASURE_MACS`` multiply-adds (microseconds whichever way they run), choices come
+from ``heuristic``, a fixed table written from measurements on a 2-core x86 CPU (see its
+docstring); choices already in the cache are still used.
 """
 
 from __future__ import annotations
@@ -50,6 +51,9 @@ REFERENCE = "xla"
 # A candidate must beat the native conv by this fraction to be chosen over it, so noise in
 # a few timed calls on a busy host cannot make auto pick something no faster than native.
 MARGIN = 0.05
+# Below this many multiply-adds a convolution takes microseconds whichever way it runs:
+# auto takes the heuristic instead of spending seconds compiling candidates.
+MIN_MEASURE_MACS = 1 << 22
 CACHE_VERSION = 1
 _MEMORY: dict[str, dict] = {}
 
@@ -258,7 +262,7 @@ def measure(spec: ConvSpec, stage: str, names: list[str] | None = None,
     return _timed({n: _stage_fn(n, stage, spec) for n in names}, args, repeats)
 
 
-def _choose(key: str, valid: list[str], default: str, run_measure) -> str:
+def _choose(key: str, valid: list[str], default: str, run_measure, macs: int) -> str:
   """Cached choice for ``key``; else measured (``run_measure() -> times``) or ``default``."""
   entry = _MEMORY.get(key)
   if entry is None:
@@ -266,7 +270,7 @@ def _choose(key: str, valid: list[str], default: str, run_measure) -> str:
   if entry is not None and entry["choice"] in valid:
     _MEMORY[key] = entry
     return entry["choice"]
-  if not measuring_enabled():
+  if not measuring_enabled() or macs < MIN_MEASURE_MACS:
     return default
   times = run_measure()
   choice = min(times, key=times.get)
@@ -283,7 +287,7 @@ def choose_stage(spec: ConvSpec, stage: str) -> str:
   """The implementation ``auto`` uses for ``stage`` of ``spec``."""
   valid = [n for n, impl in IMPL_TABLE.items() if impl.support(spec) is None]
   return _choose(entry_key(spec, stage), valid, heuristic(spec, stage),
-                 lambda: measure(spec, stage))
+                 lambda: measure(spec, stage), spec.macs)
 
 
 def choose(spec: ConvSpec) -> Plan:
@@ -312,4 +316,4 @@ def choose_separable(spec: ConvSpec, pw_spec: ConvSpec, stage: str) -> str:
           fns[name] = jax.jit(lambda x, ks, kp, dy, fn=fn: fn(x, ks, kp, dy, spec, pw_spec))
       return _timed(fns, args, 3)
 
-  return _choose(key, valid, default, run_measure)
+  return _choose(key, valid, default, run_measure, spec.macs + pw_spec.macs)
