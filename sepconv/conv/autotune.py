@@ -270,6 +270,8 @@ def _choose(key: str, valid: list[str], default: str, run_measure, macs: int) ->
   if entry is not None and entry["choice"] in valid:
     _MEMORY[key] = entry
     return entry["choice"]
+  if len(valid) == 1:
+    return valid[0]
   if not measuring_enabled() or macs < MIN_MEASURE_MACS:
     return default
   times = run_measure()
