@@ -57,8 +57,29 @@ def valid_taps(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, 
              if 0 <= o * stride - pad_lo + t * dilation < size)
 
 
+class _Rates:
+  """FLOPs in both conventions and arithmetic intensity, from mult-adds and bytes."""
+  mult_adds: int
+  mult_adds_valid: int
+  bytes: int
+
+  @property
+  def flops(self) -> int:
+    return 2 * self.mult_adds
+
+  @property
+  def xla_flops(self) -> int:
+    """What XLA's ``cost_analysis()['flops']`` reports for these layers alone."""
+    return 2 * self.mult_adds_valid
+
+  @property
+  def intensity(self) -> float:
+    """Arithmetic intensity, FLOPs per byte of minimum traffic."""
+    return self.flops / self.bytes if self.bytes else 0.0
+
+
 @dataclasses.dataclass(frozen=True)
-class LayerCost:
+class LayerCost(_Rates):
   """The cost of one layer (a conv stage, a dense layer or a normalisation)."""
   name: str
   kind: str  # "conv", "dense" or "norm"
@@ -74,24 +95,10 @@ class LayerCost:
   dtype_bytes: int = 4
 
   @property
-  def flops(self) -> int:
-    return 2 * self.mult_adds
-
-  @property
-  def xla_flops(self) -> int:
-    """What XLA's ``cost_analysis()['flops']`` reports for this layer alone."""
-    return 2 * self.mult_adds_valid
-
-  @property
   def bytes(self) -> int:
     """Minimum traffic: input + output + parameters, at ``dtype_bytes`` each."""
     elems = _prod(self.in_shape) + _prod(self.out_shape) + self.weights + self.biases + self.norm_params
     return self.dtype_bytes * elems
-
-  @property
-  def intensity(self) -> float:
-    """Arithmetic intensity, FLOPs per byte of minimum traffic."""
-    return self.flops / self.bytes if self.bytes else 0.0
 
 
 def _prod(shape: Iterable[int]) -> int:
@@ -166,7 +173,7 @@ def spec_cost(spec: ConvSpec, in_hw: int | Sequence[int], *, prefix: str = "", b
 
 
 @dataclasses.dataclass(frozen=True)
-class CostSummary:
+class CostSummary(_Rates):
   """Totals over layers, in both conventions; see the module docstring."""
   params: int  # weights + biases: the papers' count (no BN)
   params_with_bn: int  # + BN scale and offset: what is trained
@@ -175,18 +182,6 @@ class CostSummary:
   mult_adds_valid: int
   bytes: int  # unfused: every layer's input and output round-trip memory
   bytes_fused: int  # first input + last output + all parameters
-
-  @property
-  def flops(self) -> int:
-    return 2 * self.mult_adds
-
-  @property
-  def xla_flops(self) -> int:
-    return 2 * self.mult_adds_valid
-
-  @property
-  def intensity(self) -> float:
-    return self.flops / self.bytes if self.bytes else 0.0
 
   @property
   def total_variables(self) -> int:

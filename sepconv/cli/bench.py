@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from sepconv.cli.args import positive_float
+
 DEFAULT_RECORDS = "results/lowering/records.jsonl"
 
 
@@ -31,16 +33,6 @@ def _nonnegative_int(text: str) -> int:
     raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
   if value < 0:
     raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative integer")
-  return value
-
-
-def _positive_float(text: str) -> float:
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
   return value
 
 
@@ -93,7 +85,7 @@ def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> 
   g.add_argument("--impls", default="all", help="comma list of sepconv.conv.IMPLS (default all)")
   g.add_argument("--repeats", type=_positive_int, default=10)
   g.add_argument("--warmup", type=_nonnegative_int, default=2)
-  g.add_argument("--budget-s", type=_positive_float, default=30.0,
+  g.add_argument("--budget-s", type=positive_float, default=30.0,
                  help="per case: stop repeating after this many seconds...")
   g.add_argument("--min-repeats", type=_positive_int, default=3,
                  help="...once this many timed calls are done")
@@ -237,12 +229,12 @@ def register(subparsers) -> None:
                  help="spectrum point of every block, e.g. dws, standard, grouped:g=8")
   p.add_argument("--batch", type=_positive_int, default=32)
   p.add_argument("--image-size", type=_positive_int, default=64)
-  p.add_argument("--width-multiplier", type=_positive_float, default=0.5)
+  p.add_argument("--width-multiplier", type=positive_float, default=0.5)
   p.add_argument("--num-classes", type=_positive_int, default=10)
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   p.add_argument("--repeats", type=_positive_int, default=10)
   p.add_argument("--warmup", type=_nonnegative_int, default=2)
-  p.add_argument("--budget-s", type=_positive_float, default=60.0)
+  p.add_argument("--budget-s", type=positive_float, default=60.0)
   p.add_argument("--json", action="store_true", help="print one JSON record per line")
   p.add_argument("--out", default=DEFAULT_RECORDS, help="JSON-lines file to append records to")
   p.add_argument("--quiet", action="store_true", help="no progress on stderr")

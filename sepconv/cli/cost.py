@@ -8,6 +8,7 @@ import json
 from tabulate import tabulate
 
 from sepconv import cost, models, spectrum, worked_example
+from sepconv.cli.args import positive_float
 
 
 def _int_pair(text: str) -> tuple[int, int]:
@@ -126,16 +127,6 @@ def run_model(args) -> int:
   return 0
 
 
-def _positive_float(text: str) -> float:
-  try:
-    value = float(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-  if not value > 0:
-    raise argparse.ArgumentTypeError(f"{text!r} must be > 0")
-  return value
-
-
 def register(subparsers) -> None:
   parser = subparsers.add_parser("cost", help="analytic weights, mult-adds, FLOPs and bytes")
   sub = parser.add_subparsers(dest="what", required=True, parser_class=type(parser))
@@ -168,7 +159,7 @@ def register(subparsers) -> None:
 
   model = sub.add_parser("model", help="a whole model's costs (MobileNet v1/v2 on any spectrum point)")
   model.add_argument("model", help=f"one of {', '.join(models.MODELS)}")
-  model.add_argument("--alpha", type=_positive_float, default=1.0, help="width multiplier (default 1)")
+  model.add_argument("--alpha", type=positive_float, default=1.0, help="width multiplier (default 1)")
   model.add_argument("--resolution", type=int, default=224, help="input side in pixels (default 224)")
   model.add_argument("--conv", default="dws",
                      help="spectrum point of every block, e.g. dws, standard, grouped:g=8, dws:m=2")
