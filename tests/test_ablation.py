@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 
 import experiments
-from sepconv.ablation import GranularityAblation, Variant, parse_shard, run, runner
+from sepconv.ablation import GranularityAblation, LayerSweep, Variant, parse_shard, run, runner
 from sepconv.ablation.granularity import GranularityRunner
 from sepconv.cli.main import main
 from sepconv.records import read_records
@@ -120,3 +120,19 @@ def test_experiment_definitions_are_valid():
   seed = experiments.get("seed_example")
   assert [v.conv for v in seed.schemes[:6]] == ["standard", "dws:m=32", "dws", "dws:m=4", "dws:g=4",
                                                 "grouped:g=6"]
+
+
+def test_layer_sweep_records_cost_and_speed_per_impl(tmp_path, monkeypatch):
+  monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
+  sweep = LayerSweep(name="tiny_layer", schemes=(Variant("standard"), Variant("dws:g=2")),
+                     input_size=6, in_channels=8, out_channels=4, kernel_size=3, batch=2,
+                     impls=("auto", "xla"), repeats=1)
+  assert run(sweep, tmp_path, progress=False) == {"done": 2, "skipped": 0, "deferred": 0}
+  records = read_records(tmp_path / "records.jsonl")
+  by_conv = {r["config"]["conv"]: r for r in records}
+  assert by_conv["standard"]["cost"]["params"] == 3 * 3 * 8 * 4
+  assert by_conv["dws:g=2"]["cost"]["params"] == 3 * 3 * 2 * 8 + 8 * 4
+  for r in records:
+    assert set(r["timings"]) == {"auto", "xla"}
+    assert all(t["fwd_ms"] > 0 and t["fwdbwd_ms"] > 0 for t in r["timings"].values())
+  assert run(sweep, tmp_path, progress=False)["skipped"] == 2
