@@ -14,3 +14,19 @@ def positive_float(text: str) -> float:
   if not value > 0:
     raise argparse.ArgumentTypeError(f"{text!r} must be a positive number")
   return value
+
+
+def _int_at_least(minimum: int, what: str):
+  def parse(text: str) -> int:
+    try:
+      value = int(text)
+    except ValueError:
+      raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < minimum:
+      raise argparse.ArgumentTypeError(f"{text!r} must be a {what} integer")
+    return value
+  return parse
+
+
+positive_int = _int_at_least(1, "positive")
+nonnegative_int = _int_at_least(0, "non-negative")

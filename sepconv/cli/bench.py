@@ -11,29 +11,9 @@ from __future__ import annotations
 import argparse
 import json
 
-from sepconv.cli.args import positive_float
+from sepconv.cli.args import nonnegative_int, positive_float, positive_int
 
 DEFAULT_RECORDS = "results/lowering/records.jsonl"
-
-
-def _positive_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-  if value < 1:
-    raise argparse.ArgumentTypeError(f"{text!r} must be a positive integer")
-  return value
-
-
-def _nonnegative_int(text: str) -> int:
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"{text!r} must be a non-negative integer")
-  return value
 
 
 def _padding(text: str) -> str | int:
@@ -49,7 +29,7 @@ def _padding(text: str) -> str | int:
 
 
 def _int_list(text: str) -> tuple[int, ...]:
-  values = tuple(_positive_int(t.strip()) for t in text.split(","))
+  values = tuple(positive_int(t.strip()) for t in text.split(","))
   return values
 
 
@@ -59,14 +39,14 @@ def _modes(mode: str) -> tuple[str, ...]:
 
 def _add_layer_args(p: argparse.ArgumentParser, *, sweep: bool) -> None:
   g = p.add_argument_group("layer (default: the reference 3x3, 56x56x128 -> 128, batch 32)")
-  g.add_argument("--batch", type=_positive_int, default=32)
-  g.add_argument("--height", type=_positive_int, default=56)
-  g.add_argument("--width", type=_positive_int, default=56)
-  g.add_argument("--in-channels", type=_positive_int, default=128)
-  g.add_argument("--out-channels", type=_positive_int, default=128)
-  g.add_argument("--kernel", type=_positive_int, default=3)
-  g.add_argument("--stride", type=_positive_int, default=1)
-  g.add_argument("--dilation", type=_positive_int, default=1)
+  g.add_argument("--batch", type=positive_int, default=32)
+  g.add_argument("--height", type=positive_int, default=56)
+  g.add_argument("--width", type=positive_int, default=56)
+  g.add_argument("--in-channels", type=positive_int, default=128)
+  g.add_argument("--out-channels", type=positive_int, default=128)
+  g.add_argument("--kernel", type=positive_int, default=3)
+  g.add_argument("--stride", type=positive_int, default=1)
+  g.add_argument("--dilation", type=positive_int, default=1)
   g.add_argument("--padding", type=_padding, default="SAME", help="SAME, VALID or an int")
   g.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
   g.add_argument("--layer", choices=("conv", "separable"), default="conv",
@@ -75,7 +55,7 @@ def _add_layer_args(p: argparse.ArgumentParser, *, sweep: bool) -> None:
     g.add_argument("--group-sizes", type=_int_list, default=None,
                    help="comma list of channels per group (default 1, 2, 4, ..., in_channels)")
   else:
-    g.add_argument("--group-size", type=_positive_int, default=1,
+    g.add_argument("--group-size", type=positive_int, default=1,
                    help="channels per group: 1 = depthwise, in_channels = dense")
 
 
@@ -83,19 +63,19 @@ def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> 
   g = p.add_argument_group("timing and output")
   g.add_argument("--mode", choices=("fwd", "fwdbwd", "both"), default="both")
   g.add_argument("--impls", default="all", help="comma list of sepconv.conv.IMPLS (default all)")
-  g.add_argument("--repeats", type=_positive_int, default=10)
-  g.add_argument("--warmup", type=_nonnegative_int, default=2)
+  g.add_argument("--repeats", type=positive_int, default=10)
+  g.add_argument("--warmup", type=nonnegative_int, default=2)
   g.add_argument("--budget-s", type=positive_float, default=30.0,
                  help="per case: stop repeating after this many seconds...")
-  g.add_argument("--min-repeats", type=_positive_int, default=3,
+  g.add_argument("--min-repeats", type=positive_int, default=3,
                  help="...once this many timed calls are done")
   g.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                  help="also time torch.nn.functional.conv2d (NCHW and channels-last) if installed")
   g.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                  help="record each impl's largest relative error against 'xla'")
-  g.add_argument("--copy-mib", type=_positive_int, default=256,
+  g.add_argument("--copy-mib", type=positive_int, default=256,
                  help="array size of the bandwidth measurement (MiB)")
-  g.add_argument("--matmul-n", type=_positive_int, default=None,
+  g.add_argument("--matmul-n", type=positive_int, default=None,
                  help="matmul size of the FLOP/s measurement (default 2048 CPU, 8192 else)")
   g.add_argument("--json", action="store_true", help="print one JSON record per line")
   g.add_argument("--out", default=default_out,
@@ -227,13 +207,13 @@ def register(subparsers) -> None:
   p.add_argument("--model", default="mobilenet_v1", help="a name in sepconv.models.MODELS")
   p.add_argument("--conv", default="dws",
                  help="spectrum point of every block, e.g. dws, standard, grouped:g=8")
-  p.add_argument("--batch", type=_positive_int, default=32)
-  p.add_argument("--image-size", type=_positive_int, default=64)
+  p.add_argument("--batch", type=positive_int, default=32)
+  p.add_argument("--image-size", type=positive_int, default=64)
   p.add_argument("--width-multiplier", type=positive_float, default=0.5)
-  p.add_argument("--num-classes", type=_positive_int, default=10)
+  p.add_argument("--num-classes", type=positive_int, default=10)
   p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-  p.add_argument("--repeats", type=_positive_int, default=10)
-  p.add_argument("--warmup", type=_nonnegative_int, default=2)
+  p.add_argument("--repeats", type=positive_int, default=10)
+  p.add_argument("--warmup", type=nonnegative_int, default=2)
   p.add_argument("--budget-s", type=positive_float, default=60.0)
   p.add_argument("--json", action="store_true", help="print one JSON record per line")
   p.add_argument("--out", default=DEFAULT_RECORDS, help="JSON-lines file to append records to")
