@@ -35,16 +35,17 @@ def singular_values(features) -> np.ndarray:
     raise ValueError("features hold non-finite values")
   x = x - x.mean(axis=0, keepdims=True)
   gram = x @ x.T if x.shape[0] <= x.shape[1] else x.T @ x
-  eig = np.linalg.eigvalsh(gram)[::-1]
-  return np.sqrt(np.clip(eig, 0.0, None))
+  eig = np.clip(np.linalg.eigvalsh(gram)[::-1], 0.0, None)
+  # Gram eigenvalues (s^2) below round-off of the largest are numerically zero; their
+  # square roots would be ~1e-8 s[0], not zero, so they are set to zero here.
+  eig[eig <= eig[0] * eig.size * np.finfo(np.float64).eps] = 0.0
+  return np.sqrt(eig)
 
 
 def _nonzero(s: np.ndarray) -> np.ndarray:
   if s.size == 0 or s[0] == 0.0:
     raise ValueError("features have zero variance: their rank is undefined")
-  # Gram eigenvalues (s^2) below round-off of the largest are numerically zero;
-  # their square roots are ~1e-8 s[0], not zero, so they are dropped explicitly.
-  return s[s ** 2 > s[0] ** 2 * s.size * np.finfo(np.float64).eps]
+  return s[s > 0.0]
 
 
 def effective_rank(features) -> float:
