@@ -4,9 +4,9 @@ What it runs, in order, each phase stopping at its share of a fixed time budget:
   1. the reference layer (3x3, 56x56x128 -> 128, stride 1, SAME, batch 32) over group
      sizes 1, 2, 4, ..., 128, forward and forward + backward, float32 then bfloat16,
      every impl in ``sepconv.conv.IMPLS`` plus PyTorch (CUDA) when installed;
-  2. the fused separable block over the same group sizes, when ``separable_conv`` exists;
+  2. the spatial + pointwise block (grouped 3x3, then a dense 1x1) over the same group sizes;
   3. a MobileNet v1 (width 1.0, 224x224, batch 64) training step with impls 'auto' and
-     'xla', float32 and bfloat16, when ``sepconv.models`` exists;
+     'xla', float32 and bfloat16;
 and then renders ``lowering.{md,tex,csv}`` and ``train_step.{md,tex,csv}`` beside the
 records. Every record carries the device kind, so the tables say what ran where.
 
@@ -38,11 +38,10 @@ import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
-from sepconv import conv as conv_lib  # noqa: E402
-from sepconv.bench.config import LayerConfig  # noqa: E402
+from sepconv.bench.config import LAYERS, LayerConfig  # noqa: E402
 from sepconv.bench.layer import (BenchOptions, available_impls,  # noqa: E402
-                                 available_layers, bench_sweep, parse_impls)
-from sepconv.bench.render import render_lowering  # noqa: E402
+                                 bench_sweep, parse_impls)
+from sepconv.report.lowering import render_lowering  # noqa: E402
 from sepconv.bench.train_step import (TrainStepConfig, bench_train_step,  # noqa: E402
                                       model_factory)
 from sepconv.records import append_record  # noqa: E402
@@ -52,7 +51,7 @@ QUICK = LayerConfig(batch=2, height=8, width=8, in_channels=16, out_channels=16)
 TRAIN = TrainStepConfig(batch=64, image_size=224, width_multiplier=1.0, num_classes=1000)
 QUICK_TRAIN = TrainStepConfig(batch=2, image_size=16, width_multiplier=0.25, num_classes=10)
 # Shares of the time budget at which each phase must have stopped starting new cases.
-PHASE_END = {"conv": 0.55, "separable": 0.7, "train_step": 1.0}
+PHASE_END = {"conv": 0.55, "spatial_pointwise": 0.7, "train_step": 1.0}
 
 
 def _log(message: str) -> None:
@@ -89,7 +88,7 @@ def run(out_dir: str | os.PathLike, *, quick: bool = False, budget_s: float | No
     count += 1
 
   group_sizes = (1, 16) if quick else None
-  for layer in available_layers():
+  for layer in LAYERS:
     deadline = start + PHASE_END[layer] * budget_s
     for dtype in ("float32", "bfloat16"):
       if time.monotonic() > deadline:
@@ -99,27 +98,22 @@ def run(out_dir: str | os.PathLike, *, quick: bool = False, budget_s: float | No
       if impls is not None:
         layer_impls = parse_impls(impls, layer)
       elif quick:
-        layer_impls = tuple(i for i in ("xla", "auto") if i in available_impls(layer))
+        layer_impls = ("xla", "auto")
       else:
         layer_impls = available_impls(layer)
       bench_sweep(dataclasses.replace(base, dtype=dtype, layer=layer), group_sizes=group_sizes,
                   impls=layer_impls, options=options, on_record=sink, run_id=run_id, deadline=deadline,
                   progress=True)
-  try:
-    model_factory(train)
-  except ValueError as e:
-    _log(f"training step skipped: {e}")
-  else:
-    impls = [i for i in ("auto", "xla") if i in conv_lib.IMPLS][:1 if quick else 2]
-    for dtype in ("float32",) if quick else ("float32", "bfloat16"):
-      config = dataclasses.replace(train, dtype=dtype)
-      for impl in impls:
-        if time.monotonic() > start + budget_s:
-          _log(f"out of time: skipped training step {dtype} {impl}")
-          continue
-        bench_train_step(model_factory(config), config, [impl], warmup=options.warmup,
-                         repeats=2 if quick else 10, budget_s=20.0, on_record=sink,
-                         run_id=run_id, progress=True)
+  step_impls = ("auto",) if quick else ("auto", "xla")
+  for dtype in ("float32",) if quick else ("float32", "bfloat16"):
+    config = dataclasses.replace(train, dtype=dtype)
+    for impl in step_impls:
+      if time.monotonic() > start + budget_s:
+        _log(f"out of time: skipped training step {dtype} {impl}")
+        continue
+      bench_train_step(model_factory(config), config, [impl], warmup=options.warmup,
+                       repeats=2 if quick else 10, budget_s=20.0, on_record=sink,
+                       run_id=run_id, progress=True)
   _log(f"{count} records appended to {records_path} in {time.monotonic() - start:.0f}s")
   if not records_path.exists():
     raise ValueError(f"no records were written to {records_path}")

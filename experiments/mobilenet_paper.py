@@ -1,8 +1,9 @@
 """The MobileNet v1 and v2 papers' cost tables, recomputed from sepconv's architecture data.
 
-Run:      python -m experiments.mobilenet_paper      (or ``sepconv ablate mobilenet_paper``)
-          writes results/mobilenet_paper/: costs.jsonl (raw records with provenance),
-          README.md, and tables/<table>.md / .tex (booktabs) / .csv rendered from them.
+Run:      sepconv ablate mobilenet_paper
+          writes results/mobilenet_paper/: records.jsonl (raw records with provenance),
+          and ``sepconv report`` renders README.md and tables/<table>.md / .tex (booktabs)
+          / .csv from them (``sepconv.report.paper``).
 Hardware: any CPU; pure-integer cost walks (``sepconv.models.model_cost``), a few seconds,
           most of it JAX start-up for the provenance's device field.
 Shows:    every published cost figure next to ours and the difference: MobileNet v1
@@ -13,23 +14,17 @@ Shows:    every published cost figure next to ours and the difference: MobileNet
 Paper numbers are literature constants (table and page cited below, arXiv versions
 named); ours are computed. A figure "matches" when ours, written the way the source
 writes its numbers (rounded to the printed digits; the v2 sources truncate), is the
-printed figure. The records file is named costs.jsonl, not records.jsonl, because this
-experiment renders its own tables and ``sepconv report`` owns folders with the latter.
+printed figure. Each run recomputes every record and replaces the file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
-import sys
-from pathlib import Path
 
 from sepconv import models
-from sepconv.provenance import provenance
-from sepconv.records import append_record, read_records
-from sepconv.report import tables
+from sepconv.ablation import PaperTables
 
-RECORDS = "costs.jsonl"
 V1 = "Howard et al. 2017, MobileNets, arXiv:1704.04861v1"
 V2 = "Sandler et al. 2018, MobileNetV2, arXiv:1801.04381v4"
 SLIM = "TF-slim research/slim/nets/mobilenet/README.md (v2 reference checkpoints)"
@@ -133,7 +128,8 @@ def _figure(source: Source, label: str, quantity: str, printed: str, exact: int 
   ours_written = written_as(ours, printed, rounding)
   return {
       "experiment": "mobilenet_paper", "kind": "paper_cost",
-      "run_id": f"{source.slug}/{label}/{quantity}", "table": source.slug, "row": label,
+      "run_id": f"{source.slug}/{label}/{quantity}", "table": source.slug,
+      "title": source.title, "row": label,
       "source": source.cite, "rounding": rounding, "config": config,
       "quantity": quantity, "unit": unit, "paper_printed": printed, "paper": float(printed),
       "ours_exact": exact, "ours": ours, "ours_written": ours_written,
@@ -166,7 +162,7 @@ def _notes(row: Row, summary, layers) -> dict[str, str]:
 
 
 def compute_records() -> list[dict]:
-  """Every published figure with ours beside it (no provenance yet)."""
+  """Every published figure with ours beside it, one record each (the engine adds provenance)."""
   by_slug = {s.slug: s for s in SOURCES}
   records = []
   table2 = by_slug["v1_table2"]
@@ -205,98 +201,4 @@ def compute_records() -> list[dict]:
   return records
 
 
-def _table(source: Source, records: list[dict]) -> tuple[tables.Table, list[str]]:
-  """One source's rendered table and its notes."""
-  rows, notes = {}, []
-  for r in records:
-    rows.setdefault(r["row"], {})[r["quantity"]] = r
-  share = source.slug == "v1_table2"
-  quantities = ("mult_adds_share", "params_share") if share else ("mult_adds", "params")
-  heads = ("% of mult-adds", "% of params") if share else ("Mult-adds (M)", "Params (M)")
-  columns = [tables.Column("Layer type" if share else "Model", "row")]
-  has_top1 = any(r["cited_top1_percent"] is not None for r in records)
-  if has_top1:
-    columns.append(tables.Column("Top-1 % (paper, cited)", "cited_top1"))
-  for head, q in zip(heads, quantities):
-    columns += [tables.Column(f"{head}, paper", f"{q}_paper"), tables.Column(f"{head}, ours", f"{q}_ours"),
-                tables.Column("difference", f"{q}_difference"),
-                tables.Column("ours exact", f"{q}_exact", csv_only=True)]
-  columns.append(tables.Column("match", "match"))
-  out = []
-  for label, figs in rows.items():
-    first = next(iter(figs.values()))
-    cells = [label] + ([first["cited_top1_percent"]] if has_top1 else [])
-    marks = []
-    for q in quantities:
-      f = figs[q]
-      decimals = len(f["paper_printed"].partition(".")[2]) + 2
-      cells += [f["paper_printed"], f"{f['ours']:.{decimals}f}",
-                f"{f['difference']:+.{decimals}f} ({100 * f['relative_difference']:+.2f}%)",
-                f["ours_exact"]]
-      if f["note"]:
-        notes.append(f"{label}, {heads[quantities.index(q)]}: {f['note']}.")
-        marks.append("*")
-    cells.append(("yes" if all(figs[q]["matches"] for q in quantities) else "no") + "".join(marks[:1]))
-    out.append(tuple(cells))
-  notes[:0] = [f"{head}: the source truncates to the printed digits, so ours is compared truncated."
-               for head, q in zip(heads, quantities) if source.rounding(q) == "truncate"]
-  title = f"{source.title} ({source.cite})"
-  return tables.Table(source.slug, title, tuple(columns), tuple(out)), notes
-
-
-def render(out_dir: str | Path = "results/mobilenet_paper") -> list[Path]:
-  """Renders ``out_dir``/costs.jsonl into tables/ and README.md; returns the files written."""
-  out_dir = Path(out_dir)
-  records = read_records(out_dir / RECORDS)
-  prov = records[0]["provenance"]
-  header = [f"Generated by experiments/mobilenet_paper.py from {RECORDS} alone; do not edit.",
-            f"records: {len(records)}; sepconv {prov['sepconv']}, git {prov['git_revision']}, "
-            f"{prov['time']}",
-            "Counting: params = conv and FC weights + FC bias, no BatchNorm; mult-adds count "
-            "padded kernel taps and include the FC layer (Table 2: weights without the FC bias).",
-            "match: ours, written to the printed digits the way the source writes them, equals "
-            "the printed figure; * marks a note below the table."]
-  (out_dir / "tables").mkdir(parents=True, exist_ok=True)
-  readme = ["# mobilenet_paper\n\n", *(f"- {line}\n" for line in header)]
-  written = []
-  matched = sum(r["matches"] for r in records)
-  readme.append(f"- published figures matched: {matched} of {len(records)}\n")
-  for source in SOURCES:
-    table, notes = _table(source, [r for r in records if r["table"] == source.slug])
-    stem = out_dir / "tables" / source.slug
-    for suffix, text in ((".md", tables.to_markdown(table, header)), (".tex", tables.to_latex(table, header)),
-                         (".csv", tables.to_csv(table))):
-      stem.with_suffix(suffix).write_text(text + ("".join(f"\n{n}\n" for n in notes) if suffix == ".md" else ""),
-                                          encoding="utf-8")
-      written.append(stem.with_suffix(suffix))
-    readme += ["\n", tables.to_markdown(table), *(f"\n\\* {n}\n" for n in notes),
-               f"\n[CSV](tables/{source.slug}.csv) · [LaTeX](tables/{source.slug}.tex)\n"]
-  (out_dir / "README.md").write_text("".join(readme), encoding="utf-8")
-  return written + [out_dir / "README.md"]
-
-
-def run(out_dir: str | Path = "results/mobilenet_paper") -> list[Path]:
-  """Recomputes every figure, replaces ``out_dir``/costs.jsonl, and renders it."""
-  out_dir = Path(out_dir)
-  path = out_dir / RECORDS
-  path.unlink(missing_ok=True)  # a deterministic recomputation: the old records are replaced
-  prov = provenance()
-  for record in compute_records():
-    append_record(path, {**record, "provenance": prov})
-  return [path] + render(out_dir)
-
-
-class _Experiment:
-  """What ``sepconv ablate mobilenet_paper`` runs."""
-  renders_itself = True
-
-  @staticmethod
-  def run(out_dir: str | Path = "results/mobilenet_paper") -> list[Path]:
-    return run(out_dir)
-
-
-EXPERIMENT = _Experiment()
-
-if __name__ == "__main__":
-  for p in run(sys.argv[1] if len(sys.argv) > 1 else "results/mobilenet_paper"):
-    print(p)
+EXPERIMENT = PaperTables(name="mobilenet_paper", compute=compute_records)

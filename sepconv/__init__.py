@@ -1,9 +1,14 @@
 """sepconv: the convolution spectrum from standard to depthwise-separable, in JAX/Flax.
 
-* ``sepconv.spectrum``: the vocabulary (``ConvSpec``, named points, ``parse_point``).
+* ``sepconv.spectrum``: the vocabulary (``ConvSpec``, named points, ``SpectrumPoint``,
+  ``parse_point``).
 * ``sepconv.cost``: the exact analytic cost model (plain integers, no JAX).
 * ``sepconv.conv``: convolution implementations behind ``grouped_conv``.
 * ``sepconv.layers``: Flax modules (``SpectrumConv``, ``GroupedConv``).
+* ``sepconv.models``, ``sepconv.data``, ``sepconv.train``, ``sepconv.analysis``: MobileNets
+  on any spectrum point, data sets, training, representational analyses.
+* ``sepconv.bench``, ``sepconv.ablation``, ``sepconv.report``: benchmark records, the
+  experiment job engine, and the tables and plots rendered from records.
 """
 
 from sepconv.conv import grouped_conv

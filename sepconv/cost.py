@@ -25,36 +25,10 @@ import dataclasses
 import math
 from collections.abc import Iterable, Sequence
 
-from sepconv.spectrum import ConvSpec, Stage
+from sepconv import window
+from sepconv.spectrum import ConvSpec, Stage, mid_norm_name
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2, "float64": 8, "int8": 1}
-
-
-def conv_output_size(size: int, kernel: int, stride: int = 1, dilation: int = 1,
-                     padding: str | tuple[int, int] = "SAME") -> tuple[int, int, int]:
-  """(output size, low pad, high pad) along one axis, as XLA computes them."""
-  eff_k = (kernel - 1) * dilation + 1
-  if padding == "SAME":
-    out = -(-size // stride)
-    total = max((out - 1) * stride + eff_k - size, 0)
-    lo, hi = total // 2, total - total // 2
-  elif padding == "VALID":
-    lo = hi = 0
-    out = (size - eff_k) // stride + 1 if size >= eff_k else 0
-  else:
-    lo, hi = padding
-    out = (size + lo + hi - eff_k) // stride + 1 if size + lo + hi >= eff_k else 0
-  if out < 1:
-    raise ValueError(
-        f"input size (={size}) with kernel {kernel}, dilation {dilation}, stride {stride} and "
-        f"padding {padding!r} gives no output")
-  return out, lo, hi
-
-
-def valid_taps(size: int, kernel: int, stride: int, dilation: int, pad_lo: int, out: int) -> int:
-  """Kernel taps, summed over output positions, that land inside [0, size) along one axis."""
-  return sum(1 for o in range(out) for t in range(kernel)
-             if 0 <= o * stride - pad_lo + t * dilation < size)
 
 
 class _Rates:
@@ -97,11 +71,12 @@ class LayerCost(_Rates):
   @property
   def bytes(self) -> int:
     """Minimum traffic: input + output + parameters, at ``dtype_bytes`` each."""
-    elems = _prod(self.in_shape) + _prod(self.out_shape) + self.weights + self.biases + self.norm_params
+    elems = prod(self.in_shape) + prod(self.out_shape) + self.weights + self.biases + self.norm_params
     return self.dtype_bytes * elems
 
 
-def _prod(shape: Iterable[int]) -> int:
+def prod(shape: Iterable[int]) -> int:
+  """Number of elements of ``shape`` (1 for an empty shape)."""
   out = 1
   for s in shape:
     out *= s
@@ -116,8 +91,8 @@ def stage_cost(stage: Stage, in_hw: Sequence[int], *, name: str | None = None, b
   pad_h = pad_w = stage.padding
   if not isinstance(stage.padding, str):
     pad_h, pad_w = stage.padding
-  ho, h_lo, _ = conv_output_size(h, kh, sh, dh, pad_h)
-  wo, w_lo, _ = conv_output_size(w, kw, sw, dw, pad_w)
+  ho, h_lo, _ = window.output_size(h, kh, sh, dh, pad_h)
+  wo, w_lo, _ = window.output_size(w, kw, sw, dw, pad_w)
   cin_per_group = stage.in_channels // stage.feature_group_count
   per_tap = cin_per_group * stage.out_channels
   return LayerCost(
@@ -125,7 +100,8 @@ def stage_cost(stage: Stage, in_hw: Sequence[int], *, name: str | None = None, b
       in_shape=(h, w, stage.in_channels), out_shape=(ho, wo, stage.out_channels),
       weights=kh * kw * per_tap, biases=stage.out_channels if bias else 0,
       mult_adds=ho * wo * kh * kw * per_tap,
-      mult_adds_valid=valid_taps(h, kh, sh, dh, h_lo, ho) * valid_taps(w, kw, sw, dw, w_lo, wo) * per_tap,
+      mult_adds_valid=(window.valid_taps(h, kh, sh, dh, h_lo, ho)
+                       * window.valid_taps(w, kw, sw, dw, w_lo, wo) * per_tap),
       groups=stage.feature_group_count, dtype_bytes=dtype_bytes)
 
 
@@ -161,12 +137,13 @@ def spec_cost(spec: ConvSpec, in_hw: int | Sequence[int], *, prefix: str = "", b
   hw = (in_hw, in_hw) if isinstance(in_hw, int) else tuple(in_hw)
   join = (lambda n: f"{prefix}/{n}") if prefix else (lambda n: n)
   layers = []
-  for i, stage in enumerate(spec.stages()):
+  stages = spec.stages()
+  for i, stage in enumerate(stages):
     cost = stage_cost(stage, hw, name=join(stage.name), bias=bias, dtype_bytes=dtype_bytes)
     layers.append(cost)
     hw = cost.out_shape[:2]
-    if i == 0 and len(spec.stages()) == 2 and spec.between in ("norm", "norm_act"):
-      layers.append(norm_cost(join("mid_norm"), cost.out_shape, dtype_bytes=dtype_bytes))
+    if i < len(stages) - 1 and spec.between in ("norm", "norm_act"):
+      layers.append(norm_cost(join(mid_norm_name(i)), cost.out_shape, dtype_bytes=dtype_bytes))
   if norm:
     layers.append(norm_cost(join("norm"), layers[-1].out_shape, dtype_bytes=dtype_bytes))
   return layers
@@ -210,7 +187,7 @@ def summarize(layers: Sequence[LayerCost]) -> CostSummary:
       mult_adds=sum(l.mult_adds for l in layers),
       mult_adds_valid=sum(l.mult_adds_valid for l in layers),
       bytes=sum(l.bytes for l in layers),
-      bytes_fused=b * (_prod(traffic[0].in_shape) + _prod(traffic[-1].out_shape) + params + norm_params)
+      bytes_fused=b * (prod(traffic[0].in_shape) + prod(traffic[-1].out_shape) + params + norm_params)
       if traffic else 0)
 
 

@@ -16,8 +16,8 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from sepconv import conv as conv_ops
-from sepconv.spectrum import ConvSpec, Stage
+from sepconv import conv as conv_ops, validate
+from sepconv.spectrum import ConvSpec, Stage, mid_norm_name
 
 Initializer = Callable[..., jax.Array]
 # Fan-in of a grouped kernel (kh, kw, C_in/G, C_out) is kh*kw*C_in/G: what each output sees.
@@ -96,7 +96,7 @@ class GroupedConv(nn.Module):
 
 
 def _group_size(channels: int, groups: int) -> int:
-  if isinstance(groups, bool) or not isinstance(groups, int) or groups < 1 or channels % groups:
+  if not validate.is_int(groups) or groups < 1 or channels % groups:
     raise ValueError(f"input channels (={channels}) must be divisible by feature_group_count (={groups})")
   return channels // groups
 
@@ -126,11 +126,6 @@ class SpectrumConv(nn.Module):
   kernel_init: Initializer = default_kernel_init
   bias_init: Initializer = nn.initializers.zeros_init()
 
-  def _fusable(self) -> bool:
-    spec = self.spec
-    return (self.impl == "auto" and spec.pointwise and spec.order == "spatial_first"
-            and spec.between == "none" and not spec.shuffle and not self.use_bias)
-
   def _norm(self, name: str, train: bool):
     return nn.BatchNorm(use_running_average=not train, momentum=self.norm_momentum,
                         epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
@@ -143,27 +138,15 @@ class SpectrumConv(nn.Module):
       raise ValueError(f"input shape (={x.shape}) must be NHWC with {spec.in_channels} channels")
     dtype = self.dtype or x.dtype
     stages = spec.stages()
-    if self._fusable():
-      # Depthwise-then-pointwise with nothing between: one call, so 'auto' may keep the
-      # intermediate in cache (sepconv.conv.separable_conv) instead of round-tripping memory.
-      (spatial, pointwise) = stages
-      params = [_StageParams(st.kernel_shape, False, self.kernel_init, self.bias_init,
-                             self.param_dtype, name=st.name)()[0] for st in stages]
-      x = conv_ops.separable_conv(
-          jnp.asarray(x, dtype), *(jnp.asarray(k, dtype) for k in params),
-          spatial_group_count=spatial.feature_group_count,
-          pointwise_group_count=pointwise.feature_group_count, strides=spatial.stride,
-          padding=spatial.padding, dilation=spatial.dilation, impl="auto")
-      stages = ()
     for i, stage in enumerate(stages):
       kernel, bias = _StageParams(stage.kernel_shape, self.use_bias, self.kernel_init,
                                   self.bias_init, self.param_dtype, name=stage.name)()
       x = _apply_stage(x, stage, kernel, bias, self.impl, dtype)
       if stage.name == "pointwise" and spec.shuffle:
         x = channel_shuffle(x, stage.feature_group_count)
-      if i == 0 and len(stages) == 2:
+      if i < len(stages) - 1:
         if spec.between in ("norm", "norm_act"):
-          x = self._norm("mid_norm", train)(x)
+          x = self._norm(mid_norm_name(i), train)(x)
         if spec.between in ("act", "norm_act"):
           x = self.activation(x)
     if self.norm:

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 import numpy as np
 
 Pads = tuple[tuple[int, int], tuple[int, int]]
-PADDING_FORMS = "'SAME', 'VALID', an int or ((top, bottom), (left, right))"
+PADDING_FORMS = "'SAME', 'VALID', an int or two (low, high) pairs ((top, bottom), (left, right))"
 
 
 def is_int(value) -> bool:

@@ -1,12 +1,11 @@
 """The experiment runner: a tiny sweep end to end, interrupted, resumed, re-rendered."""
 
-import json
-from pathlib import Path
 
 import pytest
 
 import experiments
-from sepconv.ablation import GranularityAblation, LayerSweep, Variant, parse_shard, run, runner
+from sepconv.ablation import (GranularityAblation, LayerSweep, RunOptions, Variant, engine,
+                              parse_shard, run)
 from sepconv.ablation.granularity import GranularityRunner
 from sepconv.cli.main import main
 from sepconv.records import read_records
@@ -76,18 +75,17 @@ def test_tiny_sweep_interrupted_resumed_and_rendered(tmp_path, monkeypatch):
 
 
 def test_shards_partition_the_grid_and_analyses_stay_on_shard_zero(tmp_path):
-  grid_runner = GranularityRunner(TINY, tmp_path, dataset=None, data_dir=None, work_dir=tmp_path,
-                                  progress=False)
+  grid_runner = GranularityRunner(TINY, tmp_path, RunOptions(work_dir=tmp_path, progress=False))
   jobs = grid_runner.jobs()
-  shards = [runner._select(jobs, (i, 3), grid_runner.analysis_kinds) for i in range(3)]
+  shards = [engine.select(jobs, (i, 3), grid_runner.analysis_kinds) for i in range(3)]
   ids = [j.run_id for shard in shards for j in shard]
   assert sorted(ids) == sorted(j.run_id for j in jobs) and len(ids) == len(set(ids))
   assert all(j.kind not in ("cka", "decomposition") for shard in shards[1:] for j in shard)
 
 
 def test_analyses_are_deferred_without_their_runs(tmp_path):
-  grid_runner = GranularityRunner(TINY, tmp_path, dataset=None, data_dir=None,
-                                  work_dir=tmp_path / "empty", progress=False)
+  grid_runner = GranularityRunner(TINY, tmp_path, RunOptions(work_dir=tmp_path / "empty",
+                                                              progress=False))
   analyses = [j for j in grid_runner.jobs() if j.kind in grid_runner.analysis_kinds]
   assert analyses and all(grid_runner.run_job(j) is None for j in analyses)
 

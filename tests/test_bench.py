@@ -18,7 +18,7 @@ from sepconv.bench.config import LayerConfig, counts
 from sepconv.bench.layer import BenchOptions, bench_layer, bench_sweep, sweep_group_sizes
 from sepconv.bench.roofline import (PUBLISHED_PEAKS, measure_copy_bandwidth, measure_matmul_flops,
                                     published_peaks, roofline)
-from sepconv.bench.timing import measure
+from sepconv.timing import measure
 from sepconv.cli.main import main
 from sepconv.records import read_records
 
@@ -50,7 +50,7 @@ def test_counts_reference_layer_closed_form():
 
 def test_counts_separable_block_and_stride():
   c = LayerConfig(batch=2, height=28, width=28, in_channels=192, out_channels=32, kernel=5,
-                  group_size=1, layer="separable")
+                  group_size=1, layer="spatial_pointwise")
   # The design notes' worked example: 4,800 + 6,144 weights, each used at 28 x 28 positions.
   assert counts(c, "fwd")["flops"] == 2 * 2 * 28 * 28 * (4800 + 6144)
   s2 = LayerConfig(batch=1, height=7, width=7, in_channels=4, out_channels=4, stride=2)
@@ -76,7 +76,7 @@ def test_sweep_group_sizes():
   assert sweep_group_sizes(128, 128) == (1, 2, 4, 8, 16, 32, 64, 128)
   assert sweep_group_sizes(12, 12) == (1, 2, 4, 12)
   assert sweep_group_sizes(8, 4) == (2, 4, 8)  # 8 groups cannot split 4 outputs.
-  assert sweep_group_sizes(8, 4, "separable") == (1, 2, 4, 8)
+  assert sweep_group_sizes(8, 4, "spatial_pointwise") == (1, 2, 4, 8)
 
 
 def test_measure_budget_and_slow_warmup():
@@ -160,26 +160,19 @@ def test_unsupported_impl_is_recorded_and_skipped(monkeypatch):
   assert [(r["impl"], r["status"]) for r in records] == [("xla", "ok"), ("never", "unsupported")]
   assert "never" in records[1]["reason"]
   with pytest.raises(ValueError, match="separable"):
-    layer_mod.parse_impls(None, "separable")
+    layer_mod.parse_impls(None, "separable")  # an unknown layer kind
 
 
-def test_separable_block_when_the_library_has_one(monkeypatch):
+def test_spatial_pointwise_block(monkeypatch):
   torch_present = importlib.util.find_spec("torch") is not None
-
-  def separable_conv(x, ks, kp, *, spatial_group_count, pointwise_group_count, impl, **kw):
-    y = conv_lib.grouped_conv(x, ks, feature_group_count=spatial_group_count, impl="xla", **kw)
-    return conv_lib.grouped_conv(y, kp, feature_group_count=pointwise_group_count, impl="xla")
-  fake = types.SimpleNamespace(IMPLS=("xla",), grouped_conv=conv_lib.grouped_conv,
-                               separable_conv=separable_conv)
-  monkeypatch.setattr(layer_mod, "conv_lib", fake)
-  assert layer_mod.available_layers() == ("conv", "separable")
+  monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
   config = LayerConfig(batch=1, height=6, width=6, in_channels=4, out_channels=6, group_size=2,
-                       layer="separable")
+                       layer="spatial_pointwise")
   options = BenchOptions(repeats=1, warmup=0, torch=torch_present, copy_mib=2, matmul_n=32)
-  records = bench_layer(config, options=options)
+  records = bench_layer(config, impls=("xla", "auto"), options=options)
   assert {r["impl"] for r in records} >= {"xla"}
   for r in records:
-    assert r["status"] == "ok" and r["config"]["layer"] == "separable"
+    assert r["status"] == "ok" and r["config"]["layer"] == "spatial_pointwise"
     assert r["max_rel_err_vs_xla"] < 1e-4  # Torch's two conv2d calls agree with the block.
     if r["mode"] == "fwd":
       assert r["flops"] == 2 * 36 * (9 * 2 * 4 + 4 * 6)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import runpy
-import sys
 from pathlib import Path
 
 import flax.linen as nn
@@ -11,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sepconv.bench.layer import available_layers
-from sepconv.bench.train_step import TrainStepConfig, bench_train_step, model_factory
+from sepconv.bench.config import LAYERS
+from sepconv.bench.train_step import TrainStepConfig, bench_train_step
 from sepconv.conv import grouped_conv
 from sepconv.records import read_records
 
@@ -56,12 +55,6 @@ def test_train_step_rejects_unknown_impl_and_records_unsupported():
     TrainStepConfig(batch=0)
 
 
-def test_model_factory_says_when_models_are_missing(monkeypatch):
-  monkeypatch.setitem(sys.modules, "sepconv.models", None)  # Makes the import fail.
-  with pytest.raises(ValueError, match="sepconv.models"):
-    model_factory(TrainStepConfig())
-
-
 @pytest.mark.slow
 def test_gpu_check_quick_runs_on_cpu(tmp_path):
   script = Path(__file__).resolve().parents[1] / "experiments" / "gpu_check.py"
@@ -73,8 +66,7 @@ def test_gpu_check_quick_runs_on_cpu(tmp_path):
   assert {r["config"]["dtype"] for r in records if r["kind"] == "conv_layer"} == {
       "float32", "bfloat16"}
   assert all(r["provenance"]["git_revision"] for r in records)
-  assert {r["config"]["layer"] for r in records if r["kind"] == "conv_layer"} == set(
-      available_layers())
+  assert {r["config"]["layer"] for r in records if r["kind"] == "conv_layer"} == set(LAYERS)
   steps = [r for r in records if r["kind"] == "train_step"]
   assert [(r["status"], r["config"]["dtype"]) for r in steps] == [("ok", "float32")]
   assert (tmp_path / "lowering.md").read_text().startswith("# Convolution lowering")

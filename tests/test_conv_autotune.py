@@ -12,17 +12,18 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sepconv.conv import autotune, conv_spec, grouped_conv, plan_for, registry
+from sepconv.conv import conv_geometry, grouped_conv, plan_for, policy, table
+from sepconv.conv import plan as plan_lib
 
 
 @pytest.fixture(autouse=True)
 def _tmp_cache(tmp_path, monkeypatch):
   monkeypatch.setenv("SEPCONV_CACHE_DIR", str(tmp_path))
-  monkeypatch.setattr(autotune, "MIN_MEASURE_MACS", 0)  # measure even these tiny convs
+  monkeypatch.setattr(policy, "MIN_MEASURE_MACS", 0)  # measure even these tiny convs
   monkeypatch.delenv("SEPCONV_AUTOTUNE", raising=False)
-  autotune.clear_memory_cache()
+  policy.clear_memory_cache()
   yield
-  autotune.clear_memory_cache()
+  policy.clear_memory_cache()
 
 
 def _arrays(groups=4, group_in=1, group_out=1, hw=8, seed=0):
@@ -39,24 +40,24 @@ def _cached_choices(path):
 
 def test_auto_matches_the_implementations_it_chose(tmp_path):
   x, k = _arrays(groups=4, group_in=2, group_out=2)
-  spec = conv_spec(x, k, feature_group_count=4)
+  geom = conv_geometry(x, k, feature_group_count=4)
   y, vjp = jax.vjp(lambda a, b: grouped_conv(a, b, feature_group_count=4), x, k)
   dy = jnp.asarray(np.random.default_rng(1).standard_normal(y.shape), jnp.float32)
   dx, dk = vjp(dy)
-  chosen = _cached_choices(autotune.cache_path())
+  chosen = _cached_choices(policy.cache_path())
   assert set(chosen) == {"forward", "input_grad", "kernel_grad"}
   y_chosen = grouped_conv(x, k, feature_group_count=4, impl=chosen["forward"])
   np.testing.assert_allclose(np.asarray(y), np.asarray(y_chosen), rtol=1e-6, atol=1e-6)
-  dx_chosen = registry.input_grad(chosen["input_grad"], x, k, dy, spec)
-  dk_chosen = registry.kernel_grad(chosen["kernel_grad"], x, k, dy, spec)
+  dx_chosen = table.input_grad(chosen["input_grad"], x, k, dy, geom)
+  dk_chosen = table.kernel_grad(chosen["kernel_grad"], x, k, dy, geom)
   np.testing.assert_allclose(np.asarray(dx), np.asarray(dx_chosen), rtol=1e-5, atol=1e-5)
   np.testing.assert_allclose(np.asarray(dk), np.asarray(dk_chosen), rtol=1e-5, atol=1e-5)
   for stage in ("forward", "input_grad"):
-    entry = autotune.lookup(spec, stage)
+    entry = policy.lookup(geom, stage)
     times = entry["times_ms"]
     assert "xla" in times  # the reference is measured
     fastest = min(times, key=times.get)
-    if times[fastest] < (1 - autotune.MARGIN) * times["xla"]:
+    if times[fastest] < (1 - policy.MARGIN) * times["xla"]:
       assert entry["choice"] == fastest
     else:
       assert entry["choice"] == "xla"
@@ -64,22 +65,22 @@ def test_auto_matches_the_implementations_it_chose(tmp_path):
 
 def test_choice_survives_cleared_memory_without_measuring(monkeypatch):
   x, k = _arrays()
-  spec = conv_spec(x, k, feature_group_count=4)
-  first = autotune.choose(spec)
-  autotune.clear_memory_cache()
-  monkeypatch.setattr(autotune, "measure", lambda *a, **kw: pytest.fail("measured again"))
-  assert autotune.choose(spec) == first
+  geom = conv_geometry(x, k, feature_group_count=4)
+  first = plan_for(geom)
+  policy.clear_memory_cache()
+  monkeypatch.setattr(policy, "measure", lambda *a, **kw: pytest.fail("measured again"))
+  assert plan_for(geom) == first
 
 
 def test_choice_survives_a_new_process(tmp_path):
   x, k = _arrays()
-  spec = conv_spec(x, k, feature_group_count=4)
-  assert autotune.heuristic(spec, "forward") != "dense"
-  key = autotune.entry_key(spec, "forward")
-  autotune._write_entry(key, {"choice": "dense", "times_ms": {"dense": 1.0}})
-  code = ("import jax.numpy as jnp; from sepconv.conv import autotune, conv_spec;"
+  geom = conv_geometry(x, k, feature_group_count=4)
+  assert policy.heuristic(geom, "forward") != "dense"
+  key = policy.entry_key(geom, "forward")
+  policy._write_entry(key, {"choice": "dense", "times_ms": {"dense": 1.0}})
+  code = ("import jax.numpy as jnp; from sepconv.conv import conv_geometry, plan_for;"
           "x = jnp.zeros((2, 8, 8, 4)); k = jnp.zeros((3, 3, 1, 4));"
-          "print(autotune.choose(conv_spec(x, k, feature_group_count=4)).forward)")
+          "print(plan_for(conv_geometry(x, k, feature_group_count=4)).forward)")
   env = dict(os.environ, SEPCONV_CACHE_DIR=str(tmp_path), SEPCONV_AUTOTUNE="0",
              JAX_PLATFORMS="cpu")
   out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
@@ -88,7 +89,7 @@ def test_choice_survives_a_new_process(tmp_path):
 
 
 def test_corrupt_cache_file_is_rebuilt(tmp_path):
-  path = autotune.cache_path()
+  path = policy.cache_path()
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text("{not json")
   x, k = _arrays()
@@ -101,32 +102,32 @@ def test_corrupt_cache_file_is_rebuilt(tmp_path):
 
 
 def test_wrong_version_is_rebuilt_too(tmp_path):
-  path = autotune.cache_path()
+  path = policy.cache_path()
   path.parent.mkdir(parents=True, exist_ok=True)
   path.write_text(json.dumps({"version": 0, "entries": {}}))
   x, k = _arrays()
   with pytest.warns(UserWarning, match="corrupt"):
-    autotune.choose(conv_spec(x, k, feature_group_count=4))
-  assert json.loads(path.read_text())["version"] == autotune.CACHE_VERSION
+    plan_for(conv_geometry(x, k, feature_group_count=4))
+  assert json.loads(path.read_text())["version"] == policy.CACHE_VERSION
 
 
 def test_measuring_off_uses_the_heuristic_and_writes_nothing(monkeypatch):
   monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
-  monkeypatch.setattr(autotune, "measure", lambda *a, **kw: pytest.fail("measured"))
+  monkeypatch.setattr(policy, "measure", lambda *a, **kw: pytest.fail("measured"))
   for groups, group_in, want in ((4, 1, "shift"), (2, 16, "supergroup"), (1, 16, "xla")):
     x, k = _arrays(groups=groups, group_in=group_in, group_out=group_in)
-    spec = conv_spec(x, k, feature_group_count=groups)
-    assert autotune.choose(spec).forward == autotune.heuristic(spec, "forward") == want
+    geom = conv_geometry(x, k, feature_group_count=groups)
+    assert plan_for(geom).forward == policy.heuristic(geom, "forward") == want
     jax.grad(lambda a: grouped_conv(a, k, feature_group_count=groups).sum())(x)
-  assert not autotune.cache_path().exists()
+  assert not policy.cache_path().exists()
 
 
 def test_heuristic_on_accelerators_is_native():
   x, k = _arrays()
-  spec = conv_spec(x, k, feature_group_count=4)
-  for stage in autotune.STAGES:
-    assert autotune.heuristic(spec, stage, backend="gpu") == "xla"
-    assert autotune.heuristic(spec, stage, backend="tpu") == "xla"
+  geom = conv_geometry(x, k, feature_group_count=4)
+  for stage in table.COMPUTATIONS:
+    assert policy.heuristic(geom, stage, backend="gpu") == "xla"
+    assert policy.heuristic(geom, stage, backend="tpu") == "xla"
 
 
 def test_auto_measures_at_trace_time_inside_jit_grad_and_vmap():
@@ -145,37 +146,37 @@ def test_auto_measures_at_trace_time_inside_jit_grad_and_vmap():
 
 def test_candidates_skip_known_hopeless_weight_gradients():
   x, k = _arrays(groups=64)
-  spec = conv_spec(x, k, feature_group_count=64)
-  names = autotune.candidates(spec, "kernel_grad", backend="cpu")
+  geom = conv_geometry(x, k, feature_group_count=64)
+  names = policy.candidates(geom, "kernel_grad", backend="cpu")
   assert not {"xla", "xla_noynn", "dense"} & set(names)
-  assert "xla" in autotune.candidates(spec, "input_grad", backend="cpu")
-  assert names[0] == autotune.heuristic(spec, "kernel_grad", backend="cpu")
+  assert "xla" in policy.candidates(geom, "input_grad", backend="cpu")
+  assert names[0] == policy.heuristic(geom, "kernel_grad", backend="cpu")
 
 
 @pytest.mark.parametrize("impl, hw", [("auto", 11), ("shift", 12), ("xla", 13)])
 def test_compiles_once_per_shape(impl, hw):
   x, k = _arrays(hw=hw)  # a shape no other test traces
-  spec = conv_spec(x, k, feature_group_count=4)
-  plan = plan_for(spec, impl)
-  assert registry.TRACE_COUNTS[(spec, plan)] == 0
+  geom = conv_geometry(x, k, feature_group_count=4)
+  plan = plan_for(geom, impl)
+  assert plan_lib.TRACE_COUNTS[(geom, plan)] == 0
   for _ in range(3):
     grouped_conv(x, k, feature_group_count=4, impl=impl)
   step = jax.jit(jax.grad(lambda a: grouped_conv(a, k, feature_group_count=4, impl=impl).sum()))
   for _ in range(3):
     step(x)
-  assert registry.TRACE_COUNTS[(spec, plan)] == 1
+  assert plan_lib.TRACE_COUNTS[(geom, plan)] == 1
   x2, _ = _arrays(hw=hw + 10)
   for _ in range(2):
     grouped_conv(x2, k, feature_group_count=4, impl=impl)
-  spec2 = conv_spec(x2, k, feature_group_count=4)
-  assert registry.TRACE_COUNTS[(spec2, plan_for(spec2, impl))] == 1
+  geom2 = conv_geometry(x2, k, feature_group_count=4)
+  assert plan_lib.TRACE_COUNTS[(geom2, plan_for(geom2, impl))] == 1
 
 
 def test_tiny_convolutions_take_the_heuristic(monkeypatch):
-  monkeypatch.setattr(autotune, "MIN_MEASURE_MACS", 1 << 22)
-  monkeypatch.setattr(autotune, "measure", lambda *a, **kw: pytest.fail("measured"))
+  monkeypatch.setattr(policy, "MIN_MEASURE_MACS", 1 << 22)
+  monkeypatch.setattr(policy, "measure", lambda *a, **kw: pytest.fail("measured"))
   x, k = _arrays()
-  spec = conv_spec(x, k, feature_group_count=4)
-  assert spec.macs < autotune.MIN_MEASURE_MACS
-  assert autotune.choose(spec).forward == autotune.heuristic(spec, "forward")
-  assert not autotune.cache_path().exists()
+  geom = conv_geometry(x, k, feature_group_count=4)
+  assert geom.macs < policy.MIN_MEASURE_MACS
+  assert plan_for(geom).forward == policy.heuristic(geom, "forward")
+  assert not policy.cache_path().exists()

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from jax import lax
 
-from sepconv.conv import IMPLS, conv_spec, grouped_conv
-from sepconv.conv.registry import IMPL_TABLE
+from sepconv.conv import IMPLS, conv_geometry, grouped_conv
+from sepconv.conv.table import IMPL_TABLE
 
 CONCRETE = tuple(n for n in IMPLS if n != "auto")
 
@@ -37,14 +37,14 @@ def _inputs(batch, h, w, groups, group_in, group_out, kernel, dtype, seed=0):
 def _check(impl, x, k, groups, strides, padding, dilation, tol):
   """Forward, input gradient and kernel gradient of ``impl`` against native XLA."""
   kwargs = dict(feature_group_count=groups, strides=strides, padding=padding, dilation=dilation)
-  spec = conv_spec(x, k, **kwargs)
-  if impl != "auto" and IMPL_TABLE[impl].support(spec) is not None:
+  geom = conv_geometry(x, k, **kwargs)
+  if impl != "auto" and IMPL_TABLE[impl].support(geom) is not None:
     with pytest.raises(ValueError, match=impl):
       grouped_conv(x, k, impl=impl, **kwargs)
     return False
-  pads = padding if isinstance(padding, str) else spec.pads
+  pads = padding if isinstance(padding, str) else geom.pads
   ref_fn = lambda a, b: _reference(a.astype(jnp.float32), b.astype(jnp.float32), groups,
-                                   spec.strides, pads, spec.dilation)
+                                   geom.strides, pads, geom.dilation)
   fn = lambda a, b: grouped_conv(a, b, impl=impl, **kwargs)
   y, vjp = jax.vjp(fn, x, k)
   y_ref, vjp_ref = jax.vjp(ref_fn, x, k)
@@ -109,7 +109,7 @@ def test_property_random_shapes(h, w, groups, group_in, group_out, kh, kw, sh, s
     padding = tuple((int(rng.integers(-1, 3)), int(rng.integers(-1, 3))) for _ in range(2))
   x, k = _inputs(2, h, w, groups, group_in, group_out, (kh, kw), jnp.float32, seed)
   try:
-    conv_spec(x, k, feature_group_count=groups, strides=(sh, sw), padding=padding,
+    conv_geometry(x, k, feature_group_count=groups, strides=(sh, sw), padding=padding,
               dilation=(dh, 1))
   except ValueError:
     return  # empty output: not a valid convolution
@@ -188,7 +188,7 @@ def test_matches_torch_conv2d_groups():
 
 def test_keep_freed_host_memory_in_a_fresh_process():
   """The allocator knob is opt-in and process-wide, so try it where it harms nothing."""
-  import sepconv.conv.hostmem as hostmem  # noqa: PLC0415
+  import sepconv.bench.hostmem as hostmem  # noqa: PLC0415
   code = ("import importlib.util as u; s = u.spec_from_file_location('h', %r); "
           "m = u.module_from_spec(s); s.loader.exec_module(m); "
           "print(m.keep_freed_host_memory())" % str(Path(hostmem.__file__)))

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import pytest
 from jax import lax
 
-from sepconv import cost, spectrum, worked_example
+from sepconv import cost, spectrum, window, worked_example
 
 
 def test_worked_example_exact():
@@ -51,12 +51,12 @@ def test_separable_ratio_is_one_over_n_plus_one_over_k_squared(n, k):
     (10, 3, 3, 1, (2, 1), (4, 2, 1)),
 ])
 def test_conv_output_size(size, kernel, stride, dilation, padding, expected):
-  assert cost.conv_output_size(size, kernel, stride, dilation, padding) == expected
+  assert window.output_size(size, kernel, stride, dilation, padding) == expected
 
 
 def test_valid_taps_closed_form():
   # 14x14 SAME 3x3 stride 1: per axis 14*3 - 2 valid taps, so ~0.907 of the padded count.
-  assert cost.valid_taps(14, 3, 1, 1, 1, 14) == 40
+  assert window.valid_taps(14, 3, 1, 1, 1, 14) == 40
   s = cost.layer_summary(spectrum.depthwise(32, 3), 14)
   assert s.mult_adds_valid * 42 * 42 == s.mult_adds * 40 * 40
   assert abs(s.mult_adds_valid / s.mult_adds - 0.907) < 1e-3
@@ -133,6 +133,6 @@ def test_dense_cost():
 
 def test_no_output_raises():
   with pytest.raises(ValueError, match=r"input size \(=2\)"):
-    cost.conv_output_size(2, 5, 1, 1, "VALID")
+    window.output_size(2, 5, 1, 1, "VALID")
   with pytest.raises(ValueError, match="at least one layer"):
     cost.summarize([])

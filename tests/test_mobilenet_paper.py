@@ -3,13 +3,16 @@
 import json
 
 from experiments import mobilenet_paper
+from sepconv.ablation import run
 from sepconv.records import read_records
+from sepconv.report import render_experiment
 
 
 def test_run_writes_records_and_tables(tmp_path):
-  written = mobilenet_paper.run(tmp_path)
-  assert (tmp_path / "costs.jsonl") in written and (tmp_path / "README.md") in written
-  records = read_records(tmp_path / "costs.jsonl")
+  run(mobilenet_paper.EXPERIMENT, tmp_path, progress=False)
+  written = render_experiment(tmp_path)
+  assert (tmp_path / "records.jsonl").exists() and (tmp_path / "README.md") in written
+  records = read_records(tmp_path / "records.jsonl")
   assert len(records) == 8 + 2 * len(mobilenet_paper.ROWS)
   assert all(r["provenance"]["git_revision"] is None or r["provenance"]["git_revision"] for r in records)
   mismatched = {(r["table"], r["row"], r["quantity"]) for r in records if not r["matches"]}
@@ -31,7 +34,7 @@ def test_run_writes_records_and_tables(tmp_path):
   readme = (tmp_path / "README.md").read_text()
   assert "published figures matched: 75 of 80" in readme
   # re-rendering from the records alone gives the same README
-  mobilenet_paper.render(tmp_path)
+  render_experiment(tmp_path)
   assert (tmp_path / "README.md").read_text() == readme
   json.dumps(records)
 

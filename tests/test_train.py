@@ -15,7 +15,6 @@ from sepconv.data import Augmentation, load_digits, load_synthetic
 from sepconv.records import read_records
 from sepconv.train import default_config, epoch_order, restore_variables, train, TrainConfig
 from sepconv.train import loop
-from sepconv.train.checkpoint import Checkpoints
 from sepconv.train.parallel import make_mesh
 from test_train_support import tiny_factory
 

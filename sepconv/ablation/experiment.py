@@ -1,16 +1,19 @@
-"""Declarative experiment definitions: frozen dataclasses the runner executes.
+"""Declarative experiment definitions: frozen dataclasses the job engine executes.
 
 * ``Variant``: one grid point, a spectrum point plus the labels the tables use.
 * ``GranularityAblation``: train one model family at every variant and seed, benchmark
   each variant's training and inference step, and compare what they learned.
 * ``LayerSweep``: one layer across the spectrum: analytic cost and measured speed.
+* ``PaperTables``: published figures recomputed from the library (no training).
+
+Each kind has a runner (``sepconv.ablation.engine.RUNNERS``).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from sepconv.spectrum import SpectrumPoint, parse_point
@@ -25,7 +28,7 @@ class Variant:
   def __post_init__(self):
     object.__setattr__(self, "conv", str(parse_point(self.conv)))  # canonical, validated
     if self.label is None:
-      object.__setattr__(self, "label", describe(self.point))
+      object.__setattr__(self, "label", self.point.label)
 
   @property
   def point(self) -> SpectrumPoint:
@@ -42,28 +45,7 @@ class Variant:
     # Spatial group size; None for the standard conv, whose group size is each layer's C_in.
     group_size = None if p.name == "standard" else p.group_size or 1
     return {"conv": self.conv, "label": self.label, "group_size": group_size,
-            "depth_multiplier": p.depth_multiplier, "pointwise": p.pointwise, "family": family(p)}
-
-
-def family(point: SpectrumPoint) -> str:
-  """Which way of closing the gap a point belongs to (MISSION.md's two, plus the anchor)."""
-  if point.name == "standard":
-    return "standard"
-  return "grouped + pointwise" if point.pointwise else "grouped"
-
-
-def describe(point: SpectrumPoint) -> str:
-  """A short table label, e.g. 'g=4 +pw', 'g=1 m=2 +pw', 'g=8', 'standard'."""
-  if point.name == "standard":
-    return "standard"
-  text = f"g={point.group_size or 1}"
-  if point.depth_multiplier != 1:
-    text += f" m={point.depth_multiplier}"
-  if point.name == "bsconv":
-    return text + " pw-first"
-  if point.name == "shufflenet" or point.shuffle:
-    text += f" pg={point.pointwise_group_size} shuffle"
-  return text + (" +pw" if point.pointwise else "")
+            "depth_multiplier": p.depth_multiplier, "pointwise": p.pointwise, "family": p.family}
 
 
 def spectrum_grid(group_sizes: Sequence[int], *, multipliers: Sequence[int] = (1,),
@@ -123,6 +105,10 @@ class GranularityAblation:
     if not self.seeds or len(set(self.seeds)) != len(self.seeds):
       raise ValueError(f"{self.name}: seeds (={self.seeds}) must be distinct and non-empty")
 
+  def results_name(self, dataset: str | None = None) -> str:
+    """Folder name of the results on ``dataset`` (default the first): ``<name>_<dataset>``."""
+    return f"{self.name}_{dataset or self.datasets[0]}"
+
   @property
   def anchor(self) -> Variant | None:
     """The standard-conv variant the decomposition starts from."""
@@ -150,3 +136,25 @@ class LayerSweep:
   batch: int = 32
   impls: tuple[str, ...] = ("auto", "xla")
   repeats: int = 10
+
+  def results_name(self, dataset: str | None = None) -> str:
+    """Folder name of the results: the experiment's name (it trains on no data set)."""
+    return self.name
+
+
+@dataclasses.dataclass(frozen=True)
+class PaperTables:
+  """Published figures next to the library's own, computed without training.
+
+  Attributes:
+    name: results go to ``results/<name>`` by default.
+    compute: () -> one record per printed figure (fields: 'run_id', 'kind', 'table',
+      'title', 'row', 'quantity', 'paper_printed', 'ours', ...; see
+      ``sepconv.report.paper``). Each run recomputes them all and replaces the records.
+  """
+  name: str
+  compute: Callable[[], list[dict]]
+
+  def results_name(self, dataset: str | None = None) -> str:
+    """Folder name of the results: the experiment's name (it trains on no data set)."""
+    return self.name

@@ -2,36 +2,43 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 from sepconv import analysis, cost
 from sepconv.ablation import trained
 from sepconv.ablation.experiment import GranularityAblation, Variant
-from sepconv.ablation.runner import Job, timed
+from sepconv.ablation.jobs import Job, RunOptions, log
+from sepconv.bench.train_step import time_train_step
 from sepconv.data import load_dataset
 from sepconv.train import default_config, train
 
 
-class GranularityRunner:
-  """The jobs of one ablation on one data set, and how to run each."""
-  analysis_kinds = ("decomposition", "cka")
+# Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``).
+BENCH_BUDGET_S = 20.0
 
-  def __init__(self, experiment: GranularityAblation, out_dir: Path, *, dataset: str | None,
-               data_dir: str | None, work_dir: str | Path | None, progress: bool):
+
+class GranularityRunner:
+  """The jobs of one ablation on one data set, and how to run each (``jobs.Runner``)."""
+  analysis_kinds = ("decomposition", "cka")
+  replaces_records = False
+
+  def __init__(self, experiment: GranularityAblation, out_dir: Path,
+               options: RunOptions = RunOptions()):
+    if options.seeds is not None:
+      experiment = dataclasses.replace(experiment, seeds=tuple(options.seeds))
     self.experiment = experiment
-    self.dataset_name = dataset or experiment.datasets[0]
+    self.dataset_name = options.dataset or experiment.datasets[0]
     if self.dataset_name not in experiment.datasets:
       raise ValueError(f"--dataset (={self.dataset_name!r}) must be one of {experiment.datasets} "
                        f"for experiment {experiment.name!r}")
     self.name = experiment.name
-    self.data_dir = data_dir
-    self.work_dir = Path(work_dir) if work_dir else Path("runs") / Path(out_dir).name
-    self.progress = progress
+    self.data_dir = options.data_dir
+    self.work_dir = Path(options.work_dir or Path("runs") / Path(out_dir).name)
+    self.progress = options.progress
     self._dataset = None
 
   @property
@@ -118,7 +125,6 @@ class GranularityRunner:
 
   def _bench(self, job: Job) -> dict:
     """Median training-step and inference times per conv implementation."""
-    from sepconv.bench.train_step import make_step
     d, e = self.dataset, self.experiment
     config = self.config(job.variant, e.seeds[0])
     rng = np.random.default_rng(0)
@@ -128,20 +134,10 @@ class GranularityRunner:
     y = jnp.asarray(rng.integers(0, d.num_classes, e.bench_batch), jnp.int32)
     timings = {}
     for impl in e.bench_impls:
-      model = trained.build(config, d, impl=impl)
-      variables = jax.jit(lambda: model.init(jax.random.key(0), x, train=False))()
-      tx = optax.sgd(0.01, momentum=0.9)
-      state = [variables["params"], variables["batch_stats"], tx.init(variables["params"])]
-      step = jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2))
-      infer = jax.jit(lambda v, x: model.apply(v, x, train=False)[0])
-
-      def train_call():
-        *state[:], loss = step(*state, x, y)
-        return loss
-
-      train_ms = timed(train_call, warmup=2, repeats=e.bench_repeats)
-      infer_ms = timed(lambda: infer({"params": state[0], "batch_stats": state[1]}, x),
-                       warmup=2, repeats=e.bench_repeats)
+      step, extra = time_train_step(trained.build(config, d, impl=impl), x, y, warmup=2,
+                                    repeats=e.bench_repeats, budget_s=BENCH_BUDGET_S,
+                                    learning_rate=0.01, with_inference=True)
+      train_ms, infer_ms = step.median_ms, extra["inference"].median_ms
       timings[impl] = {"train_step_ms": train_ms, "infer_ms": infer_ms,
                        "train_images_per_s": e.bench_batch / train_ms * 1e3,
                        "infer_images_per_s": e.bench_batch / infer_ms * 1e3}
@@ -190,8 +186,7 @@ class GranularityRunner:
             "cka": analysis.cka_record(matrix, labels=labels, layers=[layer])}
 
   def _defer(self, job: Job, why: str) -> None:
-    from sepconv.ablation.runner import _log
-    _log(f"deferred {job.run_id}: {why}; run again where every run's work dir is present")
+    log(f"deferred {job.run_id}: {why}; run again where every run's work dir is present")
     return None
 
 

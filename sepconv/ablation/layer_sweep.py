@@ -7,20 +7,24 @@ from pathlib import Path
 import jax
 import jax.numpy as jnp
 
-from sepconv import cost
+from sepconv import cost, timing
 from sepconv.ablation.experiment import LayerSweep
-from sepconv.ablation.runner import Job, timed
+from sepconv.ablation.jobs import Job, RunOptions
 from sepconv.layers import SpectrumConv
+
+# Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``).
+BUDGET_S = 20.0
 
 
 class LayerSweepRunner:
   """One job per scheme: its analytic cost and forward / forward+backward times per impl."""
   analysis_kinds = ()
+  replaces_records = False
 
-  def __init__(self, experiment: LayerSweep, out_dir: Path, *, progress: bool):
+  def __init__(self, experiment: LayerSweep, out_dir: Path, options: RunOptions = RunOptions()):
     self.experiment = experiment
     self.name = experiment.name
-    self.progress = progress
+    self.progress = options.progress
 
   def jobs(self) -> list[Job]:
     return [Job("bench", f"{self.name}/{v.conv}", v) for v in self.experiment.schemes]
@@ -37,8 +41,10 @@ class LayerSweepRunner:
       fwd = jax.jit(lambda p, x: module.apply({"params": p}, x))
       fwdbwd = jax.jit(jax.grad(lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2) / 2,
                                 argnums=(0, 1)))
-      fwd_ms = timed(lambda: fwd(params, x), warmup=2, repeats=e.repeats)
-      fwdbwd_ms = timed(lambda: fwdbwd(params, x), warmup=2, repeats=e.repeats)
+      fwd_ms = timing.median_ms(lambda: fwd(params, x), warmup=2, repeats=e.repeats,
+                                budget_s=BUDGET_S)
+      fwdbwd_ms = timing.median_ms(lambda: fwdbwd(params, x), warmup=2, repeats=e.repeats,
+                                   budget_s=BUDGET_S)
       timings[impl] = {"fwd_ms": fwd_ms, "fwdbwd_ms": fwdbwd_ms,
                        "fwd_images_per_s": e.batch / fwd_ms * 1e3,
                        "fwdbwd_images_per_s": e.batch / fwdbwd_ms * 1e3}

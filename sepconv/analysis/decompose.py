@@ -41,6 +41,9 @@ from collections.abc import Iterable
 
 import numpy as np
 
+from sepconv import validate
+from sepconv.conv.layout import block_diagonal
+
 
 @dataclasses.dataclass(frozen=True)
 class Projection:
@@ -85,8 +88,7 @@ def _check_kernel(kernel) -> np.ndarray:
 
 
 def _check_group_size(group_size: int, c_in: int) -> int:
-  if isinstance(group_size, bool) or not isinstance(group_size, (int, np.integer)) or group_size < 1:
-    raise ValueError(f"group_size (={group_size!r}) must be a positive int")
+  validate.positive_int(group_size, "group_size")
   if c_in % group_size:
     raise ValueError(f"in_channels (={c_in}) must be divisible by group_size (={group_size})")
   return c_in // group_size
@@ -106,21 +108,13 @@ def grouped_to_dense(kernel, feature_group_count: int) -> np.ndarray:
     feature_group_count: G.
 
   Returns:
-    (kh, kw, C_in, C_out) with zeros outside the diagonal blocks, same dtype.
+    (kh, kw, C_in, C_out) with zeros outside the diagonal blocks, same dtype
+    (``sepconv.conv.layout.block_diagonal`` on the numpy array).
   """
   w = np.asarray(kernel)
   if w.ndim != 4:
     raise ValueError(f"kernel must have shape (kh, kw, C_in/G, C_out), got shape {w.shape}")
-  kh, kw, gin, c_out = w.shape
-  groups = int(feature_group_count)
-  if groups < 1 or c_out % groups:
-    raise ValueError(f"out_channels (={c_out}) must be divisible by feature_group_count (={groups})")
-  gout = c_out // groups
-  dense = np.zeros((kh, kw, gin * groups, c_out), w.dtype)
-  for gamma in range(groups):
-    dense[:, :, gamma * gin:(gamma + 1) * gin, gamma * gout:(gamma + 1) * gout] = (
-        w[:, :, :, gamma * gout:(gamma + 1) * gout])
-  return dense
+  return block_diagonal(w, int(feature_group_count))
 
 
 def compose(spatial, pointwise_kernel, feature_group_count: int) -> np.ndarray:
@@ -191,8 +185,7 @@ def project_separable(kernel, group_size: int, depth_multiplier: int) -> Project
   kh, kw, c_in, c_out = w.shape
   groups = _check_group_size(group_size, c_in)
   m = depth_multiplier
-  if isinstance(m, bool) or not isinstance(m, (int, np.integer)) or m < 1:
-    raise ValueError(f"depth_multiplier (={m!r}) must be a positive int")
+  validate.positive_int(m, "depth_multiplier")
   rank = group_size * m
   rows = kh * kw * group_size
   w64 = w.astype(np.float64)

@@ -2,7 +2,7 @@
 
 Each timed case becomes one JSON record (config, timing statistics, analytic counts,
 achieved rates against the device's roofline, provenance); tables are rendered from
-the records alone by ``sepconv.bench.render``.
+the records alone by ``sepconv.report`` (``sepconv report lowering``).
 """
 
 from sepconv.bench.config import LayerConfig, counts

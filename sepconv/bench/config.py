@@ -12,7 +12,7 @@ Counting conventions (one function, ``counts``, holds them all):
   backward reads the cotangent and x and writes dx), plus weights read twice and the
   weight gradient written once. With C_in = C_out at stride 1 that is the five
   activation-sized tensors a training step moves per conv.
-* The separable block (grouped spatial conv, then a dense 1x1 pointwise conv) is counted
+* The spatial + pointwise block (grouped spatial conv, then a dense 1x1 pointwise conv) is counted
   fused: its intermediate never reaches memory, which is the best a kernel can do.
 """
 
@@ -20,39 +20,25 @@ from __future__ import annotations
 
 import dataclasses
 
-from sepconv import cost, spectrum
+from sepconv import cost, spectrum, validate, window
 
 DTYPES = ("float32", "bfloat16")
-DTYPE_BYTES = {"float32": 4, "bfloat16": 2}
-LAYERS = ("conv", "separable")
+LAYERS = ("conv", "spatial_pointwise")
 MODES = ("fwd", "fwdbwd")
 
 
-def _positive(name: str, value) -> None:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name} (={value!r}) must be a positive integer")
-
-
-def output_size(size: int, kernel: int, stride: int, dilation: int,
-                padding: str | int) -> tuple[int, int, int]:
-  """(output size, low pad, high pad) along one axis, as XLA pads SAME/VALID/int."""
-  span = (kernel - 1) * dilation + 1
-  if padding == "SAME":
-    out = -(-size // stride)
-    total = max((out - 1) * stride + span - size, 0)
-    return out, total // 2, total - total // 2
-  lo = 0 if padding == "VALID" else padding
-  out = (size + 2 * lo - span) // stride + 1
-  return out, lo, lo
+def axis_padding(padding: str | int) -> str | tuple[int, int]:
+  """A config's padding ('SAME', 'VALID' or an int on both sides) for one axis."""
+  return padding if isinstance(padding, str) else (padding, padding)
 
 
 @dataclasses.dataclass(frozen=True)
 class LayerConfig:
-  """A conv layer (or separable block) to time; defaults are the reference layer.
+  """A conv layer (or spatial + pointwise block) to time; defaults are the reference layer.
 
   ``group_size`` is channels per group (timm's convention): 1 is depthwise,
   ``in_channels`` is a dense conv; the group count is ``in_channels // group_size``.
-  For ``layer='separable'`` it applies to the spatial stage (which keeps
+  For ``layer='spatial_pointwise'`` it applies to the spatial stage (which keeps
   ``in_channels`` channels) and a dense 1x1 conv maps to ``out_channels``.
   """
   batch: int = 32
@@ -71,16 +57,13 @@ class LayerConfig:
   def __post_init__(self):
     for name in ("batch", "height", "width", "in_channels", "out_channels", "kernel", "stride",
                  "dilation", "group_size"):
-      _positive(name, getattr(self, name))
-    if self.dtype not in DTYPES:
-      raise ValueError(f"dtype (={self.dtype!r}) must be one of {DTYPES}")
-    if self.layer not in LAYERS:
-      raise ValueError(f"layer (={self.layer!r}) must be one of {LAYERS}")
+      validate.positive_int(getattr(self, name), name)
+    validate.one_of(self.dtype, "dtype", DTYPES)
+    validate.one_of(self.layer, "layer", LAYERS)
     if isinstance(self.padding, str):
-      if self.padding not in ("SAME", "VALID"):
-        raise ValueError(f"padding (={self.padding!r}) must be 'SAME', 'VALID' or an int >= 0")
-    elif isinstance(self.padding, bool) or not isinstance(self.padding, int) or self.padding < 0:
-      raise ValueError(f"padding (={self.padding!r}) must be 'SAME', 'VALID' or an int >= 0")
+      validate.one_of(self.padding, "padding", ("SAME", "VALID"))
+    else:
+      validate.nonnegative_int(self.padding, "padding")
     if self.in_channels % self.group_size:
       raise ValueError(f"in_channels (={self.in_channels}) must be divisible by group_size "
                        f"(={self.group_size})")
@@ -88,22 +71,27 @@ class LayerConfig:
       raise ValueError(f"out_channels (={self.out_channels}) must be divisible by the group count "
                        f"in_channels // group_size (={self.groups})")
     for axis in ("height", "width"):
-      if output_size(getattr(self, axis), self.kernel, self.stride, self.dilation,
-                     self.padding)[0] < 1:
+      try:
+        self.axis_window(getattr(self, axis))
+      except ValueError:
         raise ValueError(f"{axis} (={getattr(self, axis)}) is too small for kernel {self.kernel}, "
-                         f"dilation {self.dilation} and padding {self.padding!r}")
+                         f"dilation {self.dilation} and padding {self.padding!r}") from None
 
   @property
   def groups(self) -> int:
     return self.in_channels // self.group_size
 
+  def axis_window(self, size: int) -> tuple[int, int, int]:
+    """(output size, low pad, high pad) of an axis of ``size`` (``sepconv.window``)."""
+    return window.output_size(size, self.kernel, self.stride, self.dilation,
+                              axis_padding(self.padding))
+
   @property
   def out_hw(self) -> tuple[int, int]:
-    args = (self.kernel, self.stride, self.dilation, self.padding)
-    return output_size(self.height, *args)[0], output_size(self.width, *args)[0]
+    return self.axis_window(self.height)[0], self.axis_window(self.width)[0]
 
   def kernel_shapes(self) -> tuple[tuple[int, ...], ...]:
-    """HWIO shapes: (kernel,) for a conv, (spatial, pointwise) for a separable block."""
+    """HWIO shapes: (kernel,) for a conv, (spatial, pointwise) for a spatial + pointwise block."""
     k = self.kernel
     if self.layer == "conv":
       return ((k, k, self.group_size, self.out_channels),)
@@ -124,22 +112,15 @@ def counts(config: LayerConfig, mode: str) -> dict:
   c = config
   spec = spectrum.ConvSpec(c.in_channels, c.out_channels, c.kernel, stride=c.stride,
                            dilation=c.dilation, padding=c.padding, group_size=c.group_size,
-                           pointwise=c.layer == "separable")
-  layers = cost.spec_cost(spec, (c.height, c.width), dtype_bytes=DTYPE_BYTES[c.dtype])
+                           pointwise=c.layer == "spatial_pointwise")
+  layers = cost.spec_cost(spec, (c.height, c.width), dtype_bytes=cost.DTYPE_BYTES[c.dtype])
   summary = cost.summarize(layers)
-  x = c.batch * _prod(layers[0].in_shape)
-  y = c.batch * _prod(layers[-1].out_shape)
+  x = c.batch * cost.prod(layers[0].in_shape)
+  y = c.batch * cost.prod(layers[-1].out_shape)
   w = summary.params
   flops, flops_valid, elements = c.batch * summary.flops, c.batch * summary.xla_flops, x + y + w
   if mode == "fwdbwd":
     flops, flops_valid, elements = 3 * flops, 3 * flops_valid, 3 * x + 2 * y + 3 * w
   return {"flops": flops, "flops_valid_taps": flops_valid,
-          "bytes_min": elements * DTYPE_BYTES[c.dtype],
+          "bytes_min": elements * cost.DTYPE_BYTES[c.dtype],
           "counts_source": "sepconv.cost (padded taps counted); fwdbwd = 3x FLOPs, 3x+2y+3w bytes"}
-
-
-def _prod(shape) -> int:
-  out = 1
-  for s in shape:
-    out *= s
-  return out

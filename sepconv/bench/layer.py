@@ -1,4 +1,4 @@
-"""Timing one conv layer (or separable block) across implementations, and sweeps of it.
+"""Timing one conv layer (or spatial + pointwise block) across implementations, and sweeps of it.
 
 Every implementation named in ``sepconv.conv.IMPLS`` is timed through the public entry
 point, forward alone and forward + backward (gradients of the input and kernels for a
@@ -22,10 +22,12 @@ import jax.numpy as jnp
 import numpy as np
 
 from sepconv import conv as conv_lib
-from sepconv.bench import torch_peer
-from sepconv.bench.config import MODES, LayerConfig, counts
+from sepconv import validate
+from sepconv.conv import policy
+from sepconv.bench import hostmem, torch_peer
+from sepconv.bench.config import LAYERS, MODES, LayerConfig, counts
 from sepconv.bench.roofline import roofline
-from sepconv.bench.timing import Timing, time_jitted, xla_cost
+from sepconv.timing import Timing, time_jitted, xla_cost
 from sepconv.provenance import provenance
 
 RECORD_KIND = "conv_layer"
@@ -33,24 +35,14 @@ REFERENCE_IMPL = "xla"
 
 
 def available_impls(layer: str = "conv") -> tuple[str, ...]:
-  """Implementation names the conv library offers for ``layer``, read at call time."""
-  if layer == "separable":
-    if not hasattr(conv_lib, "separable_conv"):
-      return ()
-    return tuple(getattr(conv_lib, "SEPARABLE_IMPLS", conv_lib.IMPLS))
+  """Implementation names the conv library offers, read at call time (any layer kind)."""
+  validate.one_of(layer, "layer", LAYERS)
   return tuple(conv_lib.IMPLS)
-
-
-def available_layers() -> tuple[str, ...]:
-  """'conv', plus 'separable' where the conv library has ``separable_conv``."""
-  return ("conv", "separable") if hasattr(conv_lib, "separable_conv") else ("conv",)
 
 
 def parse_impls(text: str | Sequence[str] | None, layer: str = "conv") -> tuple[str, ...]:
   """Validates a comma list (or sequence) of impl names; None or 'all' means every one."""
   known = available_impls(layer)
-  if not known:
-    raise ValueError(f"layer (={layer!r}) needs sepconv.conv.separable_conv, absent in this build")
   if text is None or text == "all":
     return known
   names = [n.strip() for n in text.split(",")] if isinstance(text, str) else list(text)
@@ -80,10 +72,11 @@ def layer_fn(config: LayerConfig, impl: str) -> Callable:
   common = dict(strides=config.stride, padding=config.padding, dilation=config.dilation, impl=impl)
   if config.layer == "conv":
     return lambda x, k: conv_lib.grouped_conv(x, k, feature_group_count=config.groups, **common)
-  if not hasattr(conv_lib, "separable_conv"):
-    raise ValueError("layer (='separable') needs sepconv.conv.separable_conv, absent in this build")
-  return lambda x, ks, kp: conv_lib.separable_conv(
-      x, ks, kp, spatial_group_count=config.groups, pointwise_group_count=1, **common)
+
+  def spatial_pointwise(x, ks, kp):
+    u = conv_lib.grouped_conv(x, ks, feature_group_count=config.groups, **common)
+    return conv_lib.grouped_conv(u, kp, padding="VALID", impl=impl)
+  return spatial_pointwise
 
 
 def mode_fn(fn: Callable, mode: str) -> Callable:
@@ -113,20 +106,16 @@ def auto_plan(config: LayerConfig, impl: str, mode: str, x, kernels) -> dict | N
   Gradients are chosen when a backward pass is traced, so after a forward-only run they
   stay None rather than trigger a measurement here.
   """
-  plan_for, conv_spec = getattr(conv_lib, "plan_for", None), getattr(conv_lib, "conv_spec", None)
-  if impl != "auto" or config.layer != "conv" or plan_for is None or conv_spec is None:
+  if impl != "auto" or config.layer != "conv":
     return None
-  spec = conv_spec(x, kernels[0], feature_group_count=config.groups, strides=config.stride,
-                   padding=config.padding, dilation=config.dilation)
-  plan = plan_for(spec, "auto")
-  if not dataclasses.is_dataclass(plan):
-    return {"plan": str(plan)}
-  plan = dataclasses.asdict(plan)
-  choose_stage = getattr(getattr(conv_lib, "autotune", None), "choose_stage", None)
-  for stage, choice in plan.items():
+  geom = conv_lib.conv_geometry(x, kernels[0], feature_group_count=config.groups,
+                                strides=config.stride, padding=config.padding,
+                                dilation=config.dilation)
+  plan = dataclasses.asdict(conv_lib.plan_for(geom, "auto"))
+  for computation, choice in plan.items():
     if choice == "auto":
       # Already chosen (and cached) while the timed backward pass was traced.
-      plan[stage] = choose_stage(spec, stage) if mode == "fwdbwd" and choose_stage else None
+      plan[computation] = policy.choose(geom, computation) if mode == "fwdbwd" else None
   return plan
 
 
@@ -157,6 +146,8 @@ class BenchOptions:
   copy_mib: int = 256
   matmul_n: int | None = None
   seed: int = 0
+  # glibc keeps freed memory for reuse (``sepconv.bench.hostmem``): process-wide, recorded.
+  keep_freed_host_memory: bool = False
 
 
 def _log(progress: bool, message: str) -> None:
@@ -190,6 +181,7 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
       raise ValueError(f"mode (={mode!r}) must be one of {MODES}")
   run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
   prov = provenance()
+  host_memory_kept = options.keep_freed_host_memory and hostmem.keep_freed_host_memory()
   peaks = roofline(config.dtype, copy_mib=options.copy_mib, matmul_n=options.matmul_n)
   platform = prov["platform"]
   use_torch, torch_reason = torch_peer.torch_status(platform) if options.torch else (False, "")
@@ -203,7 +195,7 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
   def emit(impl: str, mode: str, status: str, timing: Timing | None = None, **fields) -> None:
     record = {"kind": RECORD_KIND, "run_id": run_id, "impl": impl, "mode": mode, "status": status,
               "config": config.to_dict(), **counts(config, mode), **fields,
-              "roofline": peaks, "provenance": prov}
+              "keep_freed_host_memory": host_memory_kept, "roofline": peaks, "provenance": prov}
     if timing is not None:
       record.update(timing.summary())
       record.update(_rates(record, peaks))

@@ -13,11 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+
+from sepconv import timing
 
 _T = 1e12
 _G = 1e9
@@ -80,13 +81,9 @@ def published_peaks(device_kind: str) -> PublishedPeaks | None:
 
 
 def _best_seconds(call, repeats: int) -> float:
-  jax.block_until_ready(call())  # Warm-up (and compile).
-  best = float("inf")
-  for _ in range(repeats):
-    t0 = time.perf_counter()
-    jax.block_until_ready(call())
-    best = min(best, time.perf_counter() - t0)
-  return best
+  """The fastest of ``repeats`` warm calls (STREAM's rule), after one warm-up (and compile)."""
+  times, _, _ = timing.measure(call, warmup=1, repeats=repeats)
+  return min(times) / 1e3
 
 
 def measure_copy_bandwidth(mib: int = 256, repeats: int = 5) -> dict:

@@ -13,8 +13,8 @@ import os
 
 import numpy as np
 
-from sepconv.bench.config import LayerConfig, output_size
-from sepconv.bench.timing import Timing, measure
+from sepconv.bench.config import LayerConfig
+from sepconv.timing import Timing, measure
 
 LAYOUTS = {"torch_nchw": "contiguous_format", "torch_channels_last": "channels_last"}
 
@@ -41,7 +41,7 @@ def torch_version() -> str | None:
 
 
 def _pads(config: LayerConfig, size: int) -> tuple[int, int]:
-  _, lo, hi = output_size(size, config.kernel, config.stride, config.dilation, config.padding)
+  _, lo, hi = config.axis_window(size)
   return lo, hi
 
 
@@ -57,7 +57,7 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
     arrays: float32 numpy inputs as JAX gets them: 'x' (NHWC), 'kernels' (HWIO each),
       'cotangent' (NHWC).
     platform: JAX's platform ('cpu' or 'gpu'), which picks torch's device.
-    warmup, repeats, budget_s, min_repeats: as ``sepconv.bench.timing.measure``.
+    warmup, repeats, budget_s, min_repeats: as ``sepconv.timing.measure``.
 
   Returns:
     (Timing, outputs as float32 NHWC / HWIO arrays, extra record fields).
@@ -87,7 +87,7 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
     pad = (hlo, wlo) if symmetric else 0
     y = F.conv2d(x, kernels[0], stride=config.stride, padding=pad, dilation=config.dilation,
                  groups=config.groups)
-    if config.layer == "separable":
+    if config.layer == "spatial_pointwise":
       y = F.conv2d(y, kernels[1])
     return y
 

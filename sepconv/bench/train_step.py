@@ -4,8 +4,8 @@ The model is any Flax linen module following the project's model protocol:
 ``model.init(rng, x, train=False)`` gives {'params', 'batch_stats'} and
 ``model.apply(variables, x, train=True, mutable=['batch_stats'])`` gives
 ``((logits, features), updates)``. ``bench_train_step`` takes a factory
-``impl -> module`` so any such model can be timed; ``_build_model`` is the one place
-where the project's own models are looked up.
+``impl -> module`` so any such model can be timed; ``model_factory`` builds the
+project's own models.
 
 The step is jitted with its state donated and fed back, as in a training loop; the
 timed calls end in ``block_until_ready``; compile time is reported apart.
@@ -24,8 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sepconv import conv as conv_lib
-from sepconv.bench.timing import Timing, measure, xla_cost
+from sepconv import conv as conv_lib, validate
+from sepconv.timing import Timing, measure, xla_cost
+from sepconv.models import build_model
 from sepconv.provenance import provenance
 
 RECORD_KIND = "train_step"
@@ -48,38 +49,19 @@ class TrainStepConfig:
   def __post_init__(self):
     for name in ("batch", "image_size", "num_classes"):
       value = getattr(self, name)
-      if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} (={value!r}) must be a positive integer")
+      validate.positive_int(value, name)
     if not self.width_multiplier > 0:
       raise ValueError(f"width_multiplier (={self.width_multiplier}) must be positive")
     if self.dtype not in COMPUTE_DTYPES:
       raise ValueError(f"dtype (={self.dtype!r}) must be one of {tuple(COMPUTE_DTYPES)}")
 
 
-def _models_build_model(name: str):
-  try:
-    from sepconv.models import build_model
-  except ImportError as e:
-    raise ValueError(f"model (={name!r}) needs sepconv.models.build_model, which is not "
-                     f"available in this build ({e})") from None
-  return build_model
-
-
-def _build_model(name: str, impl: str, *, conv: str, num_classes: int, width_multiplier: float,
-                 image_size: int, dtype: str):
-  """The project's model ``name`` with conv implementation ``impl`` (sepconv.models, lazily)."""
-  build_model = _models_build_model(name)
-  return build_model(name, num_classes=num_classes, conv=conv, width_multiplier=width_multiplier,
-                     input_size=image_size, impl=impl, dtype=COMPUTE_DTYPES[dtype])
-
-
 def model_factory(config: TrainStepConfig) -> Callable[[str], object]:
-  """impl -> the project's model for ``config`` (raises now if sepconv.models is missing)."""
-  _models_build_model(config.model)
-  return lambda impl: _build_model(config.model, impl, conv=config.conv,
-                                   num_classes=config.num_classes,
-                                   width_multiplier=config.width_multiplier,
-                                   image_size=config.image_size, dtype=config.dtype)
+  """impl -> the project's model for ``config`` (``sepconv.models.build_model``)."""
+  return lambda impl: build_model(config.model, num_classes=config.num_classes, conv=config.conv,
+                                  width_multiplier=config.width_multiplier,
+                                  input_size=config.image_size, impl=impl,
+                                  dtype=COMPUTE_DTYPES[config.dtype])
 
 
 def make_step(model, tx: optax.GradientTransformation) -> Callable:
@@ -96,16 +78,36 @@ def make_step(model, tx: optax.GradientTransformation) -> Callable:
   return step
 
 
-def time_train_step(model, config: TrainStepConfig, *, warmup: int, repeats: int,
-                    budget_s: float | None = None, seed: int = 0) -> tuple[Timing, dict]:
-  """Compiles and times one model's training step; returns timing and extra record fields."""
+def random_batch(config: TrainStepConfig, seed: int = 0) -> tuple[jax.Array, jax.Array]:
+  """Standard-normal RGB images and random labels of ``config``'s batch and size."""
   rng = np.random.default_rng(seed)
   x = jnp.asarray(rng.standard_normal(
       (config.batch, config.image_size, config.image_size, 3), dtype=np.float32))
   y = jnp.asarray(rng.integers(0, config.num_classes, config.batch), jnp.int32)
+  return x, y
+
+
+def time_train_step(model, x: jax.Array, y: jax.Array, *, warmup: int, repeats: int,
+                    budget_s: float | None = None, learning_rate: float = 0.1,
+                    momentum: float = 0.9, seed: int = 0, with_inference: bool = False
+                    ) -> tuple[Timing, dict]:
+  """Compiles and times one model's training step on the batch ``(x, y)``.
+
+  Args:
+    model: a Flax module following the model protocol (module docstring).
+    x, y: the batch every step sees (images NHWC, integer labels).
+    warmup, repeats, budget_s: as ``sepconv.timing.measure``.
+    learning_rate, momentum: the SGD step (any values time the same).
+    seed: the parameters' initialisation.
+    with_inference: also time an inference (``train=False``) forward pass on ``x``, with
+      the parameters the timed steps left, into ``extra['inference']``.
+
+  Returns:
+    (the step's Timing, extra record fields: parameter count, final loss, XLA's cost).
+  """
   variables = jax.jit(lambda: model.init(jax.random.PRNGKey(seed), x, train=False))()
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
-  tx = optax.sgd(config.learning_rate, momentum=config.momentum)
+  tx = optax.sgd(learning_rate, momentum=momentum)
   opt_state = tx.init(params)
   t0 = time.perf_counter()
   compiled = jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2)).lower(
@@ -120,6 +122,12 @@ def time_train_step(model, config: TrainStepConfig, *, warmup: int, repeats: int
   timing = Timing(tuple(times), compile_ms, kept_warmup)
   extra = {"param_count": int(sum(np.size(p) for p in jax.tree.leaves(state[0]))),
            "final_loss": float(loss), **xla_cost(compiled)}
+  if with_inference:
+    infer = jax.jit(lambda v, x: model.apply(v, x, train=False)[0])
+    trained = {"params": state[0], "batch_stats": state[1]}
+    times, _, kept = measure(lambda: infer(trained, x), warmup=warmup, repeats=repeats,
+                             budget_s=budget_s)
+    extra["inference"] = Timing(tuple(times), None, kept)
   return timing, extra
 
 
@@ -134,7 +142,7 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     factory: impl name -> Flax module following the model protocol (module docstring).
     config: batch, image size, model name and width (recorded), dtype, optimiser.
     impls: conv implementations, each checked against ``sepconv.conv.IMPLS``.
-    warmup, repeats, budget_s: as ``sepconv.bench.timing.measure``.
+    warmup, repeats, budget_s: as ``sepconv.timing.measure``.
     on_record: called with each record as soon as it exists.
     run_id: shared by the records of one invocation.
     progress: one line per impl on stderr.
@@ -153,8 +161,10 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     record = {"kind": RECORD_KIND, "run_id": run_id, "impl": impl, "mode": "train_step",
               "config": dataclasses.asdict(config), "optimizer": "sgd+momentum"}
     try:
-      timing, extra = time_train_step(factory(impl), config, warmup=warmup, repeats=repeats,
-                                      budget_s=budget_s)
+      x, y = random_batch(config)
+      timing, extra = time_train_step(factory(impl), x, y, warmup=warmup, repeats=repeats,
+                                      budget_s=budget_s, learning_rate=config.learning_rate,
+                                      momentum=config.momentum)
     except ValueError as e:
       record.update(status="unsupported", reason=str(e))
     else:

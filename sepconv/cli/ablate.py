@@ -5,26 +5,23 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from sepconv.ablation import runner
+from sepconv.ablation import engine
 
 
-def default_out_dir(name: str, experiment, dataset: str | None) -> Path:
-  """results/<name>, or results/<name>_<dataset> for experiments that train on data."""
-  datasets = getattr(experiment, "datasets", None)
-  if not datasets:
-    return Path("results") / name
-  return Path("results") / f"{name}_{dataset or datasets[0]}"
+def default_out_dir(experiment, dataset: str | None) -> Path:
+  """results/<the experiment's results name>: <name>, or <name>_<dataset> where it trains."""
+  return Path("results") / experiment.results_name(dataset)
 
 
 def run_ablate(args) -> int:
   import experiments
   experiment = experiments.get(args.name)
-  out_dir = Path(args.out) if args.out else default_out_dir(args.name, experiment, args.dataset)
+  out_dir = Path(args.out) if args.out else default_out_dir(experiment, args.dataset)
   seeds = _parse_seeds(args.seeds) if args.seeds else None
-  counts = runner.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
-                      work_dir=args.work_dir, shard=runner.parse_shard(args.shard),
+  counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
+                      work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
                       progress=not args.quiet, seeds=seeds)
-  if not args.no_report and counts["done"] and not getattr(experiment, "renders_itself", False):
+  if not args.no_report and counts["done"]:
     from sepconv.report import render_experiment
     from sepconv.report.embed import embed
     render_experiment(out_dir)
@@ -44,7 +41,8 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
 
 def register(subparsers) -> None:
   parser = subparsers.add_parser("ablate", help="run or resume an experiment (see experiments/)")
-  parser.add_argument("name", help="granularity, seed_example or mobilenet_paper")
+  import experiments
+  parser.add_argument("name", help=", ".join(experiments.NAMES))
   parser.add_argument("--dataset", default=None, help="digits (default) or cifar10/cifar100")
   parser.add_argument("--data-dir", default=None, help="where the CIFAR archive or folder is")
   parser.add_argument("--out", default=None, help="results folder (default results/NAME[_DATASET])")

@@ -30,3 +30,16 @@ def _int_at_least(minimum: int, what: str):
 
 positive_int = _int_at_least(1, "positive")
 nonnegative_int = _int_at_least(0, "non-negative")
+
+
+def padding(text: str, flag: str = "--padding") -> str | int:
+  """SAME, VALID (any case) or an int >= 0; ``ValueError`` naming ``flag`` otherwise."""
+  if text.upper() in ("SAME", "VALID"):
+    return text.upper()
+  try:
+    value = int(text)
+  except ValueError:
+    value = -1
+  if value < 0:
+    raise ValueError(f"{flag} (={text!r}) must be SAME, VALID or an int >= 0")
+  return value

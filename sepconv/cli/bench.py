@@ -1,8 +1,8 @@
-"""`sepconv bench`: time conv layers, group-size sweeps and training steps; render tables.
+"""`sepconv bench`: time conv layers, group-size sweeps and training steps (records for `sepconv report`).
 
   sepconv bench layer --group-size 1               # one layer, every impl side by side
   sepconv bench sweep --mode both                  # group size 1, 2, 4, ..., C
-  sepconv bench render                             # tables from results/lowering/records.jsonl
+  sepconv report lowering                          # tables from results/lowering/records.jsonl
   sepconv bench train-step --impl auto,xla         # MobileNet v1 training step
 """
 
@@ -11,21 +11,11 @@ from __future__ import annotations
 import argparse
 import json
 
+from sepconv.bench.config import LAYERS
+from sepconv.cli import args as cli_args
 from sepconv.cli.args import nonnegative_int, positive_float, positive_int
 
 DEFAULT_RECORDS = "results/lowering/records.jsonl"
-
-
-def _padding(text: str) -> str | int:
-  if text.upper() in ("SAME", "VALID"):
-    return text.upper()
-  try:
-    value = int(text)
-  except ValueError:
-    raise argparse.ArgumentTypeError(f"{text!r} must be SAME, VALID or an integer >= 0") from None
-  if value < 0:
-    raise argparse.ArgumentTypeError(f"{text!r} must be SAME, VALID or an integer >= 0")
-  return value
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -47,10 +37,10 @@ def _add_layer_args(p: argparse.ArgumentParser, *, sweep: bool) -> None:
   g.add_argument("--kernel", type=positive_int, default=3)
   g.add_argument("--stride", type=positive_int, default=1)
   g.add_argument("--dilation", type=positive_int, default=1)
-  g.add_argument("--padding", type=_padding, default="SAME", help="SAME, VALID or an int")
+  g.add_argument("--padding", default="SAME", help="SAME, VALID or an int")
   g.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-  g.add_argument("--layer", choices=("conv", "separable"), default="conv",
-                 help="a grouped conv, or a grouped spatial conv fused with a dense 1x1")
+  g.add_argument("--layer", choices=LAYERS, default="conv",
+                 help="a grouped conv, or a grouped spatial conv followed by a dense 1x1 (spatial_pointwise)")
   if sweep:
     g.add_argument("--group-sizes", type=_int_list, default=None,
                    help="comma list of channels per group (default 1, 2, 4, ..., in_channels)")
@@ -77,6 +67,9 @@ def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> 
                  help="array size of the bandwidth measurement (MiB)")
   g.add_argument("--matmul-n", type=positive_int, default=None,
                  help="matmul size of the FLOP/s measurement (default 2048 CPU, 8192 else)")
+  g.add_argument("--keep-freed-host-memory", action="store_true",
+                 help="ask glibc to keep freed memory for reuse, so large outputs do not "
+                      "page-fault on every call (process-wide; recorded in each record)")
   g.add_argument("--json", action="store_true", help="print one JSON record per line")
   g.add_argument("--out", default=default_out,
                  help=f"JSON-lines file to append records to (default {default_out or 'none'})")
@@ -88,7 +81,7 @@ def _layer_config(args, group_size: int):
   return LayerConfig(batch=args.batch, height=args.height, width=args.width,
                      in_channels=args.in_channels, out_channels=args.out_channels,
                      kernel=args.kernel, stride=args.stride, dilation=args.dilation,
-                     padding=args.padding, group_size=group_size, dtype=args.dtype,
+                     padding=cli_args.padding(args.padding), group_size=group_size, dtype=args.dtype,
                      layer=args.layer)
 
 
@@ -97,7 +90,7 @@ def _options(args):
   return BenchOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget_s,
                       min_repeats=args.min_repeats,
                       torch=args.torch, check=args.check, copy_mib=args.copy_mib,
-                      matmul_n=args.matmul_n)
+                      matmul_n=args.matmul_n, keep_freed_host_memory=args.keep_freed_host_memory)
 
 
 def _sink(path: str | None):
@@ -149,16 +142,6 @@ def run_sweep(args) -> int:
   return 0
 
 
-def run_render(args) -> int:
-  from pathlib import Path
-
-  from sepconv.bench.render import render_lowering
-  out_dir = args.out_dir or str(Path(args.records[0]).parent)
-  for path in render_lowering(args.records, out_dir):
-    print(path)
-  return 0
-
-
 def run_train_step(args) -> int:
   from sepconv.bench.layer import parse_impls
   from sepconv.bench.train_step import TrainStepConfig, bench_train_step, model_factory
@@ -181,7 +164,7 @@ def run_train_step(args) -> int:
 
 
 def register(subparsers) -> None:
-  """Adds `sepconv bench {layer,sweep,render,train-step}`."""
+  """Adds `sepconv bench {layer,sweep,train-step}`."""
   bench = subparsers.add_parser("bench", help="benchmark conv implementations and training steps",
                                 description=__doc__.splitlines()[0])
   sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -195,11 +178,6 @@ def register(subparsers) -> None:
   _add_layer_args(p, sweep=True)
   _add_timing_args(p, default_out=DEFAULT_RECORDS)
   p.set_defaults(func=run_sweep)
-
-  p = sub.add_parser("render", help="Markdown, LaTeX and CSV tables from benchmark records")
-  p.add_argument("--records", nargs="+", default=[DEFAULT_RECORDS], help="JSON-lines files")
-  p.add_argument("--out-dir", default=None, help="default: the first records file's folder")
-  p.set_defaults(func=run_render)
 
   p = sub.add_parser("train-step", help="time a MobileNet training step per conv impl")
   p.add_argument("--impl", "--impls", dest="impl", default="all",

@@ -8,6 +8,7 @@ import json
 from tabulate import tabulate
 
 from sepconv import cost, models, spectrum, worked_example
+from sepconv.cli import args as cli_args
 from sepconv.cli.args import positive_float
 
 
@@ -47,14 +48,9 @@ def run_seed(args) -> int:
 
 def spec_from_args(args) -> spectrum.ConvSpec:
   """The ConvSpec the `cost layer` flags describe."""
-  padding = args.padding
-  if padding.upper() not in ("SAME", "VALID"):
-    try:
-      padding = int(padding)
-    except ValueError:
-      raise ValueError(f"--padding (={args.padding!r}) must be SAME, VALID or an int") from None
   return spectrum.ConvSpec(
-      args.in_channels, args.out_channels, args.kernel, args.stride, args.dilation, padding,
+      args.in_channels, args.out_channels, args.kernel, args.stride, args.dilation,
+      cli_args.padding(args.padding),
       group_size=args.group_size, depth_multiplier=args.multiplier, pointwise=args.pointwise,
       pointwise_group_size=args.pointwise_group_size, shuffle=args.shuffle,
       order=args.order, between=args.between)

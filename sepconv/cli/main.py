@@ -26,14 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
   parser = _Parser(prog="sepconv", description=__doc__.splitlines()[0])
   subparsers = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
   for name in COMMANDS:
-    module_name = f"sepconv.cli.{name}"
-    try:
-      module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-      if e.name != module_name:
-        raise
-      continue
-    module.register(subparsers)
+    importlib.import_module(f"sepconv.cli.{name}").register(subparsers)
   return parser
 
 

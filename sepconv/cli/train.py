@@ -28,7 +28,8 @@ def register(subparsers) -> None:
   p = subparsers.add_parser("train", help=__doc__.splitlines()[0].split(": ", 1)[1],
                             description=__doc__.splitlines()[0])
   p.add_argument("--model", help="mobilenet_v1 (default) or mobilenet_v2")
-  p.add_argument("--conv", help="spectrum point, e.g. dws (default), standard, g4")
+  p.add_argument("--conv", help="spectrum point, e.g. dws (default), standard, grouped:g=4, "
+                 "dws:g=4,m=2 (grammar: sepconv.spectrum.points)")
   p.add_argument("--width-multiplier", type=float, help="MobileNet alpha (default 1.0)")
   p.add_argument("--dataset", choices=DATASETS, default="digits", help="default: digits")
   p.add_argument("--data-dir", help="CIFAR archive, extracted folder, or a folder holding either")

@@ -3,14 +3,26 @@
 ``grouped_conv`` has the semantics and parameter layout of
 ``lax.conv_general_dilated(..., dimension_numbers=("NHWC", "HWIO", "NHWC"),
 feature_group_count=G)``; ``impl`` picks how it is computed, never what.
+
+Layers, each importing only those above it:
+
+* ``geometry``: ``ConvGeometry``, one call with every argument resolved; ``layout``:
+  grouped kernels and their block-diagonal dense form.
+* implementations: ``native`` (XLA's own convolution, with and without the CPU YNNPACK
+  fusion, block-diagonal and channel-block forms), ``shift`` (shifted multiply-adds),
+  ``pointwise`` (1x1 as a matmul), ``im2col`` (chunked matrix products); each says
+  which geometries it supports.
+* ``table``: the implementation table (``IMPL_TABLE``) and their gradients.
+* ``policy``: what ``impl='auto'`` chooses (measured, cached on disk, or a heuristic).
+* ``plan``: ``Plan`` (an implementation per forward, input gradient and kernel gradient)
+  and its executor (a ``jax.custom_vjp`` where implementations mix).
+* ``api``: ``grouped_conv``, ``plan_for``, ``conv_geometry``.
 """
 
-from sepconv.conv.api import IMPLS, conv_spec, grouped_conv, plan_for
-from sepconv.conv.hostmem import keep_freed_host_memory
+from sepconv.conv.api import IMPLS, conv_geometry, grouped_conv, plan_for
+from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.native import CPU_NO_YNN_OPTIONS
-from sepconv.conv.registry import Plan
-from sepconv.conv.separable import SEPARABLE_IMPLS, separable_conv
-from sepconv.conv.spec import ConvSpec
+from sepconv.conv.plan import Plan
 
-__all__ = ["CPU_NO_YNN_OPTIONS", "ConvSpec", "IMPLS", "Plan", "SEPARABLE_IMPLS", "conv_spec",
-           "grouped_conv", "keep_freed_host_memory", "plan_for", "separable_conv"]
+__all__ = ["CPU_NO_YNN_OPTIONS", "ConvGeometry", "IMPLS", "Plan", "conv_geometry", "grouped_conv",
+           "plan_for"]

@@ -1,4 +1,4 @@
-"""The ``grouped_conv`` entry point: validate, pick a plan, run it jitted."""
+"""The public entry point ``grouped_conv``: validate, pick a plan, run it jitted."""
 
 from __future__ import annotations
 
@@ -7,28 +7,30 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from sepconv.conv import autotune
-from sepconv.conv.registry import CONCRETE, Plan, check_supported, run_plan_jit
-from sepconv.conv.spec import ConvSpec, Padding, make_spec
+from sepconv.conv import policy
+from sepconv.conv.geometry import ConvGeometry, Padding, make_geometry
+from sepconv.conv.plan import Plan, run_plan_jit
+from sepconv.conv.table import CONCRETE, check_supported
 
 IMPLS = ("auto",) + CONCRETE
 
 
-def conv_spec(x, kernel, *, feature_group_count: int = 1, strides=1, padding: Padding = "SAME",
-              dilation=1) -> ConvSpec:
-  """The validated ``ConvSpec`` of a ``grouped_conv`` call (arrays or ShapeDtypeStructs)."""
-  return make_spec(x.shape, kernel.shape, x.dtype, kernel_dtype=kernel.dtype,
+def conv_geometry(x, kernel, *, feature_group_count: int = 1, strides=1, padding: Padding = "SAME",
+              dilation=1) -> ConvGeometry:
+  """The validated ``ConvGeometry`` of a ``grouped_conv`` call (arrays or ShapeDtypeStructs)."""
+  return make_geometry(x.shape, kernel.shape, x.dtype, kernel_dtype=kernel.dtype,
                    feature_group_count=feature_group_count, strides=strides, padding=padding,
                    dilation=dilation)
 
 
-def plan_for(spec: ConvSpec, impl: str = "auto") -> Plan:
-  """The plan ``grouped_conv`` runs for ``spec`` and ``impl`` (ValueError if unsupported)."""
+def plan_for(geom: ConvGeometry, impl: str = "auto") -> Plan:
+  """The plan ``grouped_conv`` runs for ``geom`` and ``impl`` (ValueError if unsupported)."""
   if impl == "auto":
-    return autotune.choose(spec)
+    # The forward is chosen now; the gradients when a backward pass is traced.
+    return Plan(policy.choose(geom, "forward"), "auto", "auto")
   if impl not in IMPLS:
     raise ValueError(f"impl (={impl!r}) must be one of {IMPLS}")
-  check_supported(impl, spec)
+  check_supported(impl, geom)
   return Plan.single(impl)
 
 
@@ -70,7 +72,7 @@ def grouped_conv(
       'im2col' matrix products over chunks of images (patches built in cache), its
         weight gradient ``patches^T @ dy`` the fastest on CPU for wide groups;
       'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
-        input gradient and kernel gradient (see ``sepconv.conv.autotune``).
+        input gradient and kernel gradient (see ``sepconv.conv.policy``).
       'shift', 'supergroup', 'im2col', and 'auto' when it mixes implementations,
       are reverse-mode differentiable only (``jax.custom_vjp``).
 
@@ -84,6 +86,6 @@ def grouped_conv(
   if impl not in IMPLS:
     raise ValueError(f"impl (={impl!r}) must be one of {IMPLS}")
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
-  spec = conv_spec(x, kernel, feature_group_count=feature_group_count, strides=strides,
+  geom = conv_geometry(x, kernel, feature_group_count=feature_group_count, strides=strides,
                    padding=padding, dilation=dilation)
-  return run_plan_jit(x, kernel, spec, plan_for(spec, impl))
+  return run_plan_jit(x, kernel, geom, plan_for(geom, impl))

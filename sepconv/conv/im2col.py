@@ -19,32 +19,32 @@ import jax.numpy as jnp
 from jax import lax
 
 from sepconv.conv.shift import acc_dtype
-from sepconv.conv.spec import ConvSpec
+from sepconv.conv.geometry import ConvGeometry
 
 # Images per chunk: as many as keep one chunk's patch matrix under this many bytes.
 PATCH_BYTES = 16 << 20
 
 
-def chunk_images(spec: ConvSpec) -> int:
+def chunk_images(geom: ConvGeometry) -> int:
   """The largest divisor of the batch whose patch matrix fits PATCH_BYTES."""
-  ho, wo = spec.out_hw
-  per_image = ho * wo * spec.kernel_hw[0] * spec.kernel_hw[1] * spec.in_channels * 4
+  ho, wo = geom.out_hw
+  per_image = ho * wo * geom.kernel_hw[0] * geom.kernel_hw[1] * geom.in_channels * 4
   best = 1
-  for b in range(1, spec.batch + 1):
-    if spec.batch % b == 0 and b * per_image <= PATCH_BYTES:
+  for b in range(1, geom.batch + 1):
+    if geom.batch % b == 0 and b * per_image <= PATCH_BYTES:
       best = b
   return best
 
 
-def _patches(xb: jax.Array, spec: ConvSpec) -> jax.Array:
+def _patches(xb: jax.Array, geom: ConvGeometry) -> jax.Array:
   """(b, H, W, G*ci) -> (b*Ho*Wo, G, kh*kw*ci), taps major within each group."""
-  (pt, pb), (pl, pr) = spec.pads
+  (pt, pb), (pl, pr) = geom.pads
   xp = lax.pad(xb, jnp.zeros((), xb.dtype), ((0, 0, 0), (pt, pb, 0), (pl, pr, 0), (0, 0, 0)))
-  (ho, wo), (sh, sw), (dh, dw) = spec.out_hw, spec.strides, spec.dilation
-  b, groups, ci = xb.shape[0], spec.groups, spec.group_in
+  (ho, wo), (sh, sw), (dh, dw) = geom.out_hw, geom.strides, geom.dilation
+  b, groups, ci = xb.shape[0], geom.groups, geom.group_in
   taps = []
-  for i in range(spec.kernel_hw[0]):
-    for j in range(spec.kernel_hw[1]):
+  for i in range(geom.kernel_hw[0]):
+    for j in range(geom.kernel_hw[1]):
       t = lax.slice(xp, (0, i * dh, j * dw, 0),
                     (b, i * dh + (ho - 1) * sh + 1, j * dw + (wo - 1) * sw + 1, xp.shape[3]),
                     (1, sh, sw, 1))
@@ -63,29 +63,29 @@ def _chunks(a: jax.Array, b: int) -> jax.Array:
   return a.reshape((a.shape[0] // b, b) + a.shape[1:])
 
 
-def im2col_forward(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+def im2col_forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
   """y = patches @ w per chunk, batched over groups."""
-  b = chunk_images(spec)
-  chunk = dataclasses.replace(spec, in_shape=(b,) + spec.in_shape[1:])
-  wk = _grouped_kernel(kernel, spec.groups)
+  b = chunk_images(geom)
+  chunk = dataclasses.replace(geom, in_shape=(b,) + geom.in_shape[1:])
+  wk = _grouped_kernel(kernel, geom.groups)
   acc = acc_dtype(x.dtype)
-  ho, wo = spec.out_hw
+  ho, wo = geom.out_hw
 
   def body(_, xb):
     p = _patches(xb, chunk)  # (P, G, K)
     y = lax.dot_general(p, wk, (((2,), (1,)), ((1,), (0,))), preferred_element_type=acc)
-    return None, jnp.transpose(y, (1, 0, 2)).reshape(b, ho, wo, spec.out_channels)
+    return None, jnp.transpose(y, (1, 0, 2)).reshape(b, ho, wo, geom.out_channels)
 
   _, ys = lax.scan(body, None, _chunks(x, b))
-  return ys.reshape(spec.out_shape).astype(x.dtype)
+  return ys.reshape(geom.out_shape).astype(x.dtype)
 
 
-def im2col_kernel_grad(x: jax.Array, dy: jax.Array, spec: ConvSpec) -> jax.Array:
+def im2col_kernel_grad(x: jax.Array, dy: jax.Array, geom: ConvGeometry) -> jax.Array:
   """dkernel = sum over chunks of patches^T @ dy, batched over groups."""
-  b = chunk_images(spec)
-  chunk = dataclasses.replace(spec, in_shape=(b,) + spec.in_shape[1:])
-  groups, co = spec.groups, spec.group_out
-  kh, kw, ci, cout = spec.kernel_shape
+  b = chunk_images(geom)
+  chunk = dataclasses.replace(geom, in_shape=(b,) + geom.in_shape[1:])
+  groups, co = geom.groups, geom.group_out
+  kh, kw, ci, cout = geom.kernel_shape
   acc = acc_dtype(x.dtype)
 
   def body(total, xd):

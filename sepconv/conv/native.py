@@ -23,55 +23,51 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv.conv.spec import ConvSpec
+from sepconv.conv.geometry import ConvGeometry
+from sepconv.conv.layout import block_diagonal
 
 DIMENSION_NUMBERS = ("NHWC", "HWIO", "NHWC")
 CPU_NO_YNN_OPTIONS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-def xla_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+def always_supported(geom: ConvGeometry) -> None:
+  """These stay XLA convolutions: every configuration is supported."""
+  return None
+
+
+def xla_conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
   """``lax.conv_general_dilated`` itself: the reference."""
   return lax.conv_general_dilated(
-      x, kernel, window_strides=spec.strides, padding=spec.pads, rhs_dilation=spec.dilation,
-      dimension_numbers=DIMENSION_NUMBERS, feature_group_count=spec.groups)
+      x, kernel, window_strides=geom.strides, padding=geom.pads, rhs_dilation=geom.dilation,
+      dimension_numbers=DIMENSION_NUMBERS, feature_group_count=geom.groups)
 
 
-def noynn_extra_rows(spec: ConvSpec) -> int:
+def noynn_extra_rows(geom: ConvGeometry) -> int:
   """Bottom padding rows that make the output one row taller than the input."""
-  ho, h, s = spec.out_hw[0], spec.in_hw[0], spec.strides[0]
+  ho, h, s = geom.out_hw[0], geom.in_hw[0], geom.strides[0]
   return max(0, (h + 1 - ho) * s)
 
 
-def xla_noynn_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+def xla_noynn_conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
   """The native convolution kept off the CPU YNNPACK fusion (see module docstring)."""
-  (pt, pb), pw = spec.pads
-  extra = noynn_extra_rows(spec)
+  (pt, pb), pw = geom.pads
+  extra = noynn_extra_rows(geom)
   y = lax.conv_general_dilated(
-      x, kernel, window_strides=spec.strides, padding=((pt, pb + extra), pw),
-      rhs_dilation=spec.dilation, dimension_numbers=DIMENSION_NUMBERS,
-      feature_group_count=spec.groups)
-  return y[:, :spec.out_hw[0]]
+      x, kernel, window_strides=geom.strides, padding=((pt, pb + extra), pw),
+      rhs_dilation=geom.dilation, dimension_numbers=DIMENSION_NUMBERS,
+      feature_group_count=geom.groups)
+  return y[:, :geom.out_hw[0]]
 
 
-def block_diagonal(kernel: jax.Array, groups: int) -> jax.Array:
-  """(kh, kw, ci, G*co) grouped kernel -> (kh, kw, G*ci, G*co) dense kernel, zeros off-group."""
-  kh, kw, ci, cout = kernel.shape
-  co = cout // groups
-  k = kernel.reshape(kh, kw, ci, groups, co)
-  eye = jnp.eye(groups, dtype=kernel.dtype)
-  dense = k[:, :, None, :, :, :] * eye.reshape(1, 1, groups, 1, groups, 1)  # (kh,kw,G,ci,G,co)
-  return dense.reshape(kh, kw, groups * ci, cout)
-
-
-def dense_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+def dense_conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
   """The grouped convolution as one dense convolution with a block-diagonal kernel.
 
   G times the arithmetic, but on the fastest kernel XLA has; its gradients are dense
   convolutions too, so it avoids the CPU weight-gradient expansion of grouped convs.
   """
   return lax.conv_general_dilated(
-      x, block_diagonal(kernel, spec.groups), window_strides=spec.strides, padding=spec.pads,
-      rhs_dilation=spec.dilation, dimension_numbers=DIMENSION_NUMBERS)
+      x, block_diagonal(kernel, geom.groups), window_strides=geom.strides, padding=geom.pads,
+      rhs_dilation=geom.dilation, dimension_numbers=DIMENSION_NUMBERS)
 
 
 # Forward and input gradient: channel blocks narrower than 32 leave the fast dense kernel
@@ -81,32 +77,32 @@ SUPERGROUP_MIN_CHANNELS = 32
 SUPERGROUP_MIN_CHANNELS_KERNEL_GRAD = 16
 
 
-def supergroup_count(spec: ConvSpec, min_channels: int = SUPERGROUP_MIN_CHANNELS) -> int:
+def supergroup_count(geom: ConvGeometry, min_channels: int = SUPERGROUP_MIN_CHANNELS) -> int:
   """Number of dense channel blocks: one per group, or fewer so each is wide enough."""
-  per_block = max(1, -(-min_channels // spec.group_in))  # groups per block
-  blocks = spec.groups // per_block
-  while blocks > 1 and spec.groups % blocks:
+  per_block = max(1, -(-min_channels // geom.group_in))  # groups per block
+  blocks = geom.groups // per_block
+  while blocks > 1 and geom.groups % blocks:
     blocks -= 1
   return max(1, blocks)
 
 
-def _blocks(spec: ConvSpec, min_channels: int):
+def _blocks(geom: ConvGeometry, min_channels: int):
   """(number of blocks, groups per block, input and output channels per block)."""
-  blocks = supergroup_count(spec, min_channels)
-  return (blocks, spec.groups // blocks, spec.in_channels // blocks,
-          spec.out_channels // blocks)
+  blocks = supergroup_count(geom, min_channels)
+  return (blocks, geom.groups // blocks, geom.in_channels // blocks,
+          geom.out_channels // blocks)
 
 
-def _block_conv(xb: jax.Array, kb: jax.Array, per_block: int, spec: ConvSpec) -> jax.Array:
+def _block_conv(xb: jax.Array, kb: jax.Array, per_block: int, geom: ConvGeometry) -> jax.Array:
   """One channel block as a dense convolution (block-diagonal over its groups)."""
   if per_block > 1:
     kb = block_diagonal(kb, per_block)
   return lax.conv_general_dilated(
-      xb, kb, window_strides=spec.strides, padding=spec.pads, rhs_dilation=spec.dilation,
+      xb, kb, window_strides=geom.strides, padding=geom.pads, rhs_dilation=geom.dilation,
       dimension_numbers=DIMENSION_NUMBERS)
 
 
-def supergroup_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec,
+def supergroup_conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry,
                     min_channels: int = SUPERGROUP_MIN_CHANNELS) -> jax.Array:
   """The grouped convolution as dense convolutions over blocks of channels.
 
@@ -114,34 +110,34 @@ def supergroup_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec,
   with (G/S) times the grouped arithmetic each, so S = G (no waste) once groups are
   ``min_channels`` wide, and blocks of ``min_channels`` channels below that.
   """
-  blocks, per_block, cin, cout = _blocks(spec, min_channels)
+  blocks, per_block, cin, cout = _blocks(geom, min_channels)
   outs = [_block_conv(x[..., b * cin:(b + 1) * cin], kernel[..., b * cout:(b + 1) * cout],
-                      per_block, spec) for b in range(blocks)]
+                      per_block, geom) for b in range(blocks)]
   return outs[0] if blocks == 1 else jnp.concatenate(outs, axis=-1)
 
 
-def supergroup_input_grad(dy: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+def supergroup_input_grad(dy: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
   """dx block by block (the forward's 32-wide blocks), concatenated over channels.
 
   Differentiating ``supergroup_conv`` as a whole would pad every block's gradient to all
   channels and sum them, one full pass per block.
   """
-  blocks, per_block, cin, cout = _blocks(spec, SUPERGROUP_MIN_CHANNELS)
-  n, h, w, _ = spec.in_shape
+  blocks, per_block, cin, cout = _blocks(geom, SUPERGROUP_MIN_CHANNELS)
+  n, h, w, _ = geom.in_shape
   parts = []
   for b in range(blocks):
     kb = kernel[..., b * cout:(b + 1) * cout]
     dyb = dy[..., b * cout:(b + 1) * cout]
-    if spec.strides == (1, 1):
-      parts.append(_transposed_block_conv(dyb, kb, per_block, spec))
+    if geom.strides == (1, 1):
+      parts.append(_transposed_block_conv(dyb, kb, per_block, geom))
       continue
-    _, vjp = jax.vjp(lambda xb: _block_conv(xb, kb, per_block, spec),
+    _, vjp = jax.vjp(lambda xb: _block_conv(xb, kb, per_block, geom),
                      jnp.zeros((n, h, w, cin), dy.dtype))
     parts.append(vjp(dyb)[0])
   return parts[0] if blocks == 1 else jnp.concatenate(parts, axis=-1)
 
 
-def _transposed_block_conv(dyb, kb, per_block: int, spec: ConvSpec):
+def _transposed_block_conv(dyb, kb, per_block: int, geom: ConvGeometry):
   """A stride-1 block's input gradient as a forward conv with the flipped, transposed kernel.
 
   XLA's own transpose sets window reversal on the convolution, which the CPU YNNPACK
@@ -152,21 +148,21 @@ def _transposed_block_conv(dyb, kb, per_block: int, spec: ConvSpec):
     kb = block_diagonal(kb, per_block)
   kt = jnp.transpose(jnp.flip(kb, (0, 1)), (0, 1, 3, 2))
   pads = tuple(((k - 1) * d - lo, size - out + lo)
-               for (lo, _), k, d, size, out in zip(spec.pads, spec.kernel_hw, spec.dilation,
-                                                   spec.in_hw, spec.out_hw))
+               for (lo, _), k, d, size, out in zip(geom.pads, geom.kernel_hw, geom.dilation,
+                                                   geom.in_hw, geom.out_hw))
   return lax.conv_general_dilated(dyb, kt, window_strides=(1, 1), padding=pads,
-                                  rhs_dilation=spec.dilation,
+                                  rhs_dilation=geom.dilation,
                                   dimension_numbers=DIMENSION_NUMBERS)
 
 
-def supergroup_kernel_grad(x: jax.Array, dy: jax.Array, spec: ConvSpec) -> jax.Array:
+def supergroup_kernel_grad(x: jax.Array, dy: jax.Array, geom: ConvGeometry) -> jax.Array:
   """dkernel block by block through 16-wide blocks: less block-diagonal waste, faster."""
-  blocks, per_block, cin, cout = _blocks(spec, SUPERGROUP_MIN_CHANNELS_KERNEL_GRAD)
-  kh, kw, ci, _ = spec.kernel_shape
+  blocks, per_block, cin, cout = _blocks(geom, SUPERGROUP_MIN_CHANNELS_KERNEL_GRAD)
+  kh, kw, ci, _ = geom.kernel_shape
   parts = []
   for b in range(blocks):
     xb = x[..., b * cin:(b + 1) * cin]
-    _, vjp = jax.vjp(lambda kb: _block_conv(xb, kb, per_block, spec),
+    _, vjp = jax.vjp(lambda kb: _block_conv(xb, kb, per_block, geom),
                      jnp.zeros((kh, kw, ci, cout), x.dtype))
     parts.append(vjp(dy[..., b * cout:(b + 1) * cout])[0])
   return parts[0] if blocks == 1 else jnp.concatenate(parts, axis=-1)

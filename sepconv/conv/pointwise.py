@@ -14,13 +14,13 @@ import jax.numpy as jnp
 from jax import lax
 
 from sepconv.conv.shift import acc_dtype, forward_axes
-from sepconv.conv.spec import ConvSpec
+from sepconv.conv.geometry import ConvGeometry
 
 
-def pointwise_support(spec: ConvSpec) -> str | None:
-  """Why the matmul path cannot run ``spec``, or None."""
-  if not spec.is_pointwise:
-    return f"kernel size (={spec.kernel_hw}) must be (1, 1) for the matmul path"
+def support(geom: ConvGeometry) -> str | None:
+  """Why the matmul path cannot run ``geom``, or None."""
+  if not geom.is_pointwise:
+    return f"kernel size (={geom.kernel_hw}) must be (1, 1) for the matmul path"
   return None
 
 
@@ -40,19 +40,19 @@ def matmul_channels(x: jax.Array, kernel2d: jax.Array, groups: int) -> jax.Array
   return y.reshape(lead + (cout,)).astype(x.dtype)
 
 
-def pointwise_conv(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
-  """The 1x1 convolution ``spec`` as a matmul."""
-  ah, aw = forward_axes(spec)
+def pointwise_conv(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
+  """The 1x1 convolution ``geom`` as a matmul."""
+  ah, aw = forward_axes(geom)
   (r0, r1), (c0, c1) = ah.valid(0), aw.valid(0)
-  ho, wo = spec.out_hw
+  ho, wo = geom.out_hw
   if r1 <= r0 or c1 <= c0:
-    return jnp.zeros(spec.out_shape, x.dtype)
+    return jnp.zeros(geom.out_shape, x.dtype)
   h0, w0 = r0 * ah.stride + ah.offsets[0], c0 * aw.stride + aw.offsets[0]
   xs = lax.slice(x, (0, h0, w0, 0),
                  (x.shape[0], h0 + (r1 - r0 - 1) * ah.stride + 1,
                   w0 + (c1 - c0 - 1) * aw.stride + 1, x.shape[3]),
                  (1, ah.stride, aw.stride, 1))
-  y = matmul_channels(xs, kernel[0, 0], spec.groups)
+  y = matmul_channels(xs, kernel[0, 0], geom.groups)
   if (r0, r1, c0, c1) != (0, ho, 0, wo):
     y = lax.pad(y, jnp.zeros((), y.dtype),
                 ((0, 0, 0), (r0, ho - r1, 0), (c0, wo - c1, 0), (0, 0, 0)))

@@ -4,7 +4,7 @@ A depthwise or narrow-group convolution does a few multiply-adds per output elem
 its speed is set by memory traffic, not arithmetic. Written as a sum over kernel taps of
 ``x[window slice] * w[tap]``, XLA fuses the whole sum into one loop that reads the input
 once and writes the output once. Padding is never materialised: the output is cut into
-border bands and an interior (``spec.segments``); in the interior every tap reads inside
+border bands and an interior (``Axis.segments``); in the interior every tap reads inside
 the input, so its slices need no masks, and the thin borders add each tap over the
 sub-slice where it is valid (a zero-padded product, i.e. a select) before the pieces are
 concatenated, which XLA also fuses.
@@ -26,12 +26,24 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from sepconv.conv.spec import ConvSpec
+from sepconv.conv.geometry import ConvGeometry
 
 # Unrolled terms per output element are group_in * kh * kw; past this XLA stops fusing
 # them into one loop and the formulation loses its point.
 MAX_GROUP_IN = 8
 MAX_TERMS = 8 * 9
+
+
+def support(geom: ConvGeometry) -> str | None:
+  """Why the unrolled formulation does not apply to ``geom``, or None."""
+  if geom.group_in > MAX_GROUP_IN:
+    return (f"channels per group (={geom.group_in}) must be at most {MAX_GROUP_IN} for "
+            "the shift formulation, which unrolls them")
+  terms = geom.group_in * geom.kernel_hw[0] * geom.kernel_hw[1]
+  if geom.group_in > 1 and terms > MAX_TERMS:
+    return (f"channels per group x kernel taps (={terms}) must be at most {MAX_TERMS} for "
+            "the grouped shift formulation, which unrolls them")
+  return None
 
 
 def acc_dtype(dtype) -> jnp.dtype:
@@ -67,12 +79,12 @@ class Axis:
     return [(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
 
 
-def forward_axes(spec: ConvSpec) -> tuple[Axis, Axis]:
+def forward_axes(geom: ConvGeometry) -> tuple[Axis, Axis]:
   """The two axes of the forward convolution."""
   return tuple(
       Axis(size, out, s, tuple(range(k)), tuple(t * d - lo for t in range(k)))
-      for size, out, s, k, d, (lo, _) in zip(spec.in_hw, spec.out_hw, spec.strides,
-                                             spec.kernel_hw, spec.dilation, spec.pads))
+      for size, out, s, k, d, (lo, _) in zip(geom.in_hw, geom.out_hw, geom.strides,
+                                             geom.kernel_hw, geom.dilation, geom.pads))
 
 
 def _mix(xs: jax.Array, w_tap: jax.Array, groups: int) -> jax.Array:
@@ -147,9 +159,9 @@ def tap_sum(x: jax.Array, w_taps: jax.Array, groups: int, axes: tuple[Axis, Axis
   return out.astype(out_dtype)
 
 
-def shift_forward(x: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+def shift_forward(x: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
   """The forward convolution."""
-  return tap_sum(x, kernel, spec.groups, forward_axes(spec), x.dtype)
+  return tap_sum(x, kernel, geom.groups, forward_axes(geom), x.dtype)
 
 
 def _transposed_taps(kernel: jax.Array, groups: int) -> jax.Array:
@@ -172,17 +184,17 @@ def _phase_axis(size_in: int, size_out: int, stride: int, k: int, d: int, lo: in
   return Axis(size_out, rows, 1, tuple(taps), tuple(offsets))
 
 
-def shift_input_grad(dy: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Array:
+def shift_input_grad(dy: jax.Array, kernel: jax.Array, geom: ConvGeometry) -> jax.Array:
   """d(loss)/dx from d(loss)/dy: a correlation with transposed taps, one per stride phase."""
-  wt = _transposed_taps(kernel, spec.groups)
-  (h, w), (ho, wo) = spec.in_hw, spec.out_hw
-  (sh, sw), (kh, kw), (dh, dw) = spec.strides, spec.kernel_hw, spec.dilation
-  (pt, _), (pl, _) = spec.pads
+  wt = _transposed_taps(kernel, geom.groups)
+  (h, w), (ho, wo) = geom.in_hw, geom.out_hw
+  (sh, sw), (kh, kw), (dh, dw) = geom.strides, geom.kernel_hw, geom.dilation
+  (pt, _), (pl, _) = geom.pads
   rows, cols = -(-h // sh), -(-w // sw)
   phases = []
   for ph in range(sh):
     ah = _phase_axis(h, ho, sh, kh, dh, pt, ph, rows)
-    row = [tap_sum(dy, wt, spec.groups,
+    row = [tap_sum(dy, wt, geom.groups,
                    (ah, _phase_axis(w, wo, sw, kw, dw, pl, pw, cols)), dy.dtype)
            for pw in range(sw)]
     phases.append(row)
@@ -190,7 +202,7 @@ def shift_input_grad(dy: jax.Array, kernel: jax.Array, spec: ConvSpec) -> jax.Ar
     return phases[0][0]
   # Interleave: out[n, q*sh + a, r*sw + b] = phases[a][b][n, q, r].
   stacked = jnp.stack([jnp.stack(row, axis=3) for row in phases], axis=2)
-  n, c = dy.shape[0], spec.in_channels
+  n, c = dy.shape[0], geom.in_channels
   return stacked.reshape(n, rows * sh, cols * sw, c)[:, :h, :w, :]
 
 
@@ -208,14 +220,14 @@ def _sum_rows(terms: list[jax.Array], axis: int) -> list[jax.Array]:
                          lambda a, b: tuple(u + v for u, v in zip(a, b)), (axis,)))
 
 
-def shift_kernel_grad(x: jax.Array, dy: jax.Array, spec: ConvSpec) -> jax.Array:
+def shift_kernel_grad(x: jax.Array, dy: jax.Array, geom: ConvGeometry) -> jax.Array:
   """d(loss)/d(kernel): per tap, the sum over (n, p, q) of shifted x times dy, per group."""
-  ah, aw = forward_axes(spec)
+  ah, aw = forward_axes(geom)
   dtype = acc_dtype(x.dtype)
   n, ho, wo, cout = dy.shape
-  ci, groups = spec.group_in, spec.groups
+  ci, groups = geom.group_in, geom.groups
   co = cout // groups
-  kh, kw = spec.kernel_hw
+  kh, kw = geom.kernel_hw
   terms, slots = [], []
   for ti in range(len(ah.taps)):
     for tj in range(len(aw.taps)):
@@ -241,7 +253,7 @@ def shift_kernel_grad(x: jax.Array, dy: jax.Array, spec: ConvSpec) -> jax.Array:
       terms.append(prod)
       slots.append(ti * kw + tj)
   if not terms:  # every window lies in the padding
-    return jnp.zeros(spec.kernel_shape, x.dtype)
+    return jnp.zeros(geom.kernel_shape, x.dtype)
   sums = dict(zip(slots, (jnp.sum(r, axis=(0, 1)) for r in _sum_rows(terms, axis=2))))
   zero = jnp.zeros((groups * co,) if ci == 1 else (groups, ci, co), dtype)
   total = jnp.stack([sums.get(slot, zero) for slot in range(kh * kw)])

@@ -19,7 +19,7 @@ from typing import Any
 import jax.numpy as jnp
 
 from sepconv import conv as conv_ops
-from sepconv import cost
+from sepconv import cost, validate
 from sepconv.models import mobilenet_v1, mobilenet_v2
 from sepconv.models.arch import (Architecture, ConvUnit, InvertedResidual, architecture_cost,
                                  check_input_size, fit_point)
@@ -55,8 +55,7 @@ def model_architecture(name: str, *, num_classes: int = 1000, conv: str | Spectr
                        small_input: bool | None = None, in_channels: int = 3) -> Architecture:
   """The model as data; arguments as in ``build_model``; ``in_channels`` of the images."""
   variant = _variant(name)
-  if isinstance(in_channels, bool) or not isinstance(in_channels, int) or in_channels < 1:
-    raise ValueError(f"in_channels (={in_channels!r}) must be a positive int")
+  validate.positive_int(in_channels, "in_channels")
   arch = variant.build(num_classes=num_classes, conv=conv, width_multiplier=width_multiplier,
                        small_input=resolve_small_input(input_size, small_input))
   return arch.with_in_channels(in_channels)
@@ -67,9 +66,7 @@ def resolve_small_input(input_size: int, small_input: bool | None = None) -> boo
   check_input_size(input_size)
   if small_input is None:
     return input_size <= 32
-  if not isinstance(small_input, bool):
-    raise ValueError(f"small_input (={small_input!r}) must be True, False or None")
-  return small_input
+  return validate.boolean(small_input, "small_input")
 
 
 def build_model(name: str, *, num_classes: int, conv: str | SpectrumPoint = "dws",

@@ -17,8 +17,8 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Literal
 
-from sepconv import cost
-from sepconv.spectrum import Between, ConvSpec, SpectrumPoint, parse_point
+from sepconv import cost, validate
+from sepconv.spectrum import Between, ConvSpec, SpectrumPoint, parse_point, stage_channels
 
 Activation = Literal["relu", "relu6", "linear"]
 ACTIVATIONS = ("relu", "relu6", "linear")
@@ -67,8 +67,7 @@ class Architecture:
   def __post_init__(self):
     if not self.units:
       raise ValueError(f"architecture {self.name!r} has no units")
-    if isinstance(self.num_classes, bool) or not isinstance(self.num_classes, int) or self.num_classes < 1:
-      raise ValueError(f"num_classes (={self.num_classes!r}) must be a positive int")
+    validate.positive_int(self.num_classes, "num_classes")
     names = [u.name for u in self.units]
     if len(set(names)) != len(names) or "classifier" in names:
       raise ValueError(f"unit names (={names}) must be unique and not 'classifier'")
@@ -127,20 +126,18 @@ def fit_point(point: str | SpectrumPoint, in_channels: int, out_channels: int, k
   the channels raise ``ValueError`` naming the block (``where``).
   """
   point = parse_point(point)
-  m = point.depth_multiplier
-  if point.name == "dws":
-    spatial_in, pointwise_in = in_channels, in_channels * m
-  elif point.name in ("bsconv", "shufflenet"):
-    spatial_in, pointwise_in = max(out_channels // m, 1), in_channels
-  else:
-    spatial_in, pointwise_in = in_channels, None
+  kind = point.kind
+  (spatial_in, _), pointwise = stage_channels(in_channels, out_channels, point.depth_multiplier,
+                                              kind.pointwise, kind.order)
+  spatial_in = max(spatial_in, 1)
+  pointwise_in = None if pointwise is None else pointwise[0]
   fields = {"group_size": _cap(point.group_size, spatial_in)}
   if pointwise_in is not None:
     fields["pointwise_group_size"] = _cap(point.pointwise_group_size, pointwise_in)
     if fields["pointwise_group_size"] == pointwise_in:
       fields["shuffle"] = False
-      if point.name == "shufflenet":
-        fields["name"] = "bsconv"
+      if kind.unshuffled is not None:
+        fields["name"] = kind.unshuffled
   make = lambda **kw: dataclasses.replace(point, **{**fields, **kw}).spec(  # noqa: E731
       in_channels, out_channels, kernel_size, stride=stride, default_between=default_between)
   try:
@@ -166,16 +163,11 @@ def _fits(make, field: str, size: int) -> bool:
 
 
 def check_width_multiplier(width_multiplier: float) -> float:
-  if isinstance(width_multiplier, bool) or not isinstance(width_multiplier, (int, float)) or not (
-      width_multiplier > 0):
-    raise ValueError(f"width_multiplier (={width_multiplier!r}) must be a positive number")
-  return float(width_multiplier)
+  return validate.positive_number(width_multiplier, "width_multiplier")
 
 
 def check_input_size(input_size: int) -> int:
-  if isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1:
-    raise ValueError(f"input_size (={input_size!r}) must be a positive int")
-  return input_size
+  return validate.positive_int(input_size, "input_size")
 
 
 def architecture_cost(arch: Architecture, input_size: int | Sequence[int], *,

@@ -43,7 +43,7 @@ from sepconv.spectrum import SpectrumPoint, parse_point, standard
 
 @dataclasses.dataclass(frozen=True)
 class Block:
-  """One row pair of Table 1: a separable layer to ``out_channels`` at ``stride``."""
+  """One row pair of Table 1: a depthwise-separable layer to ``out_channels`` at ``stride``."""
   out_channels: int
   stride: int
 
@@ -57,7 +57,7 @@ BLOCKS = (
     Block(512, 2), *(Block(512, 1),) * 5,
     Block(1024, 2), Block(1024, 1),  # Table 1 misprints the last depthwise stride as 2
 )
-# Table 5: "Shallow MobileNet" removes the five 14x14x512 separable layers (blocks 7-11).
+# Table 5: "Shallow MobileNet" removes the five 14x14x512 depthwise-separable layers (blocks 7-11).
 SHALLOW_DROPPED = frozenset(range(6, 11))
 # Stride-2 layers that run at stride 1 for small inputs (8x8 to 32x32): total stride 8.
 SMALL_INPUT_STRIDE_ONE = frozenset({"stem", "block2"})

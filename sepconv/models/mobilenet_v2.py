@@ -4,7 +4,7 @@ Reproduces the paper's headline cost (Table 4: 3.4M parameters, 300M mult-adds) 
 reference implementation's width x resolution table (see ``experiments/mobilenet_paper.py``).
 
 The body is Table 2 (arXiv:1801.04381v4, p. 5): a 3x3 stem conv with stride 2 to 32
-channels, 17 inverted-residual blocks in 7 stages (expansion t, channels c, repeats n,
+channels, 17 inverted-residual blocks in 7 rows (expansion t, channels c, repeats n,
 first stride s), a 1x1 conv to 1280 channels, global average pooling and a classifier.
 Every conv is followed by BN; the activation is ReLU6, except after each block's last
 layer (the linear bottleneck). A block adds its input when stride is 1 and channels match.
@@ -52,7 +52,7 @@ from sepconv.spectrum import SpectrumPoint, parse_point, standard
 
 
 @dataclasses.dataclass(frozen=True)
-class Stage:
+class BottleneckRow:
   """One row of Table 2: ``repeats`` blocks of expansion ``t`` to ``channels``, first at ``stride``."""
   expansion: int
   channels: int
@@ -62,14 +62,14 @@ class Stage:
 
 # Table 2 (arXiv:1801.04381v4, p. 5), channels at width multiplier 1.
 STEM_CHANNELS = 32
-STAGES = (
-    Stage(1, 16, 1, 1),
-    Stage(6, 24, 2, 2),
-    Stage(6, 32, 3, 2),
-    Stage(6, 64, 4, 2),
-    Stage(6, 96, 3, 1),
-    Stage(6, 160, 3, 2),
-    Stage(6, 320, 1, 1),
+BOTTLENECKS = (
+    BottleneckRow(1, 16, 1, 1),
+    BottleneckRow(6, 24, 2, 2),
+    BottleneckRow(6, 32, 3, 2),
+    BottleneckRow(6, 64, 4, 2),
+    BottleneckRow(6, 96, 3, 1),
+    BottleneckRow(6, 160, 3, 2),
+    BottleneckRow(6, 320, 1, 1),
 )
 HEAD_CHANNELS = 1280
 SMALL_INPUT_STRIDE_ONE = frozenset({"stem", "block2"})
@@ -103,14 +103,14 @@ def architecture(*, num_classes: int, conv: str | SpectrumPoint = "dws", width_m
   channels = make_divisible(STEM_CHANNELS * alpha)
   units = [ConvUnit("stem", standard(3, channels, 3, stride=stride("stem", 2)), "relu6")]
   index = 0
-  for stage in STAGES:
-    out = make_divisible(stage.channels * alpha)
-    for repeat in range(stage.repeats):
+  for row in BOTTLENECKS:
+    out = make_divisible(row.channels * alpha)
+    for repeat in range(row.repeats):
       index += 1
       name = f"block{index}"
-      s = stride(name, stage.stride if repeat == 0 else 1)
-      hidden = channels * stage.expansion
-      expand = standard(channels, hidden, 1) if stage.expansion != 1 else None
+      s = stride(name, row.stride if repeat == 0 else 1)
+      hidden = channels * row.expansion
+      expand = standard(channels, hidden, 1) if row.expansion != 1 else None
       spec = fit_point(point, hidden, out, 3, stride=s, default_between="norm_act", where=name)
       units.append(InvertedResidual(name, expand, spec, residual=s == 1 and channels == out))
       channels = out

@@ -24,9 +24,9 @@ Record format
 One JSON object per line (``sepconv.records.append_record``)::
 
   {"experiment": "granularity",
-   "run_id": "granularity/digits/separable:g=4,m=1/seed=0",   # unique, stable
+   "run_id": "granularity/digits/dws:g=4/seed=0",   # unique, stable
    "kind": "train" | "bench" | "decomposition" | "cka",
-   "config": {"model": "mobilenet_v1", "dataset": "digits", "conv": "separable:g=4,m=1",
+   "config": {"model": "mobilenet_v1", "dataset": "digits", "conv": "dws:g=4",
               "label": "g=4 +pw", "group_size": 4, "depth_multiplier": 1,
               "pointwise": true, "width_multiplier": 1.0, "epochs": 30,
               "batch_size": 128, ...},

@@ -1,4 +1,9 @@
-"""Rendering one experiment's records into tables, plots and a README."""
+"""Rendering one results folder's records: the one entry point for every table under results/.
+
+``render_experiment`` reads a folder's ``records.jsonl`` and picks the renderer by the
+record kinds: benchmark records (``lowering``), published-figure records (``paper``),
+or ablation records (train, bench, decomposition, cka: tables, plots and a README here).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepconv.records import read_records
-from sepconv.report import aggregate, plots, tables
+from sepconv.report import aggregate, lowering, paper, plots, tables
 
 RECORDS = "records.jsonl"
 TABLES_DIR = "tables"
@@ -55,10 +60,6 @@ def _slug(text: str, taken: set[str]) -> str:
   return slug
 
 
-# Record kinds written by `sepconv bench`, rendered by sepconv.bench.render instead.
-LOWERING_KINDS = ("conv_layer", "train_step")
-
-
 def _clean(folder: Path) -> None:
   """Removes earlier renders, so a record removed from the input leaves no stale file."""
   if folder.is_dir():
@@ -99,10 +100,12 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   if not source.is_file():
     raise FileNotFoundError(f"no records at {source}")
   raw = read_records(source)
-  if raw and all(isinstance(r, dict) and r.get("kind") in LOWERING_KINDS for r in raw):
-    # `sepconv bench` records (results/lowering): their own tables, beside their README.
-    from sepconv.bench.render import render_lowering
-    return render_lowering(source, results_dir)
+  kinds = {r.get("kind") for r in raw if isinstance(r, dict)}
+  if raw and kinds <= set(lowering.RECORD_KINDS):
+    # `sepconv bench` records (results/lowering): their tables, beside a hand-kept README.
+    return lowering.render_lowering(source, results_dir)
+  if raw and kinds <= set(paper.RECORD_KINDS):
+    return paper.render(results_dir, raw)
   records, skipped = _usable(raw)
   name = results_dir.resolve().name
   header = provenance_lines(name, records, skipped)

@@ -1,4 +1,4 @@
-"""A dependency-free progress bar on stderr: loss, accuracy and images/s."""
+"""The training progress bar on stderr (``rich.progress``): loss, accuracy and images/s."""
 
 from __future__ import annotations
 
@@ -6,23 +6,28 @@ import sys
 import time
 from typing import TextIO
 
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress as RichProgress, TextColumn
+
 
 class Progress:
-  """One line per epoch, redrawn in place at most every ``interval`` seconds on a tty.
+  """One line per epoch, redrawn in place at most every ``interval`` seconds on a terminal.
 
-  Off a tty (logs, CI) only the finished line of each epoch is written, so the
-  training loop never waits on the device just to draw.
+  Off a terminal (logs, CI) only the finished line of each epoch is written, so the
+  training loop never waits on the device just to draw; with ``enabled=False`` nothing is.
   """
 
   def __init__(self, epochs: int, steps_per_epoch: int, *, enabled: bool = True,
                stream: TextIO | None = None, interval: float = 0.5):
     self.epochs = epochs
     self.steps = steps_per_epoch
-    self.stream = stream or sys.stderr
     self.enabled = enabled
-    self.live = enabled and getattr(self.stream, "isatty", lambda: False)()
+    self.console = Console(file=stream or sys.stderr, highlight=False)
+    self.live = enabled and self.console.is_terminal
     self.interval = interval
     self._last = 0.0
+    self._bar: RichProgress | None = None
+    self._task = None
 
   def due(self) -> bool:
     """Whether a redraw is wanted now (the caller then fetches metrics)."""
@@ -33,13 +38,20 @@ class Progress:
     if not self.enabled:
       return
     self._last = time.perf_counter()
-    width = 20
-    filled = int(width * step / max(self.steps, 1))
-    bar = "#" * filled + "." * (width - filled)
-    line = (f"epoch {epoch + 1}/{self.epochs} [{bar}] {step}/{self.steps} "
-            f"loss {loss:.4f} acc {accuracy:.4f} {images_per_second:,.0f} img/s{extra}")
-    if self.live:
-      self.stream.write("\r\033[K" + line + ("\n" if final else ""))
-    elif final:
-      self.stream.write(line + "\n")
-    self.stream.flush()
+    stats = f"loss {loss:.4f} acc {accuracy:.4f} {images_per_second:,.0f} img/s{extra}"
+    title = f"epoch {epoch + 1}/{self.epochs}"
+    if not self.live:
+      if final:
+        self.console.print(f"{title} {step}/{self.steps} {stats}", markup=False)
+      return
+    if self._bar is None:
+      self._bar = RichProgress(TextColumn("{task.description}"), BarColumn(bar_width=20),
+                               MofNCompleteColumn(), TextColumn("{task.fields[stats]}"),
+                               console=self.console, auto_refresh=False)
+      self._bar.start()
+      self._task = self._bar.add_task(title, total=self.steps, stats="")
+    self._bar.update(self._task, description=title, completed=step, stats=stats)
+    self._bar.refresh()
+    if final:  # the finished epoch's line stays; the next epoch starts a new one
+      self._bar.stop()
+      self._bar = None

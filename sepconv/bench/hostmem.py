@@ -11,7 +11,9 @@ elementwise op went from 13 ms to 2.3 ms. Whether a given call still faults depe
 the allocator's state (which thread allocates, what else holds the heap), so with JAX
 and PyTorch interleaved in one process the effect was inconsistent: time frameworks in
 separate blocks and report whether this was on. It changes nothing numerically, costs
-resident memory (kept at its peak), and is never called by the library itself.
+resident memory (kept at its peak), and the library calls it only when asked:
+``sepconv bench layer|sweep --keep-freed-host-memory`` (``BenchOptions``), which records
+whether it took effect in every record.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""``impl="auto"``: measure once per backend, shape and dtype, remember on disk.
+"""The policy behind ``impl="auto"``: measure once per backend, shape and dtype, remember on disk.
 
 What is chosen: three implementations per convolution, one for the forward, one for the
 input gradient and one for the kernel gradient, each the fastest measured among the
@@ -9,18 +9,21 @@ custom VJP rule asks for them then), so inference never pays for measuring backw
 When it is measured: at trace time. ``grouped_conv`` usually runs inside a jitted Flax
 module, where the arrays are abstract, but their shape and dtype are known, which is all
 a measurement needs: it runs each candidate, jitted, on random arrays of that shape under
-``jax.ensure_compile_time_eval`` (a compiling call, a warm call, then up to three timed
-calls, fewer when a candidate is already clearly slower than the best), on the default
-device. Candidates known to take minutes at training sizes are not run (``candidates``).
+``jax.ensure_compile_time_eval`` (compiled first, then a warm call and up to three timed
+calls through ``sepconv.timing.measure``, fewer when a candidate is already clearly
+slower than the best), on the default device. Candidates known to take minutes at training sizes are not run (``candidates``).
 The native 'xla' is kept unless a candidate beats it by ``MARGIN`` (noise on a busy host).
 Results are kept in memory and in a JSON file keyed by backend, device kind, jax/jaxlib
-versions and the full ``ConvSpec`` (shapes, groups, strides, padding, dilation, dtype).
+versions and the full ``ConvGeometry`` (shapes, groups, strides, padding, dilation, dtype).
 A nested ``grouped_conv`` under ``vmap`` sees (and measures) the per-example shape.
 
 Cache file: ``$SEPCONV_CACHE_DIR/autotune.json``, default ``~/.cache/sepconv/autotune.json``.
 Writes are atomic (temporary file plus ``os.replace``) and merge with entries other
 processes wrote meanwhile. A file that cannot be parsed is set aside with a warning and
 rebuilt, never fatal.
+
+``choose_among`` is the generic chooser (cache, then measurement or a default) and
+``choose`` applies it to one computation of one convolution.
 
 When measuring is off (``SEPCONV_AUTOTUNE=0``), and for convolutions under
 ``MIN_MEASURE_MACS`` multiply-adds (microseconds whichever way they run), choices come
@@ -34,7 +37,6 @@ import datetime
 import json
 import os
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -42,11 +44,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sepconv.conv import registry
-from sepconv.conv.registry import IMPL_TABLE, Plan
-from sepconv.conv.spec import ConvSpec
+from sepconv import timing
+from sepconv.conv import shift
+from sepconv.conv.geometry import ConvGeometry
+from sepconv.conv.table import computation_fn, supported
 
-STAGES = ("forward", "input_grad", "kernel_grad")
 REFERENCE = "xla"
 # A candidate must beat the native conv by this fraction to be chosen over it, so noise in
 # a few timed calls on a busy host cannot make auto pick something no faster than native.
@@ -61,11 +63,11 @@ _MEMORY: dict[str, dict] = {}
 # ---------------------------------------------------------------- heuristic
 
 
-def heuristic(spec: ConvSpec, stage: str, backend: str | None = None) -> str:
-  """The implementation for ``stage`` when nothing is measured.
+def heuristic(geom: ConvGeometry, computation: str, backend: str | None = None) -> str:
+  """The implementation for ``computation`` when nothing is measured.
 
   CPU (measured on a 2-core x86 host, float32, 3x3 on 56x56x128 -> 128, batch 32):
-    * ``shift`` wins every stage wherever it applies (depthwise, depth multipliers, up
+    * ``shift`` wins every computation wherever it applies (depthwise, depth multipliers, up
       to 8 channels per group): 10-40x the native forward, and the native weight
       gradient of a grouped conv is expanded densely by XLA:CPU (minutes); except the
       weight gradient at 4-8 channels per group, where ``supergroup`` is 1.4-2.5x faster;
@@ -81,23 +83,23 @@ def heuristic(spec: ConvSpec, stage: str, backend: str | None = None) -> str:
   backend = backend or jax.default_backend()
   if backend != "cpu":
     return "xla"
-  if spec.is_pointwise and stage == "forward":
+  if geom.is_pointwise and computation == "forward":
     return "pointwise"
-  if registry.IMPL_TABLE["shift"].support(spec) is None:
+  if shift.support(geom) is None:
     # Its weight gradient unrolls ci*co products per tap: past 2 channels per group
     # (with G > 1) the dense blocks are faster.
-    if stage == "kernel_grad" and spec.group_in >= 4 and spec.groups > 1:
+    if computation == "kernel_grad" and geom.group_in >= 4 and geom.groups > 1:
       return "supergroup"
     return "shift"
-  if stage == "kernel_grad" and spec.group_in >= 64:
+  if computation == "kernel_grad" and geom.group_in >= 64:
     return "im2col"
-  if spec.groups == 1:
+  if geom.groups == 1:
     return "xla"
   return "supergroup"
 
 
-def candidates(spec: ConvSpec, stage: str, backend: str | None = None) -> list[str]:
-  """Implementations worth measuring for ``stage``: supported and not known hopeless.
+def candidates(geom: ConvGeometry, computation: str, backend: str | None = None) -> list[str]:
+  """Implementations worth measuring for ``computation``: supported and not known hopeless.
 
   Left out on CPU, because one call can take minutes at training sizes: the native
   weight gradient of a grouped conv (G > 1), which XLA:CPU expands into a dense
@@ -110,22 +112,22 @@ def candidates(spec: ConvSpec, stage: str, backend: str | None = None) -> list[s
   first, so slow candidates are cut short early.
   """
   backend = backend or jax.default_backend()
-  names = [n for n, impl in IMPL_TABLE.items() if impl.support(spec) is None]
+  names = supported(geom)
   drop = set()
-  if spec.groups == 1:
+  if geom.groups == 1:
     drop.update(("dense", "supergroup"))  # the same dense conv as xla
-  if spec.group_in < 16:
+  if geom.group_in < 16:
     drop.add("im2col")  # tiny matrix products: shift or supergroup always win
-  if spec.groups > (8 if stage == "kernel_grad" else 32):
+  if geom.groups > (8 if computation == "kernel_grad" else 32):
     drop.add("dense")
-  if backend == "cpu" and stage == "kernel_grad":
+  if backend == "cpu" and computation == "kernel_grad":
     drop.add("xla_noynn")  # Eigen's weight gradient: a minute even when G = 1
-    if spec.groups > 1:
+    if geom.groups > 1:
       drop.add("xla")
   if backend != "cpu":
     drop.add("xla_noynn")  # the YNNPACK opt-out only means something on CPU
   names = [n for n in names if n not in drop]
-  first = heuristic(spec, stage, backend)
+  first = heuristic(geom, computation, backend)
   return sorted(names, key=lambda n: n != first)
 
 
@@ -151,8 +153,8 @@ def device_key() -> str:
   return f"{device.platform}|{device.device_kind}|{versions}"
 
 
-def entry_key(spec: ConvSpec, stage: str) -> str:
-  return f"{device_key()}|{spec.key()}|{stage}"
+def entry_key(geom: ConvGeometry, computation: str) -> str:
+  return f"{device_key()}|{geom.key()}|{computation}"
 
 
 def _read_file(path: Path) -> dict:
@@ -198,9 +200,9 @@ def _write_entry(key: str, entry: dict) -> None:
     warnings.warn(f"sepconv autotune cache {path} not written ({e})")
 
 
-def lookup(spec: ConvSpec, stage: str) -> dict | None:
-  """The cached entry for ``spec`` and ``stage`` (memory, then disk), or None."""
-  key = entry_key(spec, stage)
+def lookup(geom: ConvGeometry, computation: str) -> dict | None:
+  """The cached entry for ``geom`` and ``computation`` (memory, then disk), or None."""
+  key = entry_key(geom, computation)
   return _MEMORY.get(key) or _read_file(cache_path()).get(key)
 
 
@@ -213,37 +215,18 @@ def clear_memory_cache() -> None:
 
 
 def _timed(fns: dict, args, repeats: int) -> dict[str, float]:
-  """Median wall ms of each jitted fn on ``args``.
+  """Median wall ms of each jitted fn on ``args`` (compiled first, then one warm call).
 
-  Each candidate gets a compiling call and a warm call; one whose warm call is already 5x
-  the best so far stops there, and timed calls stop early past 3x the best.
+  A candidate slower than 3x the best so far stops at that call: it cannot be chosen.
   """
   times: dict[str, float] = {}
   for name, fn in fns.items():
-    jax.block_until_ready(fn(*args))  # compile
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))  # warm
-    warm_ms = (time.perf_counter() - start) * 1e3
-    if times and warm_ms > 5 * min(times.values()):
-      times[name] = warm_ms  # clearly slower: no more of its calls
-      continue
-    runs = []
-    for _ in range(repeats):
-      start = time.perf_counter()
-      jax.block_until_ready(fn(*args))
-      runs.append((time.perf_counter() - start) * 1e3)
-      if times and runs[-1] > 3 * min(times.values()):
-        break
+    compiled = fn.lower(*args).compile()
+    cutoff = 3 * min(times.values()) if times else None
+    runs, _, _ = timing.measure(lambda: compiled(*args), warmup=1, repeats=repeats,
+                                cutoff_ms=cutoff)
     times[name] = float(np.median(runs))
   return times
-
-
-def _stage_fn(name: str, stage: str, spec: ConvSpec):
-  if stage == "forward":
-    return jax.jit(lambda x, k, dy: IMPL_TABLE[name].forward(x, k, spec))
-  if stage == "input_grad":
-    return jax.jit(lambda x, k, dy: registry.input_grad(name, x, k, dy, spec))
-  return jax.jit(lambda x, k, dy: registry.kernel_grad(name, x, k, dy, spec))
 
 
 def _random_arrays(dtype, *shapes):
@@ -253,17 +236,26 @@ def _random_arrays(dtype, *shapes):
                                           jnp.dtype(dtype))) for shape in shapes)
 
 
-def measure(spec: ConvSpec, stage: str, names: list[str] | None = None,
+def measure(geom: ConvGeometry, computation: str, names: list[str] | None = None,
             repeats: int = 3) -> dict[str, float]:
-  """Median wall milliseconds of each candidate for ``stage``, measured now, eagerly."""
-  names = candidates(spec, stage) if names is None else names
+  """Median wall milliseconds of each candidate for ``computation``, measured now, eagerly."""
+  names = candidates(geom, computation) if names is None else names
   with jax.ensure_compile_time_eval():
-    args = _random_arrays(spec.dtype, spec.in_shape, spec.kernel_shape, spec.out_shape)
-    return _timed({n: _stage_fn(n, stage, spec) for n in names}, args, repeats)
+    args = _random_arrays(geom.dtype, geom.in_shape, geom.kernel_shape, geom.out_shape)
+    return _timed({n: jax.jit(computation_fn(n, computation, geom)) for n in names}, args,
+                  repeats)
 
 
-def _choose(key: str, valid: list[str], default: str, run_measure, macs: int) -> str:
-  """Cached choice for ``key``; else measured (``run_measure() -> times``) or ``default``."""
+def choose_among(key: str, valid: list[str], default: str, run_measure, macs: int) -> str:
+  """The generic chooser: cached choice for ``key``; else measured, or ``default``.
+
+  Args:
+    key: the cache key (device, geometry, computation).
+    valid: names that may be chosen.
+    default: the choice when nothing is measured.
+    run_measure: () -> {name: median ms}, called only when a measurement is due.
+    macs: multiply-adds of the work; below ``MIN_MEASURE_MACS`` nothing is measured.
+  """
   entry = _MEMORY.get(key)
   if entry is None:
     entry = _read_file(cache_path()).get(key)
@@ -285,37 +277,8 @@ def _choose(key: str, valid: list[str], default: str, run_measure, macs: int) ->
   return choice
 
 
-def choose_stage(spec: ConvSpec, stage: str) -> str:
-  """The implementation ``auto`` uses for ``stage`` of ``spec``."""
-  valid = [n for n, impl in IMPL_TABLE.items() if impl.support(spec) is None]
-  return _choose(entry_key(spec, stage), valid, heuristic(spec, stage),
-                 lambda: measure(spec, stage), spec.macs)
-
-
-def choose(spec: ConvSpec) -> Plan:
-  """The ``auto`` plan: forward chosen now, gradients when a backward pass asks."""
-  return Plan(choose_stage(spec, "forward"), "auto", "auto")
-
-
-def choose_separable(spec: ConvSpec, pw_spec: ConvSpec, stage: str) -> str:
-  """'fused' or 'unfused' for the forward or backward of ``separable_conv(impl='auto')``."""
-  from sepconv.conv import separable  # noqa: PLC0415 (separable imports this module)
-  fused_ok = separable.fused_support(spec, pw_spec) is None
-  valid = ["fused", "unfused"] if fused_ok else ["unfused"]
-  default = "fused" if fused_ok and jax.default_backend() == "cpu" else "unfused"
-  key = f"{device_key()}|{spec.key()}|pw{pw_spec.key()}|separable_{stage}"
-
-  def run_measure():
-    with jax.ensure_compile_time_eval():
-      args = _random_arrays(spec.dtype, spec.in_shape, spec.kernel_shape, pw_spec.kernel_shape,
-                            pw_spec.out_shape)
-      fns = {}
-      for name in valid:
-        fn = separable.STAGE_FNS[stage][name]
-        if stage == "forward":
-          fns[name] = jax.jit(lambda x, ks, kp, dy, fn=fn: fn(x, ks, kp, spec, pw_spec))
-        else:
-          fns[name] = jax.jit(lambda x, ks, kp, dy, fn=fn: fn(x, ks, kp, dy, spec, pw_spec))
-      return _timed(fns, args, 3)
-
-  return _choose(key, valid, default, run_measure, spec.macs + pw_spec.macs)
+def choose(geom: ConvGeometry, computation: str) -> str:
+  """The implementation ``auto`` uses for ``computation`` of ``geom``."""
+  return choose_among(entry_key(geom, computation), supported(geom),
+                      heuristic(geom, computation), lambda: measure(geom, computation),
+                      geom.macs)

@@ -1,4 +1,4 @@
-"""The spectrum vocabulary: one frozen spec for every conv between standard and depthwise-separable.
+"""One layer of the spectrum: a frozen spec for every conv between standard and depthwise-separable.
 
 One layer is at most two stages:
 
@@ -21,8 +21,8 @@ Channel bookkeeping, with C_in, C_out the layer's channels and m the depth multi
 * no pointwise: one spatial stage C_in -> C_out; m, if not 1, must equal C_out / C_in
   and group size 1 (MobileNet's depthwise layer with multiplier m).
 
-A ``SpectrumPoint`` is the same knob without channel counts, so one value can set
-every block of a network; it has a strict string grammar (``parse_point``).
+A ``SpectrumPoint`` (``sepconv.spectrum.points``) is the same knob without channel
+counts, so one value can set every block of a network.
 """
 
 from __future__ import annotations
@@ -31,46 +31,24 @@ import dataclasses
 from collections.abc import Sequence
 from typing import Literal
 
+from sepconv import validate
+
 Order = Literal["spatial_first", "pointwise_first"]
 Between = Literal["none", "norm", "act", "norm_act"]
 ORDERS = ("spatial_first", "pointwise_first")
 BETWEENS = ("none", "norm", "act", "norm_act")
 
 
-def _pair(value, name: str, minimum: int = 1) -> tuple[int, int]:
-  if isinstance(value, bool):
-    raise ValueError(f"{name} (={value!r}) must be an int or a pair of ints")
-  try:
-    pair = (value, value) if isinstance(value, int) else tuple(int(v) for v in value)
-  except (TypeError, ValueError):
-    raise ValueError(f"{name} (={value!r}) must be an int or a pair of ints") from None
-  if len(pair) != 2 or min(pair) < minimum:
-    raise ValueError(f"{name} (={value!r}) must be an int or a pair of ints >= {minimum}")
-  return pair
-
-
-def _padding(value) -> str | tuple[tuple[int, int], tuple[int, int]]:
-  if isinstance(value, str):
-    if value.upper() not in ("SAME", "VALID"):
-      raise ValueError(f"padding (={value!r}) must be 'SAME', 'VALID', an int or ((top, bottom), (left, right))")
-    return value.upper()
-  if isinstance(value, int) and not isinstance(value, bool):
-    if value < 0:
-      raise ValueError(f"padding (={value}) must be >= 0")
-    return ((value, value), (value, value))
-  try:
-    pads = tuple(tuple(int(p) for p in pair) for pair in value)
-  except (TypeError, ValueError):
-    pads = ()
-  if len(pads) != 2 or any(len(p) != 2 or min(p) < 0 for p in pads):
-    raise ValueError(f"padding (={value!r}) must be 'SAME', 'VALID', an int or ((top, bottom), (left, right))")
-  return pads
-
-
-def _positive(value, name: str) -> int:
-  if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-    raise ValueError(f"{name} (={value!r}) must be a positive int")
-  return value
+def stage_channels(in_channels: int, out_channels: int, depth_multiplier: int, pointwise: bool,
+                   order: Order = "spatial_first"
+                   ) -> tuple[tuple[int, int], tuple[int, int] | None]:
+  """((spatial in, spatial out), (pointwise in, pointwise out) or None): the bookkeeping above."""
+  m = depth_multiplier
+  if not pointwise:
+    return (in_channels, out_channels), None
+  if order == "spatial_first":
+    return (in_channels, in_channels * m), (in_channels * m, out_channels)
+  return (out_channels // m, out_channels), (in_channels, out_channels // m)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,19 +109,17 @@ class ConvSpec:
 
   def __post_init__(self):
     set_ = lambda k, v: object.__setattr__(self, k, v)  # noqa: E731 (frozen dataclass)
-    _positive(self.in_channels, "in_channels")
-    _positive(self.out_channels, "out_channels")
-    set_("kernel_size", _pair(self.kernel_size, "kernel_size"))
-    set_("stride", _pair(self.stride, "stride"))
-    set_("dilation", _pair(self.dilation, "dilation"))
-    set_("padding", _padding(self.padding))
-    _positive(self.depth_multiplier, "depth_multiplier")
-    if not isinstance(self.pointwise, bool):
-      raise ValueError(f"pointwise (={self.pointwise!r}) must be a bool")
-    if self.order not in ORDERS:
-      raise ValueError(f"order (={self.order!r}) must be one of {ORDERS}")
-    if self.between not in BETWEENS:
-      raise ValueError(f"between (={self.between!r}) must be one of {BETWEENS}")
+    validate.positive_int(self.in_channels, "in_channels")
+    validate.positive_int(self.out_channels, "out_channels")
+    set_("kernel_size", validate.pair(self.kernel_size, "kernel_size"))
+    set_("stride", validate.pair(self.stride, "stride"))
+    set_("dilation", validate.pair(self.dilation, "dilation"))
+    set_("padding", validate.padding(self.padding))
+    validate.positive_int(self.depth_multiplier, "depth_multiplier")
+    validate.boolean(self.pointwise, "pointwise")
+    validate.boolean(self.shuffle, "shuffle")
+    validate.one_of(self.order, "order", ORDERS)
+    validate.one_of(self.between, "between", BETWEENS)
     m = self.depth_multiplier
     if not self.pointwise:
       for field, default in (("pointwise_group_size", None), ("shuffle", False),
@@ -159,7 +135,7 @@ class ConvSpec:
           f"out_channels (={self.out_channels}) must be divisible by depth_multiplier (={m}) "
           "when the pointwise stage comes first")
     spatial_in, spatial_out = self._spatial_channels()
-    g = spatial_in if self.group_size is None else _positive(self.group_size, "group_size")
+    g = spatial_in if self.group_size is None else validate.positive_int(self.group_size, "group_size")
     if spatial_in % g:
       raise ValueError(f"spatial input channels (={spatial_in}) must be divisible by group_size (={g})")
     groups = spatial_in // g
@@ -172,7 +148,7 @@ class ConvSpec:
     set_("group_size", g)
     if self.pointwise:
       pw_in, pw_out = self._pointwise_channels()
-      pg = pw_in if self.pointwise_group_size is None else _positive(
+      pg = pw_in if self.pointwise_group_size is None else validate.positive_int(
           self.pointwise_group_size, "pointwise_group_size")
       if pw_in % pg:
         raise ValueError(f"pointwise input channels (={pw_in}) must be divisible by pointwise_group_size (={pg})")
@@ -185,16 +161,12 @@ class ConvSpec:
       set_("pointwise_group_size", pg)
 
   def _spatial_channels(self) -> tuple[int, int]:
-    if not self.pointwise:
-      return self.in_channels, self.out_channels
-    if self.order == "spatial_first":
-      return self.in_channels, self.in_channels * self.depth_multiplier
-    return self.out_channels // self.depth_multiplier, self.out_channels
+    return stage_channels(self.in_channels, self.out_channels, self.depth_multiplier,
+                          self.pointwise, self.order)[0]
 
   def _pointwise_channels(self) -> tuple[int, int]:
-    if self.order == "spatial_first":
-      return self.in_channels * self.depth_multiplier, self.out_channels
-    return self.in_channels, self.out_channels // self.depth_multiplier
+    return stage_channels(self.in_channels, self.out_channels, self.depth_multiplier,
+                          self.pointwise, self.order)[1]
 
   @property
   def mid_channels(self) -> int | None:
@@ -226,6 +198,11 @@ class ConvSpec:
     return (spatial, pointwise) if self.order == "spatial_first" else (pointwise, spatial)
 
 
+def mid_norm_name(index: int) -> str:
+  """Name of the norm that ``between`` puts after stage ``index`` (all but the last stage)."""
+  return "mid_norm" if index == 0 else f"mid_norm_{index}"
+
+
 # Named points of the spectrum.
 
 def standard(in_channels: int, out_channels: int, kernel_size=3, **kw) -> ConvSpec:
@@ -239,7 +216,7 @@ def grouped(in_channels: int, out_channels: int, kernel_size=3, *, group_size: i
   if (group_size is None) == (groups is None):
     raise ValueError(f"give exactly one of group_size (={group_size}) and groups (={groups})")
   if groups is not None:
-    _positive(groups, "groups")
+    validate.positive_int(groups, "groups")
     if in_channels % groups:
       raise ValueError(f"in_channels (={in_channels}) must be divisible by groups (={groups})")
     group_size = in_channels // groups
@@ -278,117 +255,6 @@ def shufflenet(in_channels: int, out_channels: int, kernel_size=3, *, pointwise_
   return ConvSpec(in_channels, out_channels, kernel_size, group_size=1, pointwise=True,
                   pointwise_group_size=pointwise_group_size, shuffle=True,
                   order="pointwise_first", **kw)
-
-
-# The knob that moves a whole network along the spectrum.
-
-_POINT_KEYS = {
-    "standard": (),
-    "grouped": ("g",),
-    "dws": ("g", "m", "pg", "shuffle", "between"),
-    "bsconv": ("g", "m", "pg", "shuffle", "between"),
-    "shufflenet": ("pg", "g", "m", "between"),
-}
-_ALIASES = {"depthwise_separable": "dws", "conv": "standard"}
-_REQUIRED = {"grouped": ("g",), "shufflenet": ("pg",)}
-_DEFAULTS = {"g": None, "m": 1, "pg": None, "shuffle": False, "between": None}
-
-
-@dataclasses.dataclass(frozen=True)
-class SpectrumPoint:
-  """A spectrum point without channel counts: ``spec(in, out, k, ...)`` makes the layer.
-
-  Grammar (``parse_point``): ``NAME[:KEY=VALUE[,KEY=VALUE]...]`` with NAME one of
-  ``standard`` (dense k x k conv), ``grouped`` (plain group conv, key ``g`` required),
-  ``dws`` (spatial stage + pointwise; ``g`` default 1 = depthwise-separable, ``m``
-  default 1), ``bsconv`` (pointwise first, then spatial), ``shufflenet`` (grouped
-  pointwise ``pg`` + shuffle, then depthwise). Keys: ``g`` spatial group size,
-  ``m`` depth multiplier, ``pg`` pointwise group size, ``shuffle`` 0/1, ``between``
-  none|norm|act|norm_act. Unknown names, keys or values raise ``ValueError``.
-  """
-  name: str
-  group_size: int | None = None
-  depth_multiplier: int = 1
-  pointwise_group_size: int | None = None
-  shuffle: bool = False
-  between: Between | None = None  # None: the model's own default
-
-  def __post_init__(self):
-    if self.name not in _POINT_KEYS:
-      raise ValueError(f"spectrum point name (={self.name!r}) must be one of {tuple(_POINT_KEYS)}")
-    allowed = _POINT_KEYS[self.name]
-    for key, value in (("g", self.group_size), ("m", self.depth_multiplier),
-                       ("pg", self.pointwise_group_size), ("shuffle", self.shuffle),
-                       ("between", self.between)):
-      if key not in allowed and value != _DEFAULTS[key]:
-        raise ValueError(f"spectrum point {self.name!r} takes no {key!r} (got {value!r})")
-    for key in _REQUIRED.get(self.name, ()):
-      if {"g": self.group_size, "pg": self.pointwise_group_size}[key] is None:
-        raise ValueError(f"spectrum point {self.name!r} needs {key}=...")
-    if self.between is not None and self.between not in BETWEENS:
-      raise ValueError(f"between (={self.between!r}) must be one of {BETWEENS}")
-
-  @property
-  def pointwise(self) -> bool:
-    return self.name in ("dws", "bsconv", "shufflenet")
-
-  def spec(self, in_channels: int, out_channels: int, kernel_size=3, *, default_between: Between = "none",
-           **kw) -> ConvSpec:
-    """The layer at this point for the given channels; ``kw`` are ConvSpec geometry fields."""
-    between = self.between or default_between
-    if self.name == "standard":
-      return standard(in_channels, out_channels, kernel_size, **kw)
-    if self.name == "grouped":
-      return grouped(in_channels, out_channels, kernel_size, group_size=self.group_size, **kw)
-    order = "spatial_first" if self.name == "dws" else "pointwise_first"
-    return ConvSpec(in_channels, out_channels, kernel_size, group_size=self.group_size or 1,
-                    depth_multiplier=self.depth_multiplier, pointwise=True,
-                    pointwise_group_size=self.pointwise_group_size,
-                    shuffle=self.shuffle or self.name == "shufflenet", order=order,
-                    between=between, **kw)
-
-  def __str__(self) -> str:
-    parts = []
-    for key, value in (("g", self.group_size), ("m", self.depth_multiplier),
-                       ("pg", self.pointwise_group_size), ("shuffle", self.shuffle),
-                       ("between", self.between)):
-      if value != _DEFAULTS[key]:
-        parts.append(f"{key}={int(value) if isinstance(value, bool) else value}")
-    return self.name + (":" + ",".join(parts) if parts else "")
-
-
-def parse_point(text: str | SpectrumPoint) -> SpectrumPoint:
-  """Parses ``NAME[:KEY=VALUE,...]`` strictly (see ``SpectrumPoint``)."""
-  if isinstance(text, SpectrumPoint):
-    return text
-  if not isinstance(text, str) or not text.strip():
-    raise ValueError(f"spectrum point (={text!r}) must be a string like 'dws:g=4,m=1'")
-  name, _, rest = text.strip().partition(":")
-  name = _ALIASES.get(name, name)
-  if name not in _POINT_KEYS:
-    raise ValueError(
-        f"spectrum point name (={name!r}) must be one of {tuple(_POINT_KEYS) + tuple(_ALIASES)}")
-  fields = {}
-  field_of = {"g": "group_size", "m": "depth_multiplier", "pg": "pointwise_group_size",
-              "shuffle": "shuffle", "between": "between"}
-  for item in filter(None, rest.split(",")) if rest else ():
-    key, eq, value = item.partition("=")
-    key, value = key.strip(), value.strip()
-    if not eq or key not in field_of:
-      raise ValueError(f"spectrum point {text!r}: {item!r} is not KEY=VALUE with KEY in {tuple(field_of)}")
-    if field_of[key] in fields:
-      raise ValueError(f"spectrum point {text!r}: key {key!r} given twice")
-    if key == "between":
-      fields["between"] = value
-    elif key == "shuffle":
-      if value not in ("0", "1"):
-        raise ValueError(f"spectrum point {text!r}: shuffle (={value!r}) must be 0 or 1")
-      fields["shuffle"] = value == "1"
-    else:
-      if not value.isdigit() or int(value) < 1:
-        raise ValueError(f"spectrum point {text!r}: {key} (={value!r}) must be a positive int")
-      fields[field_of[key]] = int(value)
-  return SpectrumPoint(name, **fields)
 
 
 def named_points(in_channels: int, out_channels: int, kernel_size: int | Sequence[int] = 3,

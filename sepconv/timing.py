@@ -1,8 +1,11 @@
-"""Wall-clock timing of compiled JAX calls: compile apart, warm-up, then repeats.
+"""Wall-clock timing, the one routine the whole package measures with.
 
-Every timed call ends in ``jax.block_until_ready`` so asynchronous dispatch never
-hides work. Compilation is timed on its own (``jit(f).lower(...).compile()``), so
-the repeats measure warm, jitted calls only.
+``measure`` times warm calls of anything (a compiled JAX call, a PyTorch call), each
+ended by a ``sync`` (``jax.block_until_ready`` by default) so asynchronous dispatch never
+hides work; a time budget and a cut-off keep one slow case from stalling a sweep or an
+autotuning pass. ``time_jitted`` compiles apart (``jit(f).lower(...).compile()``), so
+the repeats measure warm, jitted calls only. Benchmarks, the autotuner, the roofline
+and the experiment runner all time through here.
 """
 
 from __future__ import annotations
@@ -61,7 +64,7 @@ class Timing:
 
 
 def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
-            budget_s: float | None = None, min_repeats: int = 3,
+            budget_s: float | None = None, min_repeats: int = 3, cutoff_ms: float | None = None,
             sync: Callable[[Any], Any] = jax.block_until_ready) -> tuple[list[float], Any, bool]:
   """Times ``call()`` ``repeats`` times after ``warmup`` untimed calls.
 
@@ -74,6 +77,9 @@ def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
       warm-up call that alone outlasts the budget is kept as the first timed call (its
       first-call overheads are noise at that length) and ends the warm-up.
     min_repeats: the fewest timed calls kept when the budget cuts in.
+    cutoff_ms: if set, a call slower than this ends the measurement at once and is
+      kept (a warm-up call as the only timed one): enough to know the candidate loses
+      to one already measured.
     sync: waits for ``call()``'s result to be computed and returns it.
 
   Returns:
@@ -90,6 +96,8 @@ def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
     t0 = time.perf_counter()
     out = sync(call())
     elapsed = time.perf_counter() - t0
+    if cutoff_ms is not None and elapsed * 1e3 > cutoff_ms:
+      return [elapsed * 1e3], out, True
     if budget_s is not None and elapsed > budget_s:
       times, spent, kept_warmup = [elapsed * 1e3], elapsed, True
       break
@@ -101,7 +109,15 @@ def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
     elapsed = time.perf_counter() - t0
     times.append(elapsed * 1e3)
     spent += elapsed
+    if cutoff_ms is not None and elapsed * 1e3 > cutoff_ms:
+      break
   return times, out, kept_warmup
+
+
+def median_ms(call: Callable[[], Any], *, warmup: int, repeats: int,
+              budget_s: float | None = None) -> float:
+  """Median wall ms of ``repeats`` warm calls of ``call`` (``measure``'s rules)."""
+  return float(np.median(measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s)[0]))
 
 
 def time_jitted(fn: Callable, args: Sequence[Any], *, warmup: int, repeats: int,

@@ -8,7 +8,7 @@ import pytest
 
 from sepconv.bench.config import LayerConfig
 from sepconv.bench.layer import BenchOptions, bench_sweep
-from sepconv.bench.render import render_lowering
+from sepconv.report.lowering import render_lowering
 from sepconv.records import append_record
 
 PROV = {"device_kind": "TestChip", "platform": "cpu", "jax": "0.0.1", "jaxlib": "0.0.1",

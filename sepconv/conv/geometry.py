@@ -1,9 +1,10 @@
-"""The static description of one grouped convolution: shapes, groups and window geometry.
+"""One grouped convolution call, every argument resolved: ``ConvGeometry``.
 
-Every implementation receives a ``ConvSpec`` (hashable, so it can key jit and autotune
-caches) instead of raw arguments. Padding is always resolved to explicit
-((top, bottom), (left, right)) pairs with ``lax.padtype_to_pads``, exactly as
-``lax.conv_general_dilated`` resolves 'SAME' and 'VALID'.
+Every implementation receives a ``ConvGeometry`` (hashable, so it can key jit and
+autotune caches) instead of raw arguments. It describes one call (batch, shapes, groups,
+window), not a layer of the spectrum (that is ``sepconv.spectrum.ConvSpec``). Padding is
+always resolved to explicit ((top, bottom), (left, right)) pairs by ``sepconv.window``,
+exactly as ``lax.conv_general_dilated`` resolves 'SAME' and 'VALID'.
 """
 
 from __future__ import annotations
@@ -12,50 +13,16 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from jax import lax
+
+from sepconv import validate, window
 
 Padding = str | int | Sequence[tuple[int, int]]
 Pair = tuple[int, int]
 
 
-def pair(value, name: str) -> Pair:
-  """An int or a pair of positive ints as a pair."""
-  if isinstance(value, (int, np.integer)):
-    value = (int(value), int(value))
-  try:
-    value = tuple(int(v) for v in value)
-  except TypeError:
-    raise ValueError(
-        f"{name} (={value!r}) must be a positive int or a pair of positive ints") from None
-  if len(value) != 2 or min(value) < 1:
-    raise ValueError(f"{name} (={value!r}) must be a positive int or a pair of positive ints")
-  return value
-
-
-def _explicit_pads(padding: Padding, in_hw: Pair, kernel_hw: Pair, strides: Pair,
-                   dilation: Pair) -> tuple[Pair, Pair]:
-  """'SAME'/'VALID', an int (symmetric) or ((top, bottom), (left, right)) as explicit pairs."""
-  if isinstance(padding, str):
-    if padding.upper() not in ("SAME", "VALID"):
-      raise ValueError(
-          f"padding (={padding!r}) must be 'SAME', 'VALID', an int or two (low, high) pairs")
-    effective = tuple((k - 1) * d + 1 for k, d in zip(kernel_hw, dilation))
-    pads = lax.padtype_to_pads(in_hw, effective, strides, padding.upper())
-    return tuple((int(lo), int(hi)) for lo, hi in pads)
-  if isinstance(padding, (int, np.integer)):
-    return ((int(padding),) * 2, (int(padding),) * 2)
-  try:
-    pads = tuple(tuple(int(p) for p in lo_hi) for lo_hi in padding)
-  except TypeError:
-    raise ValueError(f"padding (={padding!r}) must be two (low, high) pairs for H and W") from None
-  if len(pads) != 2 or any(len(p) != 2 for p in pads):
-    raise ValueError(f"padding (={padding!r}) must be two (low, high) pairs for H and W")
-  return pads
-
-
 @dataclasses.dataclass(frozen=True)
-class ConvSpec:
-  """One NHWC x HWIO grouped convolution, every argument resolved.
+class ConvGeometry:
+  """One NHWC x HWIO grouped convolution call, every argument resolved.
 
   Attributes:
     in_shape: (N, H, W, C_in).
@@ -106,10 +73,9 @@ class ConvSpec:
 
   @property
   def out_hw(self) -> Pair:
-    return tuple(
-        (size + lo + hi - (k - 1) * d - 1) // s + 1
-        for size, (lo, hi), k, d, s in zip(self.in_hw, self.pads, self.kernel_hw, self.dilation,
-                                           self.strides))
+    return tuple(window.axis_output(size, k, s, d, lo, hi)
+                 for size, (lo, hi), k, d, s in zip(self.in_hw, self.pads, self.kernel_hw,
+                                                    self.dilation, self.strides))
 
   @property
   def out_shape(self) -> tuple[int, int, int, int]:
@@ -136,18 +102,26 @@ class ConvSpec:
             f"_d{self.dilation[0]}x{self.dilation[1]}_{self.dtype}")
 
 
-def make_spec(x_shape: Sequence[int], kernel_shape: Sequence[int], dtype, *,
-              feature_group_count: int, strides, padding: Padding, dilation,
-              kernel_dtype=None) -> ConvSpec:
-  """Validates ``grouped_conv`` arguments and resolves them into a ``ConvSpec``."""
+def explicit_pads(padding: Padding, in_hw: Pair, kernel_hw: Pair, strides: Pair,
+                  dilation: Pair) -> tuple[Pair, Pair]:
+  """'SAME'/'VALID', an int (symmetric) or ((top, bottom), (left, right)) as explicit pairs."""
+  resolved = validate.padding(padding, allow_negative=True)
+  if isinstance(resolved, str):
+    return tuple(window.axis_pads(size, k, s, d, resolved)
+                 for size, k, s, d in zip(in_hw, kernel_hw, strides, dilation))
+  return resolved
+
+
+def make_geometry(x_shape: Sequence[int], kernel_shape: Sequence[int], dtype, *,
+                  feature_group_count: int, strides, padding: Padding, dilation,
+                  kernel_dtype=None) -> ConvGeometry:
+  """Validates ``grouped_conv`` arguments and resolves them into a ``ConvGeometry``."""
   x_shape, kernel_shape = tuple(int(s) for s in x_shape), tuple(int(s) for s in kernel_shape)
   if len(x_shape) != 4:
     raise ValueError(f"x shape (={x_shape}) must be 4-D NHWC (N, H, W, C_in)")
   if len(kernel_shape) != 4:
     raise ValueError(f"kernel shape (={kernel_shape}) must be 4-D HWIO (kh, kw, C_in/G, C_out)")
-  groups = int(feature_group_count)
-  if groups < 1:
-    raise ValueError(f"feature_group_count (={feature_group_count}) must be a positive int")
+  groups = validate.positive_int(feature_group_count, "feature_group_count")
   cin, cout = x_shape[3], kernel_shape[3]
   if cin % groups:
     raise ValueError(f"in_channels (={cin}) must be divisible by feature_group_count (={groups})")
@@ -164,10 +138,12 @@ def make_spec(x_shape: Sequence[int], kernel_shape: Sequence[int], dtype, *,
                      f"(={dtype.name})")
   if not np.issubdtype(dtype, np.floating) and dtype.name != "bfloat16":
     raise ValueError(f"dtype (={dtype.name}) must be a floating type")
-  strides, dilation = pair(strides, "strides"), pair(dilation, "dilation")
-  pads = _explicit_pads(padding, x_shape[1:3], kernel_shape[:2], strides, dilation)
-  spec = ConvSpec(x_shape, kernel_shape, groups, strides, pads, dilation, dtype.name)
-  if min(spec.out_hw) < 1:
-    raise ValueError(f"output size (={spec.out_hw}) must be positive: input {x_shape[1:3]}, "
+  # Resolved to pairs first, so a bad int reads as the pair it means: strides (=(0, 0)).
+  strides = validate.pair((strides,) * 2 if validate.is_int(strides) else strides, "strides")
+  dilation = validate.pair((dilation,) * 2 if validate.is_int(dilation) else dilation, "dilation")
+  pads = explicit_pads(padding, x_shape[1:3], kernel_shape[:2], strides, dilation)
+  geom = ConvGeometry(x_shape, kernel_shape, groups, strides, pads, dilation, dtype.name)
+  if min(geom.out_hw) < 1:
+    raise ValueError(f"output size (={geom.out_hw}) must be positive: input {x_shape[1:3]}, "
                      f"kernel {kernel_shape[:2]}, dilation {dilation}, padding {pads}")
-  return spec
+  return geom

@@ -1,0 +1,61 @@
+"""What the job engine runs: ``Job``, the ``Runner`` protocol every experiment kind follows, logging.
+
+An experiment kind (``sepconv.ablation.experiment``) plugs into the engine
+(``sepconv.ablation.engine``) through a runner:
+
+* ``name``: the experiment's name, stored in every record.
+* ``analysis_kinds``: job kinds that read other jobs' outputs (cross-run analyses); they
+  run after the grid, on shard 0 only, and may be deferred.
+* ``replaces_records``: True for experiments that only compute (seconds, deterministic):
+  each run recomputes every record and replaces the file, instead of resuming.
+* ``jobs()``: every job of the experiment, in a fixed order.
+* ``run_job(job)``: the job's record fields (``config``, ``metrics``, ...), or None to
+  defer it (its inputs are not here); the engine adds run_id, kind, seed, provenance
+  and timing, and appends the record.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from pathlib import Path
+from typing import Any, Protocol
+
+from sepconv.ablation.experiment import Variant
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+  """One unit of work and the record it produces."""
+  kind: str  # e.g. "train", "bench", "decomposition", "cka", "paper_cost"
+  run_id: str
+  variant: Variant | None = None
+  seed: int | None = None
+  layer: str | None = None  # for per-layer analyses
+  payload: Any = None  # a computed record, for experiments that only compute
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+  """How one invocation runs an experiment (the command line's flags)."""
+  dataset: str | None = None
+  data_dir: str | None = None
+  work_dir: Path | None = None
+  progress: bool = True
+  seeds: tuple[int, ...] | None = None
+
+
+class Runner(Protocol):
+  """What the engine needs of an experiment kind (see the module docstring)."""
+  name: str
+  analysis_kinds: tuple[str, ...]
+  replaces_records: bool
+
+  def jobs(self) -> list[Job]: ...
+
+  def run_job(self, job: Job) -> dict | None: ...
+
+
+def log(message: str) -> None:
+  """One progress line on stderr."""
+  print(f"[ablate] {message}", file=sys.stderr, flush=True)

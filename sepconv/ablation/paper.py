@@ -1,0 +1,24 @@
+"""Running ``PaperTables``: published figures recomputed, one record per printed figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from sepconv.ablation.experiment import PaperTables
+from sepconv.ablation.jobs import Job, RunOptions
+
+
+class PaperTablesRunner:
+  """Computes every figure (plain integers, seconds) and replaces the records each run."""
+  analysis_kinds = ()
+  replaces_records = True
+
+  def __init__(self, experiment: PaperTables, out_dir: Path, options: RunOptions = RunOptions()):
+    self.experiment = experiment
+    self.name = experiment.name
+
+  def jobs(self) -> list[Job]:
+    return [Job(r["kind"], r["run_id"], payload=r) for r in self.experiment.compute()]
+
+  def run_job(self, job: Job) -> dict:
+    return {k: v for k, v in job.payload.items() if k not in ("run_id", "kind", "experiment")}
