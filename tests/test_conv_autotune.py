@@ -180,3 +180,58 @@ def test_tiny_convolutions_take_the_heuristic(monkeypatch):
   assert geom.macs < policy.MIN_MEASURE_MACS
   assert plan_for(geom).forward == policy.heuristic(geom, "forward")
   assert not policy.cache_path().exists()
+
+
+def test_a_candidate_that_fails_while_measured_is_dropped_with_one_warning(monkeypatch):
+  x, k = _arrays(groups=4, group_in=2, group_out=2)
+  geom = conv_geometry(x, k, feature_group_count=4)
+  names = policy.candidates(geom, "forward")
+  broken = names[0]  # the heuristic's choice, measured first
+  original = table.computation_fn
+
+  def failing(name, computation, g):
+    if name == broken:
+      def fail(x, k, dy):
+        raise NotImplementedError("Evaluation rule for 'empty2' not implemented")
+      return fail
+    return original(name, computation, g)
+
+  monkeypatch.setattr(policy, "computation_fn", failing)
+  with pytest.warns(UserWarning, match=rf"candidate '{broken}' dropped.*empty2") as caught:
+    y = jax.jit(lambda a, b: grouped_conv(a, b, feature_group_count=4))(x, k)
+  assert len([w for w in caught if "dropped" in str(w.message)]) == 1
+  choice = policy.lookup(geom, "forward")["choice"]
+  assert choice != broken and broken not in policy.lookup(geom, "forward")["times_ms"]
+  want = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", feature_group_count=4,
+                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  np.testing.assert_allclose(np.asarray(y), np.asarray(want), rtol=1e-5, atol=1e-5)
+
+
+def test_when_every_candidate_fails_auto_runs_the_native_convolution(monkeypatch):
+  x, k = _arrays(groups=4, group_in=2, group_out=2)
+  geom = conv_geometry(x, k, feature_group_count=4)
+
+  def failing(name, computation, g):
+    def fail(x, k, dy):
+      raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
+    return fail
+
+  monkeypatch.setattr(policy, "computation_fn", failing)
+  with pytest.warns(UserWarning, match="out of memory"):
+    assert policy.choose(geom, "forward") == "xla"
+
+
+@pytest.mark.parametrize("wrap", ["jit", "grad", "vmap", "scan"])
+def test_measuring_works_inside_any_transformation(wrap):
+  x, k = _arrays(groups=4, group_in=2, group_out=2)
+  conv = lambda a: grouped_conv(a, k, feature_group_count=4)  # noqa: E731
+  if wrap == "jit":
+    y = jax.jit(conv)(x)
+  elif wrap == "grad":
+    y = jax.grad(lambda a: jnp.sum(conv(a) ** 2))(x)
+  elif wrap == "vmap":
+    y = jax.vmap(lambda a: conv(a[None])[0])(x)
+  else:
+    y = jax.lax.scan(lambda c, a: (c, conv(a[None])[0]), 0.0, x)[1]
+  assert np.all(np.isfinite(np.asarray(y)))
+  assert json.loads(policy.cache_path().read_text())["entries"]  # it measured

@@ -8,10 +8,12 @@ custom VJP rule asks for them then), so inference never pays for measuring backw
 
 When it is measured: at trace time. ``grouped_conv`` usually runs inside a jitted Flax
 module, where the arrays are abstract, but their shape and dtype are known, which is all
-a measurement needs: it runs each candidate, jitted, on random arrays of that shape under
-``jax.ensure_compile_time_eval`` (compiled first, then a warm call and up to three timed
-calls through ``sepconv.timing.measure``, fewer when a candidate is already clearly
-slower than the best), on the default device. Candidates known to take minutes at training sizes are not run (``candidates``).
+a measurement needs: it runs each candidate, jitted, on random arrays of that shape in a
+thread of its own, outside every trace (compiled first, then a warm call and up to three
+timed calls through ``sepconv.timing.measure``, fewer when a candidate is already clearly
+slower than the best), on the default device. A candidate that fails there is dropped
+with a warning; if every one fails, 'xla' is used. Candidates known to take minutes at
+training sizes are not run (``candidates``).
 The native 'xla' is kept unless a candidate beats it by ``MARGIN`` (noise on a busy host).
 Results are kept in memory and in a JSON file keyed by backend, device kind, jax/jaxlib
 versions and the full ``ConvGeometry`` (shapes, groups, strides, padding, dilation, dtype).
@@ -33,6 +35,7 @@ docstring); choices already in the cache are still used.
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime
 import json
 import os
@@ -217,16 +220,29 @@ def clear_memory_cache() -> None:
 def _timed(fns: dict, args, repeats: int) -> dict[str, float]:
   """Median wall ms of each jitted fn on ``args`` (compiled first, then one warm call).
 
-  A candidate slower than 3x the best so far stops at that call: it cannot be chosen.
+  A candidate slower than 3x the best so far stops at that call: it cannot be chosen. A
+  candidate that fails to compile or run here (a primitive this jax cannot evaluate, an
+  out-of-memory on this device) is dropped with one warning naming it and the reason.
   """
   times: dict[str, float] = {}
   for name, fn in fns.items():
-    compiled = fn.lower(*args).compile()
-    cutoff = 3 * min(times.values()) if times else None
-    runs, _, _ = timing.measure(lambda: compiled(*args), warmup=1, repeats=repeats,
-                                cutoff_ms=cutoff)
+    try:
+      compiled = fn.lower(*args).compile()
+      cutoff = 3 * min(times.values()) if times else None
+      runs, _, _ = timing.measure(lambda: compiled(*args), warmup=1, repeats=repeats,
+                                  cutoff_ms=cutoff)
+    except Exception as e:  # noqa: BLE001 (any failure of a candidate only removes it)
+      warnings.warn(f"sepconv auto: candidate {name!r} dropped, it failed on "
+                    f"{jax.default_backend()} ({type(e).__name__}: {_first_line(e)})",
+                    stacklevel=2)
+      continue
     times[name] = float(np.median(runs))
   return times
+
+
+def _first_line(error: Exception) -> str:
+  text = str(error).strip()
+  return text.splitlines()[0][:200] if text else "no message"
 
 
 def _random_arrays(dtype, *shapes):
@@ -236,14 +252,31 @@ def _random_arrays(dtype, *shapes):
                                           jnp.dtype(dtype))) for shape in shapes)
 
 
+def _outside_any_trace(fn):
+  """``fn()`` run in a fresh thread, where no jit, vmap, grad or scan of ours is tracing.
+
+  JAX's trace state is per thread: measuring here, while the caller's trace waits, runs
+  every candidate eagerly on concrete arrays whatever encloses the ``grouped_conv`` call
+  and whichever jax version this is (``ensure_compile_time_eval`` cannot evaluate every
+  primitive everywhere, e.g. a ``lax.scan`` on jax 0.7).
+  """
+  with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+    return pool.submit(fn).result()
+
+
 def measure(geom: ConvGeometry, computation: str, names: list[str] | None = None,
             repeats: int = 3) -> dict[str, float]:
-  """Median wall milliseconds of each candidate for ``computation``, measured now, eagerly."""
+  """Median wall milliseconds of each candidate for ``computation``, measured now, eagerly.
+
+  Candidates that fail here are left out (with a warning), so the result may be empty.
+  """
   names = candidates(geom, computation) if names is None else names
-  with jax.ensure_compile_time_eval():
+
+  def run():
     args = _random_arrays(geom.dtype, geom.in_shape, geom.kernel_shape, geom.out_shape)
     return _timed({n: jax.jit(computation_fn(n, computation, geom)) for n in names}, args,
                   repeats)
+  return _outside_any_trace(run)
 
 
 def choose_among(key: str, valid: list[str], default: str, run_measure, macs: int) -> str:
@@ -267,6 +300,8 @@ def choose_among(key: str, valid: list[str], default: str, run_measure, macs: in
   if not measuring_enabled() or macs < MIN_MEASURE_MACS:
     return default
   times = run_measure()
+  if not times:  # every candidate failed here: the native convolution is always correct
+    return REFERENCE if REFERENCE in valid else default
   choice = min(times, key=times.get)
   if REFERENCE in times and times[choice] > (1 - MARGIN) * times[REFERENCE]:
     choice = REFERENCE  # within noise of native: keep native
