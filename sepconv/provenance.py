@@ -17,6 +17,12 @@ def _version(package: str) -> str | None:
     return None
 
 
+def versions(packages=("sepconv", "jax", "jaxlib", "flax", "optax", "orbax-checkpoint",
+                       "numpy")) -> dict[str, str | None]:
+  """Installed versions of ``packages`` (None where one is not installed)."""
+  return {package: _version(package) for package in packages}
+
+
 @functools.cache
 def git_revision(path: str | None = None) -> str | None:
   """HEAD of the repository holding ``path`` (default: this package), '+dirty' if modified."""

@@ -12,7 +12,7 @@ import argparse
 import importlib
 import sys
 
-COMMANDS = ("cost", "bench", "train", "ablate", "report")
+COMMANDS = ("cost", "bench", "train", "ablate", "report", "env")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -160,6 +160,16 @@ def entry_key(geom: ConvGeometry, computation: str) -> str:
   return f"{device_key()}|{geom.key()}|{computation}"
 
 
+def cache_summary() -> dict:
+  """Where the cache file is, and how many choices it holds for this device and in all."""
+  path = cache_path()
+  entries = _read_file(path)
+  prefix = device_key() + "|"
+  return {"path": str(path), "exists": path.exists(), "entries": len(entries),
+          "entries_for_this_device": sum(key.startswith(prefix) for key in entries),
+          "device_key": device_key(), "measuring": measuring_enabled()}
+
+
 def _read_file(path: Path) -> dict:
   """Entries stored at ``path``; an unreadable file is set aside with a warning."""
   try:
