@@ -77,7 +77,8 @@ def runner_for(experiment, out_dir: str | Path, options: RunOptions = RunOptions
 
 def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir: str | None = None,
         work_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
-        seeds: tuple[int, ...] | None = None) -> dict:
+        seeds: tuple[int, ...] | None = None, variants: tuple[str, ...] | None = None,
+        epochs: int | None = None) -> dict:
   """Runs (or resumes) ``experiment``; returns counts of done, skipped and deferred jobs.
 
   Args:
@@ -89,10 +90,13 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
     shard: (i, n): run every n-th grid job starting at i.
     progress: progress lines and bars on stderr.
     seeds: override the experiment's seeds (e.g. one seed for a quick look).
+    variants: run only these grid points (spectrum points or labels).
+    epochs: every training run's epochs instead of the presets.
   """
   options = RunOptions(dataset=dataset, data_dir=data_dir,
                        work_dir=Path(work_dir) if work_dir else None, progress=progress,
-                       seeds=None if seeds is None else tuple(seeds))
+                       seeds=None if seeds is None else tuple(seeds),
+                       variants=None if variants is None else tuple(variants), epochs=epochs)
   return execute(runner_for(experiment, out_dir, options), Path(out_dir), shard)
 
 

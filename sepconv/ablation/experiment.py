@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from sepconv import validate
 from sepconv.spectrum import SpectrumPoint, parse_point
 
 
@@ -58,6 +59,14 @@ def spectrum_grid(group_sizes: Sequence[int], *, multipliers: Sequence[int] = (1
   if without_pointwise:
     variants += [Variant(f"grouped:g={g}") for g in group_sizes]
   return tuple(variants)
+
+
+def _explicit(point: str) -> str | None:
+  """The point's text with defaults written out, or None if it does not parse."""
+  try:
+    return str(parse_point(point).explicit())
+  except ValueError:
+    return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +113,37 @@ class GranularityAblation:
       raise ValueError(f"{self.name}: variant labels {labels} must be unique")
     if not self.seeds or len(set(self.seeds)) != len(self.seeds):
       raise ValueError(f"{self.name}: seeds (={self.seeds}) must be distinct and non-empty")
+
+  def narrowed(self, *, variants=None, seeds=None, epochs: int | None = None
+               ) -> GranularityAblation:
+    """The same ablation on fewer variants or seeds, or another number of epochs.
+
+    Args:
+      variants: spectrum points (e.g. 'dws:g=4') or labels (e.g. 'g=4 +pw') to keep,
+        in the grid's order; None keeps all.
+      seeds: the seeds to run; None keeps the experiment's.
+      epochs: epochs of every training run on every data set; None keeps the presets.
+        Runs with other epochs are other runs: give them their own results folder.
+    """
+    out = self
+    if variants is not None:
+      known = {_explicit(v.conv): v for v in self.variants}
+      labels = {v.label: v for v in self.variants}
+      keep = set()
+      for text in map(str, variants):
+        variant = labels.get(text) or known.get(_explicit(text))
+        if variant is None:
+          raise ValueError(f"variant (={text!r}) must be one of the grid's "
+                           f"{[v.conv for v in self.variants]} or their labels")
+        keep.add(variant.conv)
+      out = dataclasses.replace(out, variants=tuple(v for v in self.variants if v.conv in keep))
+    if seeds is not None:
+      out = dataclasses.replace(out, seeds=tuple(seeds))
+    if epochs is not None:
+      validate.positive_int(epochs, "epochs")
+      out = dataclasses.replace(out, train={d: {**self.train.get(d, {}), "epochs": epochs}
+                                            for d in self.datasets})
+    return out
 
   def results_name(self, dataset: str | None = None) -> str:
     """Folder name of the results on ``dataset`` (default the first): ``<name>_<dataset>``."""

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import jax.numpy as jnp
@@ -28,8 +27,8 @@ class GranularityRunner:
 
   def __init__(self, experiment: GranularityAblation, out_dir: Path,
                options: RunOptions = RunOptions()):
-    if options.seeds is not None:
-      experiment = dataclasses.replace(experiment, seeds=tuple(options.seeds))
+    experiment = experiment.narrowed(variants=options.variants, seeds=options.seeds,
+                                     epochs=options.epochs)
     self.experiment = experiment
     self.dataset_name = options.dataset or experiment.datasets[0]
     if self.dataset_name not in experiment.datasets:

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 
 from sepconv import cost, timing
 from sepconv.ablation.experiment import LayerSweep
-from sepconv.ablation.jobs import Job, RunOptions
+from sepconv.ablation.jobs import Job, RunOptions, refuse_training_options
 from sepconv.layers import SpectrumConv
 
 # Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``).
@@ -22,6 +22,7 @@ class LayerSweepRunner:
   replaces_records = False
 
   def __init__(self, experiment: LayerSweep, out_dir: Path, options: RunOptions = RunOptions()):
+    refuse_training_options(options, experiment.name)
     self.experiment = experiment
     self.name = experiment.name
     self.progress = options.progress

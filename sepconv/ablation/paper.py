@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sepconv.ablation.experiment import PaperTables
-from sepconv.ablation.jobs import Job, RunOptions
+from sepconv.ablation.jobs import Job, RunOptions, refuse_training_options
 
 
 class PaperTablesRunner:
@@ -14,6 +14,7 @@ class PaperTablesRunner:
   replaces_records = True
 
   def __init__(self, experiment: PaperTables, out_dir: Path, options: RunOptions = RunOptions()):
+    refuse_training_options(options, experiment.name)
     self.experiment = experiment
     self.name = experiment.name
 

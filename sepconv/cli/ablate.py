@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from sepconv.ablation import engine
+from sepconv.cli.args import positive_int
 
 
 def default_out_dir(experiment, dataset: str | None) -> Path:
@@ -20,7 +21,8 @@ def run_ablate(args) -> int:
   seeds = _parse_seeds(args.seeds) if args.seeds else None
   counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
                       work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
-                      progress=not args.quiet, seeds=seeds)
+                      progress=not args.quiet, seeds=seeds, variants=args.variant,
+                      epochs=args.epochs)
   if not args.no_report and counts["done"]:
     from sepconv.report import render_experiment
     from sepconv.report.embed import embed
@@ -49,6 +51,11 @@ def register(subparsers) -> None:
   parser.add_argument("--work-dir", default=None, help="checkpoints and features (default runs/...)")
   parser.add_argument("--shard", default=None, help="i/n: run every n-th job starting at i")
   parser.add_argument("--seeds", default=None, type=str, help="override the seeds, e.g. 0 or 0,1")
+  parser.add_argument("--variant", action="append", default=None,
+                      help="run only this grid point (a spectrum point such as dws:g=4 or its "
+                           "label); repeat for several")
+  parser.add_argument("--epochs", type=positive_int, default=None,
+                      help="epochs of every training run instead of the presets (use its own --out)")
   parser.add_argument("--no-report", action="store_true", help="do not re-render tables and plots")
   parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
   parser.add_argument("--json", action="store_true", help="print a JSON summary")

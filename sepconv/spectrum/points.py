@@ -106,6 +106,12 @@ class SpectrumPoint:
     if self.between is not None:
       validate.one_of(self.between, "between", BETWEENS)
 
+  def explicit(self) -> SpectrumPoint:
+    """The same point with its kind's default group size written out ('dws' -> 'dws:g=1')."""
+    if self.group_size is not None or self.kind.default_group_size is None:
+      return self
+    return dataclasses.replace(self, group_size=self.kind.default_group_size)
+
   @property
   def kind(self) -> PointKind:
     return POINT_KINDS[self.name]
