@@ -35,7 +35,6 @@ EXPERIMENT = GranularityAblation(
     seeds=(0, 1, 2),
     train={"cifar10": {"epochs": 60}, "cifar100": {"epochs": 60}},
     bench_impls=("auto", "xla"),
-    bench_batch=64,
     bench_repeats=10,
     analysis_examples=360,
     cka_layers=("block2", "block4", "block6", "block8", "penultimate"),

@@ -13,7 +13,7 @@ from sepconv.records import read_records
 TINY = GranularityAblation(
     name="tiny", variants=(Variant("standard"), Variant("dws")),
     model="mobilenet_v1_shallow", width_multiplier=0.25, seeds=(0,),
-    train={"digits": {"epochs": 1, "batch_size": 128}}, bench_batch=16, bench_repeats=2,
+    train={"digits": {"epochs": 1, "batch_size": 128}}, bench_repeats=2,
     analysis_examples=64, cka_layers=("block4", "penultimate"),
     decomposition_layers=("block3/spatial",))
 

@@ -81,8 +81,8 @@ class GranularityAblation:
     datasets: data set per ``--dataset`` choice; the first is the default.
     seeds: one training run per (variant, seed).
     train: ``TrainConfig`` overrides per data set (on top of its preset).
-    bench_impls: conv implementations whose train and inference steps are timed.
-    bench_batch: batch of the timed steps.
+    bench_impls: conv implementations whose train and evaluation steps are timed, at the
+      training batch (the runs' own compiled steps).
     bench_repeats: timed repeats per step (median reported).
     analysis_examples: test examples whose features the analyses use.
     cka_layers: feature names compared variant by variant (must be in every model).
@@ -98,7 +98,6 @@ class GranularityAblation:
   seeds: tuple[int, ...] = (0, 1, 2)
   train: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   bench_impls: tuple[str, ...] = ("auto", "xla")
-  bench_batch: int = 64
   bench_repeats: int = 10
   analysis_examples: int = 512
   cka_layers: tuple[str, ...] = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
 from pathlib import Path
 
 import jax
@@ -10,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sepconv.data import Dataset
+from sepconv.data.dataset import normalize
 from sepconv.train import TrainConfig
 from sepconv.train.loop import _build_model, restore_variables
 
@@ -25,25 +27,29 @@ def restore(config: TrainConfig, run_dir: str | Path, dataset: Dataset):
   return restore_variables(config, run_dir, dataset=dataset)
 
 
+@functools.partial(jax.jit, static_argnames=("model", "mean", "std"))
+def _apply(variables, x, *, model, mean: tuple[float, ...], std: tuple[float, ...]):
+  logits, feats = model.apply(variables, normalize(x, mean, std), train=False)
+  return {**feats, "logits": logits}
+
+
 def features(model, variables, dataset: Dataset, images: np.ndarray, *, batch_size: int = 256
              ) -> dict[str, np.ndarray]:
   """Every named feature of ``model`` (plus 'logits') on ``images``, in evaluation mode.
 
-  The last batch is zero-padded to ``batch_size`` so the function compiles once.
+  The last batch is zero-padded to ``batch_size``, and the model is a static argument of
+  one module-level jit, so every split and every seed of a configuration share one
+  compilation.
   """
-  @jax.jit
-  def apply(x):
-    logits, feats = model.apply(variables, dataset.normalize(x), train=False)
-    return {**feats, "logits": logits}
-
   n = len(images)
   batch_size = min(batch_size, n)
+  stats = {"model": model, "mean": tuple(dataset.mean), "std": tuple(dataset.std)}
   parts = []
   for i in range(0, n, batch_size):
     x = images[i:i + batch_size]
     pad = batch_size - len(x)
     if pad:
       x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-    out = jax.device_get(apply(jnp.asarray(x)))
+    out = jax.device_get(_apply(variables, jnp.asarray(x), **stats))
     parts.append({k: v[:batch_size - pad] for k, v in out.items()})
   return {name: np.concatenate([p[name] for p in parts]).astype(np.float32) for name in parts[0]}

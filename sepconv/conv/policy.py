@@ -80,12 +80,22 @@ def heuristic(geom: ConvGeometry, computation: str, backend: str | None = None) 
       where ``im2col`` (chunked ``patches^T @ dy``) is 1.4x faster, and 3.6x faster
       than native for dense convolutions;
     * dense (G = 1): native forward and input gradient.
+  CPU, small convolutions (under ``MIN_MEASURE_MACS``, never measured; from training
+  steps of the granularity grid's MobileNet on 8x8 digits, batch 32, where per-op
+  overhead and compile time dominate): ``shift`` for depthwise, ``supergroup`` for every
+  other grouped conv (the unrolled shift sums took 2-6x longer to compile and ran
+  slower from 2 channels per group on; native's grouped weight gradient is 10-70x
+  slower), and native for dense convolutions (im2col and the matmul path lose there).
   GPU and TPU: native everywhere (cuDNN / the TPU compiler handle grouped convs; the
   custom rules here are untested on those backends, and measuring decides there).
   """
   backend = backend or jax.default_backend()
   if backend != "cpu":
     return "xla"
+  if geom.macs < MIN_MEASURE_MACS:
+    if geom.groups == 1:
+      return "xla"
+    return "shift" if geom.group_in == 1 and shift.support(geom) is None else "supergroup"
   if geom.is_pointwise and computation == "forward":
     return "pointwise"
   if shift.support(geom) is None:

@@ -14,6 +14,7 @@ recomputed and recorded again; readers keep the last record per epoch.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -22,6 +23,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.sharding import Mesh
 
 from sepconv.data import Dataset, load_dataset
 from sepconv.provenance import provenance
@@ -67,6 +69,48 @@ def _model_costs(config: TrainConfig, num_classes: int, input_shape: tuple[int, 
                           in_channels=input_shape[2])
   return {"params": summary.params, "trainable_params": trainable,
           "mult_adds": summary.mult_adds}
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+  """The static pieces of a run: its data, mesh, model and compiled-step spec."""
+  config: TrainConfig
+  dataset: Dataset
+  mesh: Mesh
+  model: nn.Module
+  spec: StepSpec
+  steps_per_epoch: int
+
+
+def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
+            model_factory: ModelFactory | None = None,
+            devices: Sequence[jax.Device] | None = None) -> Setup:
+  """Loads the data set (unless given), checks the batch, and builds mesh, model and spec."""
+  if dataset is None:
+    dataset = load_dataset(config.dataset, config.data_dir, download=config.download)
+  mesh = make_mesh(devices)
+  batch = config.batch_size
+  check_batch(batch, mesh)
+  if batch > dataset.num_train:
+    raise ValueError(f"batch_size (={batch}) must not exceed the training split "
+                     f"(={dataset.num_train} images of {dataset.name})")
+  steps_per_epoch = dataset.num_train // batch  # the last partial batch is dropped
+  model = (model_factory or _build_model)(config, dataset.num_classes, dataset.input_shape)
+  spec = StepSpec.create(model, config, steps_per_epoch, dataset, mesh)
+  return Setup(config, dataset, mesh, model, spec, steps_per_epoch)
+
+
+def compile_steps(setup: Setup, state: TrainState):
+  """The run's train step and eval step, compiled (once per process for equal specs)."""
+  batch, dataset = setup.config.batch_size, setup.dataset
+  data = batch_sharded(setup.mesh)
+  x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
+                                sharding=data)
+  y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
+  w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
+  step_fn = train_step.lower(state, x_spec, y_spec, spec=setup.spec).compile()
+  eval_fn = eval_step.lower(state, x_spec, y_spec, w_spec, spec=setup.spec).compile()
+  return step_fn, eval_fn
 
 
 def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:
@@ -135,18 +179,10 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
   metrics_path = out_dir / METRICS_FILE
   lead = jax.process_index() == 0
 
-  if dataset is None:
-    dataset = load_dataset(config.dataset, config.data_dir, download=config.download)
-  mesh = make_mesh(devices)
+  setup = prepare(config, dataset, model_factory=model_factory, devices=devices)
+  dataset, mesh, spec, steps_per_epoch = setup.dataset, setup.mesh, setup.spec, setup.steps_per_epoch
   batch = config.batch_size
-  check_batch(batch, mesh)
-  if batch > dataset.num_train:
-    raise ValueError(f"batch_size (={batch}) must not exceed the training split "
-                     f"(={dataset.num_train} images of {dataset.name})")
-  steps_per_epoch = dataset.num_train // batch  # the last partial batch is dropped
   total_steps = config.epochs * steps_per_epoch
-  model = (model_factory or _build_model)(config, dataset.num_classes, dataset.input_shape)
-  spec = StepSpec.create(model, config, steps_per_epoch, dataset, mesh)
 
   check_resumable(config, out_dir, write=lead)  # after validation: a refusal leaves no trace
   checkpoints = Checkpoints(out_dir / "checkpoints")
@@ -162,13 +198,7 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
         return finished[-1]
 
     compile_start = time.perf_counter()
-    data = batch_sharded(mesh)
-    x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
-                                  sharding=data)
-    y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
-    w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
-    step_fn = train_step.lower(state, x_spec, y_spec, spec=spec).compile()
-    eval_fn = eval_step.lower(state, x_spec, y_spec, w_spec, spec=spec).compile()
+    step_fn, eval_fn = compile_steps(setup, state)
     compile_seconds = time.perf_counter() - compile_start
 
     def evaluate(state, images, labels):
@@ -277,11 +307,8 @@ def restore_variables(config: TrainConfig, out_dir, *, dataset: Dataset | None =
   Returns:
     ``(model, {'params': ..., 'batch_stats': ...})``, ready for ``model.apply``.
   """
-  if dataset is None:
-    dataset = load_dataset(config.dataset, config.data_dir)
-  model = (model_factory or _build_model)(config, dataset.num_classes, dataset.input_shape)
-  spec = StepSpec.create(model, config, dataset.num_train // config.batch_size, dataset,
-                         make_mesh(devices))
+  setup = prepare(config, dataset, model_factory=model_factory, devices=devices)
+  dataset, model, spec = setup.dataset, setup.model, setup.spec
   checkpoints = Checkpoints(Path(out_dir) / "checkpoints")
   try:
     step = checkpoints.latest_step()
