@@ -78,7 +78,7 @@ def runner_for(experiment, out_dir: str | Path, options: RunOptions = RunOptions
 def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir: str | None = None,
         work_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
         seeds: tuple[int, ...] | None = None, variants: tuple[str, ...] | None = None,
-        epochs: int | None = None) -> dict:
+        epochs: int | None = None, replay: str | Path | None = None) -> dict:
   """Runs (or resumes) ``experiment``; returns counts of done, skipped and deferred jobs.
 
   Args:
@@ -92,11 +92,14 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
     seeds: override the experiment's seeds (e.g. one seed for a quick look).
     variants: run only these grid points (spectrum points or labels).
     epochs: every training run's epochs instead of the presets.
+    replay: a results folder whose records' plans ``impl='auto'`` runs again (on the same
+      software and CPU, the run then reproduces them bit for bit).
   """
   options = RunOptions(dataset=dataset, data_dir=data_dir,
                        work_dir=Path(work_dir) if work_dir else None, progress=progress,
                        seeds=None if seeds is None else tuple(seeds),
-                       variants=None if variants is None else tuple(variants), epochs=epochs)
+                       variants=None if variants is None else tuple(variants), epochs=epochs,
+                       replay=Path(replay) if replay else None)
   return execute(runner_for(experiment, out_dir, options), Path(out_dir), shard)
 
 

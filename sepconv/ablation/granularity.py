@@ -12,9 +12,25 @@ from sepconv import analysis, cost
 from sepconv.ablation import trained
 from sepconv.ablation.experiment import GranularityAblation, Variant
 from sepconv.ablation.jobs import Job, RunOptions, log
+from sepconv.conv import policy
+from sepconv.records import read_records
 from sepconv.data import load_dataset
 from sepconv.train import default_config, train
 from sepconv.train.timed import time_steps
+
+
+def reference_plans(results_dir) -> dict[str, dict[str, str]]:
+  """Every plan the train records in ``results_dir``/records.jsonl ran, merged."""
+  path = Path(results_dir) / "records.jsonl"
+  if not path.is_file():
+    raise FileNotFoundError(f"--replay-plans (={results_dir}) holds no records.jsonl to replay")
+  merged: dict[str, dict[str, str]] = {}
+  for record in read_records(path):
+    for key, choices in (record.get("plans") or {}).items():
+      merged.setdefault(key, {}).update(choices)
+  if not merged:
+    raise ValueError(f"--replay-plans (={results_dir}): its records carry no plans to replay")
+  return merged
 
 
 # Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``):
@@ -40,6 +56,7 @@ class GranularityRunner:
     self.data_dir = options.data_dir
     self.work_dir = Path(options.work_dir or Path("runs") / Path(out_dir).name)
     self.progress = options.progress
+    self.replay = reference_plans(options.replay) if options.replay else None
     self._dataset = None
 
   @property
@@ -96,19 +113,22 @@ class GranularityRunner:
   # Jobs.
 
   def run_job(self, job: Job) -> dict | None:
-    return getattr(self, f"_{job.kind}")(job)
+    with policy.replaying(self.replay):
+      return getattr(self, f"_{job.kind}")(job)
 
   def _train(self, job: Job) -> dict:
     d, e = self.dataset, self.experiment
     config = self.config(job.variant, job.seed)
     result = train(config, self.run_dir(job.variant, job.seed), dataset=d, progress=self.progress)
     model, variables = trained.restore(config, self.run_dir(job.variant, job.seed), d)
-    test_feats = trained.features(model, variables, d, d.x_test)
+    # At the training batch: the convolutions (and their plans) are the training run's.
+    batch = config.batch_size
+    test_feats = trained.features(model, variables, d, d.x_test, batch_size=batch)
     feats = {name: f[:e.analysis_examples] for name, f in test_feats.items()}
     path = self.features_path(job.variant, job.seed)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
-    train_pen = trained.features(model, variables, d, d.x_train)["penultimate"]
+    train_pen = trained.features(model, variables, d, d.x_train, batch_size=batch)["penultimate"]
     probe = analysis.linear_probe(train_pen, d.y_train, test_feats["penultimate"], d.y_test,
                                   num_classes=d.num_classes)
     ranks = {name: analysis.effective_rank(f) for name, f in feats.items() if name != "logits"}
@@ -122,6 +142,7 @@ class GranularityRunner:
             "probe_test_accuracy": probe["test_accuracy"],
             "probe_train_accuracy": probe["train_accuracy"], "effective_rank": ranks},
         "cost": self._cost(config),
+        "plans": trained.plans(config, d),
     }
 
   def _bench(self, job: Job) -> dict:

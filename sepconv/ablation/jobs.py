@@ -45,12 +45,14 @@ class RunOptions:
   seeds: tuple[int, ...] | None = None
   variants: tuple[str, ...] | None = None  # a subset of the grid (points or labels)
   epochs: int | None = None  # every training run's epochs, instead of the presets
+  replay: Path | None = None  # a results folder whose recorded plans 'auto' runs again
 
 
 def refuse_training_options(options: RunOptions, name: str) -> None:
   """ValueError for options only an experiment that trains can use."""
   given = [flag for flag, value in (("--seeds", options.seeds), ("--variant", options.variants),
-                                    ("--epochs", options.epochs), ("--dataset", options.dataset))
+                                    ("--epochs", options.epochs), ("--dataset", options.dataset),
+                                    ("--replay-plans", options.replay))
            if value is not None]
   if given:
     raise ValueError(f"{', '.join(given)} only apply to experiments that train, and "

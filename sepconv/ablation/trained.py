@@ -10,16 +10,34 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sepconv.conv import policy
+from sepconv.conv.table import COMPUTATIONS
 from sepconv.data import Dataset
 from sepconv.data.dataset import normalize
 from sepconv.train import TrainConfig
+from sepconv.models import model_architecture
+from sepconv.models.net import conv_geometries
 from sepconv.train.loop import _build_model, restore_variables
+from sepconv.train.step import COMPUTE_DTYPES
 
 
 def build(config: TrainConfig, dataset: Dataset, impl: str | None = None):
   """The model of ``config`` for ``dataset`` (``impl`` overrides the run's)."""
   config = dataclasses.replace(config, impl=impl or config.impl)
   return _build_model(config, dataset.num_classes, dataset.input_shape)
+
+
+def plans(config: TrainConfig, dataset: Dataset) -> dict[str, dict[str, str]]:
+  """The implementation each convolution of ``config``'s model runs at its batch, for each of
+  forward, input gradient and kernel gradient (``sepconv.conv.policy.plan_record``)."""
+  arch = model_architecture(config.model, num_classes=dataset.num_classes, conv=config.conv,
+                            width_multiplier=config.width_multiplier,
+                            input_size=dataset.input_shape[0])
+  geoms = conv_geometries(arch, dataset.input_shape, config.batch_size,
+                          COMPUTE_DTYPES[config.dtype])
+  if config.impl != "auto":
+    return {g.key(): {c: config.impl for c in COMPUTATIONS} for g in geoms}
+  return policy.plan_record(geoms)
 
 
 def restore(config: TrainConfig, run_dir: str | Path, dataset: Dataset):

@@ -22,7 +22,7 @@ def run_ablate(args) -> int:
   counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
                       work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
                       progress=not args.quiet, seeds=seeds, variants=args.variant,
-                      epochs=args.epochs)
+                      epochs=args.epochs, replay=args.replay_plans)
   if not args.no_report and counts["done"]:
     from sepconv.report import render_experiment
     from sepconv.report.embed import embed
@@ -54,6 +54,9 @@ def register(subparsers) -> None:
   parser.add_argument("--variant", action="append", default=None,
                       help="run only this grid point (a spectrum point such as dws:g=4 or its "
                            "label); repeat for several")
+  parser.add_argument("--replay-plans", default=None, metavar="RESULTS_DIR",
+                      help="run the convolution plans recorded in RESULTS_DIR's records (e.g. the "
+                           "committed reference): same software and CPU -> the same numbers")
   parser.add_argument("--epochs", type=positive_int, default=None,
                       help="epochs of every training run instead of the presets (use its own --out)")
   parser.add_argument("--no-report", action="store_true", help="do not re-render tables and plots")

@@ -36,6 +36,7 @@ docstring); choices already in the cache are still used.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import datetime
 import json
 import os
@@ -47,10 +48,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sepconv import timing
+from sepconv import timing, validate
 from sepconv.conv import shift
 from sepconv.conv.geometry import ConvGeometry
-from sepconv.conv.table import computation_fn, supported
+from sepconv.conv.table import COMPUTATIONS, IMPL_TABLE, computation_fn, supported
 
 REFERENCE = "xla"
 # A candidate must beat the native conv by this fraction to be chosen over it, so noise in
@@ -333,7 +334,47 @@ def choose_among(key: str, valid: list[str], default: str, run_measure, macs: in
 
 
 def choose(geom: ConvGeometry, computation: str) -> str:
-  """The implementation ``auto`` uses for ``computation`` of ``geom``."""
+  """The implementation ``auto`` uses for ``computation`` of ``geom`` (a replayed one first)."""
+  replayed = _REPLAY.get(f"{geom.key()}|{computation}")
+  if replayed is not None:
+    reason = "not an implementation" if replayed not in IMPL_TABLE else IMPL_TABLE[replayed].support(geom)
+    if reason is not None:
+      raise ValueError(f"replayed plan (={replayed!r}) for {computation} of {geom.key()} cannot "
+                       f"run here: {reason}")
+    return replayed
   return choose_among(entry_key(geom, computation), supported(geom),
                       heuristic(geom, computation), lambda: measure(geom, computation),
                       geom.macs)
+
+
+# ---------------------------------------------------------------- plans: record and replay
+
+_REPLAY: dict[str, str] = {}
+
+
+def plan_record(geoms) -> dict[str, dict[str, str]]:
+  """What ``auto`` runs for each geometry: {geometry key: {computation: impl}}.
+
+  Recorded after a run has traced (and so chosen) them: nothing is measured again.
+  """
+  return {g.key(): {c: choose(g, c) for c in COMPUTATIONS} for g in geoms}
+
+
+@contextlib.contextmanager
+def replaying(plans: dict[str, dict[str, str]] | None):
+  """Within this block, ``auto`` runs ``plans`` (``plan_record``'s form) where they apply.
+
+  Replaying a reference's plans on the same software and CPU reproduces its numbers bit
+  for bit: which implementation computes a sum decides its rounding. Geometries the
+  plans do not name are chosen as usual.
+  """
+  saved = dict(_REPLAY)
+  for key, choices in (plans or {}).items():
+    for computation, impl in choices.items():
+      validate.one_of(computation, "computation", COMPUTATIONS)
+      _REPLAY[f"{key}|{computation}"] = impl
+  try:
+    yield
+  finally:
+    _REPLAY.clear()
+    _REPLAY.update(saved)

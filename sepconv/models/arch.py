@@ -170,21 +170,28 @@ def check_input_size(input_size: int) -> int:
   return validate.positive_int(input_size, "input_size")
 
 
+def layer_specs(arch: Architecture) -> list[tuple[str, ConvSpec]]:
+  """(parameter path, spectrum layer) of every conv layer, in execution order."""
+  out = []
+  for unit in arch.units:
+    if isinstance(unit, ConvUnit):
+      out.append((unit.name, unit.spec))
+      continue
+    if unit.expand is not None:
+      out.append((f"{unit.name}/expand", unit.expand))
+    out.append((f"{unit.name}/conv", unit.conv))
+  return out
+
+
 def architecture_cost(arch: Architecture, input_size: int | Sequence[int], *,
                       dtype_bytes: int = 4) -> list[cost.LayerCost]:
   """Per-layer costs of ``arch`` on a square (or (H, W)) input, named as the Flax parameters."""
   hw = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
   layers: list[cost.LayerCost] = []
-  for unit in arch.units:
-    if isinstance(unit, ConvUnit):
-      parts = [(unit.name, unit.spec)]
-    else:
-      parts = [(f"{unit.name}/expand", unit.expand)] if unit.expand is not None else []
-      parts.append((f"{unit.name}/conv", unit.conv))
-    for prefix, spec in parts:
-      stage_costs = cost.spec_cost(spec, hw, prefix=prefix, norm=True, dtype_bytes=dtype_bytes)
-      layers.extend(stage_costs)
-      hw = stage_costs[-1].out_shape[:2]
+  for prefix, spec in layer_specs(arch):
+    stage_costs = cost.spec_cost(spec, hw, prefix=prefix, norm=True, dtype_bytes=dtype_bytes)
+    layers.extend(stage_costs)
+    hw = stage_costs[-1].out_shape[:2]
   layers.append(cost.dense_cost("classifier", arch.features, arch.num_classes, bias=True,
                                 dtype_bytes=dtype_bytes))
   return layers

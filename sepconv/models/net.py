@@ -8,8 +8,9 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from sepconv.conv.geometry import ConvGeometry, make_geometry
 from sepconv.layers import SpectrumConv
-from sepconv.models.arch import Architecture, ConvUnit, InvertedResidual
+from sepconv.models.arch import Architecture, ConvUnit, InvertedResidual, layer_specs
 
 _ACTIVATIONS = {"relu": nn.relu, "relu6": jax.nn.relu6, "linear": lambda x: x}
 
@@ -87,3 +88,25 @@ class SpectrumNet(nn.Module):
       pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
     logits = nn.Dense(arch.num_classes, dtype=self.dtype, name="classifier")(pooled)
     return jnp.asarray(logits, jnp.float32), features
+
+
+def conv_geometries(arch: Architecture, image_shape: tuple[int, int, int], batch: int,
+                    dtype: Any = jnp.float32) -> list[ConvGeometry]:
+  """Every convolution ``SpectrumNet(arch)`` runs on a batch of ``image_shape`` images.
+
+  Walks the same layers as the cost model, so the geometries, and with them the plans
+  ``impl='auto'`` chose, can be recorded (and replayed) without tracing the model.
+  """
+  h, w, channels = image_shape
+  arch = arch.with_in_channels(channels)
+  dtype = jnp.dtype(dtype)
+  out = []
+  for _, spec in layer_specs(arch):
+    for stage in spec.stages():
+      kernel_shape = stage.kernel_shape
+      geom = make_geometry((batch, h, w, stage.in_channels), kernel_shape, dtype,
+                           feature_group_count=stage.feature_group_count, strides=stage.stride,
+                           padding=stage.padding, dilation=stage.dilation)
+      out.append(geom)
+      h, w = geom.out_hw
+  return out
