@@ -8,7 +8,9 @@ config or on the command line reads as one line. Bools are never accepted as int
 from __future__ import annotations
 
 import numbers
+import os
 from collections.abc import Iterable
+from pathlib import Path
 
 import numpy as np
 
@@ -99,3 +101,22 @@ def padding(value, *, allow_negative: bool = False) -> str | Pads:
     raise ValueError(f"padding (={value!r}) must be {PADDING_FORMS}"
                      + ("" if allow_negative else " with pads >= 0"))
   return tuple((int(lo), int(hi)) for lo, hi in pads)
+
+
+def usable_dir(path, name: str):
+  """``path`` as a ``Path`` if it is, or can become, a writable directory (nothing is created).
+
+  Raises ValueError naming ``name`` when it is a file, or when it or the nearest folder
+  that exists above it cannot be written.
+  """
+  path = Path(path)
+  if path.exists() and not path.is_dir():
+    raise ValueError(f"{name} (={str(path)!r}) is a file; it must be a directory")
+  existing = path
+  while not existing.exists():
+    existing = existing.parent
+  if not existing.is_dir():
+    raise ValueError(f"{name} (={str(path)!r}) lies under a file ({existing}), not a directory")
+  if not os.access(existing, os.W_OK | os.X_OK):
+    raise ValueError(f"{name} (={str(path)!r}) cannot be written ({existing} is not writable)")
+  return path

@@ -194,3 +194,37 @@ def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message)
   assert main(["train", "--out", str(tmp_path / "run"), "--no-progress", *args]) == 2
   err = capsys.readouterr().err
   assert message in err and err.count("\n") == 1
+
+
+def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, digits, capfd):
+  config = default_config("digits", model="tiny", epochs=3, batch_size=64)
+  kwargs = dict(dataset=digits, model_factory=tiny_factory, devices=ONE, progress=False)
+  whole = train(config, tmp_path / "run", **kwargs)
+  latest = tmp_path / "run" / "checkpoints" / str(whole["steps"])
+  for data in latest.rglob("*"):  # the array data files, as a partial copy would lack them
+    if data.is_file() and data.parent.name == "d":
+      data.unlink()
+  capfd.readouterr()
+  with pytest.warns(UserWarning, match=rf"{latest}: damaged checkpoint.*set aside as damaged-"):
+    again = train(config, tmp_path / "run", **kwargs)
+  assert _untimed(again) == _untimed(whole)  # the last epoch was trained again, identically
+  assert (tmp_path / "run" / "checkpoints" / f"damaged-{whole['steps']}").is_dir()
+  assert latest.is_dir() and [r["epoch"] for r in _records(tmp_path / "run")] == [1, 2, 3, 3]
+  train(config, tmp_path / "twin", **kwargs)  # never damaged
+  for a, b in zip(jax.tree.leaves(_params(tmp_path / "run", config, digits)),
+                  jax.tree.leaves(_params(tmp_path / "twin", config, digits))):
+    np.testing.assert_array_equal(a, b)
+  assert "Traceback" not in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda p: p.write_text("x"), "is a file; it must be a directory"),
+    (lambda p: (p.parent / "f").write_text("x"), "lies under a file"),
+])
+def test_an_unusable_out_is_one_line_before_any_work(tmp_path, capsys, make, message):
+  out = tmp_path / "run"
+  make(out)
+  target = out if out.exists() else tmp_path / "f" / "run"
+  assert main(["train", "--out", str(target), "--no-progress", "--epochs", "1"]) == 2
+  err = capsys.readouterr().err
+  assert message in err and err.count("\n") == 1 and "Traceback" not in err

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
+import warnings
 
 COMMANDS = ("cost", "bench", "train", "ablate", "report", "env")
 
@@ -30,7 +31,12 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> str:
+  return f"sepconv: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
+  warnings.formatwarning = _one_line_warning  # a warning is one line, as errors are
   parser = build_parser()
   args = parser.parse_args(argv)
   try:

@@ -68,7 +68,9 @@ def config_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+  from sepconv import validate
   from sepconv.train import train
+  validate.usable_dir(args.out, "--out")
   result = train(config_from_args(args), args.out, progress=not args.no_progress)
   if args.json:
     print(json.dumps(result, sort_keys=True))

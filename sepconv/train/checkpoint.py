@@ -7,11 +7,49 @@ asynchronous; ``close`` (or ``wait``) blocks until the last one is on disk.
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
+import warnings
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+
+
+# What orbax and tensorstore raise for checkpoints that cannot be read back.
+_UNREADABLE = (ValueError, KeyError, FileNotFoundError, OSError)
+
+
+def _short(error: Exception) -> str:
+  """The first line of an error, cut to a readable length (tensorstore's run to kilobytes)."""
+  text = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+  return text if len(text) <= 240 else text[:240] + "..."
+
+
+def _quiet_orphaned_reads() -> None:
+  """Silences the reads a failed restore leaves behind, once it has been reported.
+
+  When orbax gives up on a damaged checkpoint it closes its event loop while tensorstore
+  still completes the other reads; each completion then raises 'Event loop is closed'
+  as an unraisable exception, and their failed tasks are logged by asyncio when
+  collected: dozens of tracebacks about nothing that can be acted on. Only those are
+  silenced; every other exception reaches the previous hook.
+  """
+  previous = sys.unraisablehook
+  if getattr(previous, "_sepconv_quiet", False):
+    return
+
+  def hook(unraisable):
+    value = unraisable.exc_value
+    if isinstance(value, RuntimeError) and str(value) == "Event loop is closed":
+      return
+    previous(unraisable)
+  hook._sepconv_quiet = True
+  sys.unraisablehook = hook
+  # The same reads' failures also reach asyncio's logger when their tasks are collected.
+  logging.getLogger("asyncio").addFilter(
+      lambda record: not record.getMessage().startswith("Task exception was never retrieved"))
 
 
 class Checkpoints:
@@ -30,13 +68,41 @@ class Checkpoints:
 
   def restore(self, step: int, like):
     """The state saved at ``step``, with the shapes, dtypes and shardings of ``like``."""
+    try:
+      return self._read(step, like)
+    except _UNREADABLE as e:
+      raise ValueError(f"{self.directory}/{step}: checkpoint unreadable or not this run's model "
+                       f"and optimiser ({type(e).__name__}: {_short(e)})") from None
+
+  def _read(self, step: int, like):
     abstract = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), like)
-    try:
-      return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
-    except (ValueError, KeyError, FileNotFoundError) as e:
-      raise ValueError(f"{self.directory}/{step}: checkpoint does not match this run's model "
-                       f"and optimiser ({type(e).__name__}: {e})") from None
+    return self._manager.restore(step, args=ocp.args.StandardRestore(abstract))
+
+  def restore_newest_readable(self, like):
+    """(step, state) of the newest checkpoint that reads back, or (0, ``like``) if none does.
+
+    A checkpoint that cannot be read (damaged files, a partial copy from a synced drive,
+    another model's checkpoint) is reported by path with a warning and set aside as
+    ``damaged-<step>`` beside the others (nothing is deleted), so the run resumes from the
+    one before it and later saves at that step do not collide.
+    """
+    _quiet_orphaned_reads()
+    for step in sorted(self._manager.all_steps(), reverse=True):
+      try:
+        return step, self._read(step, like)
+      except _UNREADABLE as e:
+        aside = self.directory / f"damaged-{step}"
+        n = 1
+        while aside.exists():
+          n += 1
+          aside = self.directory / f"damaged-{step}.{n}"
+        os.replace(self.directory / str(step), aside)
+        warnings.warn(f"{self.directory / str(step)}: damaged checkpoint ({type(e).__name__}: "
+                      f"{_short(e)}); set aside as {aside.name}, resuming from the one before",
+                      stacklevel=2)
+        self._manager.reload()
+    return 0, like
 
   def wait(self) -> None:
     self._manager.wait_until_finished()

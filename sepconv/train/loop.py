@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh
 
+from sepconv import validate
 from sepconv.data import Dataset, load_dataset
 from sepconv.provenance import provenance
 from sepconv.records import append_record, read_records
@@ -175,7 +176,7 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
   """
   wall_start = time.perf_counter()
   maybe_initialize_distributed()
-  out_dir = Path(out_dir)
+  out_dir = validate.usable_dir(out_dir, "out_dir")
   metrics_path = out_dir / METRICS_FILE
   lead = jax.process_index() == 0
 
@@ -188,9 +189,7 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
   checkpoints = Checkpoints(out_dir / "checkpoints")
   try:
     state = initial_state(spec, dataset.input_shape, config.seed)
-    start = checkpoints.latest_step() or 0
-    if start:
-      state = checkpoints.restore(start, state)
+    start, state = checkpoints.restore_newest_readable(state)
     records = _epoch_records(metrics_path)
     if start >= total_steps and metrics_path.exists():
       finished = [r for r in read_records(metrics_path) if r.get("kind") == "train_result"]
