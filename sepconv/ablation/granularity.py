@@ -119,6 +119,7 @@ class GranularityRunner:
   def _train(self, job: Job) -> dict:
     d, e = self.dataset, self.experiment
     config = self.config(job.variant, job.seed)
+    measuring = policy.MEASURING["seconds"]
     result = train(config, self.run_dir(job.variant, job.seed), dataset=d, progress=self.progress)
     model, variables = trained.restore(config, self.run_dir(job.variant, job.seed), d)
     # At the training batch: the convolutions (and their plans) are the training run's.
@@ -139,6 +140,7 @@ class GranularityRunner:
             "test_loss": result["test_loss"], "train_seconds": result["train_seconds"],
             "train_images_per_s": result["images_per_second"],
             "compile_seconds": result["compile_seconds"],
+            "autotune_seconds": policy.MEASURING["seconds"] - measuring,
             "probe_test_accuracy": probe["test_accuracy"],
             "probe_train_accuracy": probe["train_accuracy"], "effective_rank": ranks},
         "cost": self._cost(config),

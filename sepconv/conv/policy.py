@@ -41,6 +41,7 @@ import datetime
 import json
 import os
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -62,6 +63,8 @@ MARGIN = 0.05
 MIN_MEASURE_MACS = 1 << 22
 CACHE_VERSION = 1
 _MEMORY: dict[str, dict] = {}
+# Wall time this process spent measuring candidates (a run's time budget reads it).
+MEASURING = {"seconds": 0.0, "measurements": 0}
 
 
 # ---------------------------------------------------------------- heuristic
@@ -292,12 +295,17 @@ def measure(geom: ConvGeometry, computation: str, names: list[str] | None = None
   Candidates that fail here are left out (with a warning), so the result may be empty.
   """
   names = candidates(geom, computation) if names is None else names
+  start = time.perf_counter()
 
   def run():
     args = _random_arrays(geom.dtype, geom.in_shape, geom.kernel_shape, geom.out_shape)
     return _timed({n: jax.jit(computation_fn(n, computation, geom)) for n in names}, args,
                   repeats)
-  return _outside_any_trace(run)
+  try:
+    return _outside_any_trace(run)
+  finally:
+    MEASURING["seconds"] += time.perf_counter() - start
+    MEASURING["measurements"] += 1
 
 
 def choose_among(key: str, valid: list[str], default: str, run_measure, macs: int) -> str:
