@@ -9,9 +9,14 @@ from sepconv.ablation import engine
 from sepconv.cli.args import positive_int
 
 
+# A run's own records go under runs/; results/ holds the committed reference each run is
+# compared with. Refreshing the reference is explicit: --out results/<name>.
+RUNS, REFERENCES = Path("runs"), Path("results")
+
+
 def default_out_dir(experiment, dataset: str | None) -> Path:
-  """results/<the experiment's results name>: <name>, or <name>_<dataset> where it trains."""
-  return Path("results") / experiment.results_name(dataset)
+  """runs/<the experiment's results name>: <name>, or <name>_<dataset> where it trains."""
+  return RUNS / experiment.results_name(dataset)
 
 
 def run_ablate(args) -> int:
@@ -47,7 +52,9 @@ def register(subparsers) -> None:
   parser.add_argument("name", help=", ".join(experiments.NAMES))
   parser.add_argument("--dataset", default=None, help="digits (default) or cifar10/cifar100")
   parser.add_argument("--data-dir", default=None, help="where the CIFAR archive or folder is")
-  parser.add_argument("--out", default=None, help="results folder (default results/NAME[_DATASET])")
+  parser.add_argument("--out", default=None,
+                      help="results folder (default runs/NAME[_DATASET]; the committed reference "
+                           "is results/NAME[_DATASET], refreshed only with --out results/...)")
   parser.add_argument("--work-dir", default=None, help="checkpoints and features (default runs/...)")
   parser.add_argument("--shard", default=None, help="i/n: run every n-th job starting at i")
   parser.add_argument("--seeds", default=None, type=str, help="override the seeds, e.g. 0 or 0,1")
