@@ -25,3 +25,18 @@ def test_env_reports_versions_devices_and_this_devices_cache(capsys, tmp_path, m
   assert main(["env"]) == 0
   text = capsys.readouterr().out
   assert "1 choices for this device" in text and f"jax {jax.__version__}" in text
+
+
+def test_the_compilation_cache_goes_beside_the_autotune_cache_and_can_be_off(tmp_path, monkeypatch):
+  from sepconv import compile_cache
+  monkeypatch.setenv("SEPCONV_CACHE_DIR", str(tmp_path))
+  monkeypatch.setenv("SEPCONV_COMPILATION_CACHE", "0")
+  assert compile_cache.enable() is None
+  monkeypatch.delenv("SEPCONV_COMPILATION_CACHE")
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    assert compile_cache.enable() == tmp_path / "xla" and (tmp_path / "xla").is_dir()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "xla")
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)

@@ -21,6 +21,9 @@ def default_out_dir(experiment, dataset: str | None) -> Path:
 
 def run_ablate(args) -> int:
   import experiments
+
+  from sepconv import compile_cache
+  compile_cache.enable()
   experiment = experiments.get(args.name)
   out_dir = Path(args.out) if args.out else default_out_dir(experiment, args.dataset)
   seeds = _parse_seeds(args.seeds) if args.seeds else None

@@ -71,6 +71,8 @@ def run(args: argparse.Namespace) -> int:
   from sepconv import validate
   from sepconv.train import train
   validate.usable_dir(args.out, "--out")
+  from sepconv import compile_cache
+  compile_cache.enable()
   result = train(config_from_args(args), args.out, progress=not args.no_progress)
   if args.json:
     print(json.dumps(result, sort_keys=True))
