@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 import jax
 
-from sepconv.conv import im2col, native, pointwise, shift
+from sepconv.conv import ffi, im2col, native, pointwise, shift
 from sepconv.conv.spec import ConvSpec
 
 Forward = Callable[[jax.Array, jax.Array, ConvSpec], jax.Array]
@@ -77,6 +77,8 @@ IMPL_TABLE: dict[str, Impl] = {
              kernel_grad=native.supergroup_kernel_grad),
         Impl("pointwise", pointwise.pointwise_conv, pointwise.pointwise_support),
         Impl("im2col", im2col.im2col_forward, _always, kernel_grad=im2col.im2col_kernel_grad),
+        Impl("ffi", ffi.ffi_forward, ffi.ffi_support, input_grad=ffi.ffi_input_grad,
+             kernel_grad=ffi.ffi_kernel_grad),
     )
 }
 
