@@ -10,6 +10,7 @@
 // vmap_method="broadcast_all"): each batch slice is one convolution.
 #if defined(__linux__)
 #include <sched.h>
+#include <sys/mman.h>
 #endif
 
 #include <atomic>
@@ -37,6 +38,29 @@ void* alloc_bytes(int64_t bytes) {
 }
 
 void free_bytes(const void* p) { std::free(const_cast<void*>(p)); }
+
+// Results land in buffers XLA has just allocated: for large ones (glibc serves them with a
+// fresh mmap) the first writes fault in one 4 KiB page at a time, which on a 2-core host
+// costs about as long as a narrow-group convolution itself (51 MB: ~20 ms). Where the kernel
+// gives transparent huge pages on request (THP 'madvise' mode), asking for them turns the
+// 2 MiB-aligned interior into a few hundred faults. Pages already present are unaffected.
+// SEPCONV_FFI_HUGEPAGES=0 turns this off.
+void advise_huge_pages(void* p, int64_t bytes) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+  static const bool enabled = [] {
+    const char* env = std::getenv("SEPCONV_FFI_HUGEPAGES");
+    return env == nullptr || std::strcmp(env, "0") != 0;
+  }();
+  constexpr uintptr_t kHuge = uintptr_t{2} << 20;
+  if (!enabled || bytes < static_cast<int64_t>(2 * kHuge)) return;
+  const uintptr_t begin = (reinterpret_cast<uintptr_t>(p) + kHuge - 1) & ~(kHuge - 1);
+  const uintptr_t end = (reinterpret_cast<uintptr_t>(p) + static_cast<uintptr_t>(bytes)) & ~(kHuge - 1);
+  if (end > begin) madvise(reinterpret_cast<void*>(begin), end - begin, MADV_HUGEPAGE);
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
 
 // ------------------------------------------------------------------ threads
 
@@ -267,6 +291,7 @@ ffi::Error Forward(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> k,
                 *yd = tail4(y->dimensions());
   if (ffi::Error e = MakeGeom(xd, kd, yd, a, &g); e.failure()) return e;
   const Kernels& kern = Active();
+  advise_huge_pages(y->typed_data(), prod(lead) * size4(yd) * 4);
   for (int64_t b = 0; b < prod(lead); ++b)
     kern.forward(g, x.typed_data() + b * size4(xd), k.typed_data() + b * size4(kd),
                  y->typed_data() + b * size4(yd));
@@ -284,6 +309,7 @@ ffi::Error InputGrad(ffi::Buffer<ffi::F32> dy, ffi::Buffer<ffi::F32> k,
                 *xd = tail4(dx->dimensions());
   if (ffi::Error e = MakeGeom(xd, kd, yd, a, &g); e.failure()) return e;
   const Kernels& kern = Active();
+  advise_huge_pages(dx->typed_data(), prod(lead) * size4(xd) * 4);
   for (int64_t b = 0; b < prod(lead); ++b)
     kern.input_grad(g, dy.typed_data() + b * size4(yd), k.typed_data() + b * size4(kd),
                     dx->typed_data() + b * size4(xd));
