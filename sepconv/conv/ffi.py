@@ -24,8 +24,10 @@ XLA FFI API version that the installed jaxlib does not accept (checked before an
 registered: jaxlib refuses such handlers when its CPU backend starts, which would break
 every JAX computation in the process). Environment: ``SEPCONV_FFI_LIBRARY`` loads another
 build of the library; ``SEPCONV_FFI_NUM_THREADS`` (threads of the kernels' pool, default the
-CPUs this process may use) and ``SEPCONV_FFI_ISA`` ('avx512', 'avx2' or 'generic') are read
-by the library itself.
+CPUs this process may use), ``SEPCONV_FFI_ISA`` ('avx512', 'avx2' or 'generic') and
+``SEPCONV_FFI_HUGEPAGES=0`` (do not ask for transparent huge pages on large result buffers,
+whose first-touch page faults otherwise cost about a third of a narrow-group forward) are
+read by the library itself.
 """
 
 from __future__ import annotations
