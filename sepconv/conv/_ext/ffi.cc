@@ -8,6 +8,8 @@
 // with int64 attributes groups, stride_h/w, pad_top/bottom/left/right, dilation_h/w.
 // NHWC x HWIO, float32. Operands may carry the same leading batch dimensions (vmap with
 // vmap_method="broadcast_all"): each batch slice is one convolution.
+#include <unistd.h>
+
 #if defined(__linux__)
 #include <sched.h>
 #include <sys/mman.h>
@@ -152,11 +154,15 @@ class Pool {
 
 std::mutex pool_mu;
 Pool* pool = nullptr;  // leaked on purpose: detached workers outlive static destructors
-int requested_threads = 0;
+pid_t pool_pid = 0;
 
+// A forked child has none of its parent's worker threads: it builds a pool of its own.
 Pool& GetPool() {
   std::lock_guard<std::mutex> lock(pool_mu);
-  if (pool == nullptr) pool = new Pool(requested_threads > 0 ? requested_threads : default_threads());
+  if (pool == nullptr || pool_pid != getpid()) {
+    pool = new Pool(default_threads());
+    pool_pid = getpid();
+  }
   return *pool;
 }
 
