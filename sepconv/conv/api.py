@@ -71,9 +71,12 @@ def grouped_conv(
       'pointwise' 1x1 kernels as a matmul (batched over groups);
       'im2col' matrix products over chunks of images (patches built in cache), its
         weight gradient ``patches^T @ dy`` the fastest on CPU for wide groups;
+      'ffi' sepconv's own C++ CPU kernels through XLA's FFI, with their own gradients
+        (float32 on CPU; an optional extension: unsupported, saying why, where it is not
+        built or disabled, see ``sepconv.conv.ffi``);
       'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
         input gradient and kernel gradient (see ``sepconv.conv.policy``).
-      'shift', 'supergroup', 'im2col', and 'auto' when it mixes implementations,
+      'shift', 'supergroup', 'im2col', 'ffi', and 'auto' when it mixes implementations,
       are reverse-mode differentiable only (``jax.custom_vjp``).
 
   Returns:

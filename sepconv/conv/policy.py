@@ -84,6 +84,9 @@ def heuristic(geom: ConvGeometry, computation: str, backend: str | None = None) 
       where ``im2col`` (chunked ``patches^T @ dy``) is 1.4x faster, and 3.6x faster
       than native for dense convolutions;
     * dense (G = 1): native forward and input gradient.
+  CPU with the C++ extension built (``ffi``), from 8 channels per group to dense, except
+  the 1x1 forward: ``ffi`` for all three computations (1.1-2x PyTorch's oneDNN in forward +
+  backward on the reference layer, forward at parity; 2.8x XLA's dense forward + backward).
   CPU, small convolutions (under ``MIN_MEASURE_MACS``, never measured; from training
   steps of the granularity grid's MobileNet on 8x8 digits, batch 32, where per-op
   overhead and compile time dominate): ``shift`` for depthwise, ``supergroup`` for every
@@ -100,6 +103,9 @@ def heuristic(geom: ConvGeometry, computation: str, backend: str | None = None) 
     if geom.groups == 1:
       return "xla"
     return "shift" if geom.group_in == 1 and shift.support(geom) is None else "supergroup"
+  if (geom.group_in >= 8 and not (geom.is_pointwise and computation == "forward")
+      and IMPL_TABLE["ffi"].support(geom) is None):
+    return "ffi"
   if geom.is_pointwise and computation == "forward":
     return "pointwise"
   if shift.support(geom) is None:

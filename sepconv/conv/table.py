@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import jax
 
-from sepconv.conv import im2col, native, pointwise, shift
+from sepconv.conv import ffi, im2col, native, pointwise, shift
 from sepconv.conv.geometry import ConvGeometry
 
 Forward = Callable[[jax.Array, jax.Array, ConvGeometry], jax.Array]
@@ -56,6 +56,8 @@ IMPL_TABLE: dict[str, Impl] = {
         Impl("pointwise", pointwise.pointwise_conv, pointwise.support),
         Impl("im2col", im2col.im2col_forward, native.always_supported,
              kernel_grad=im2col.im2col_kernel_grad),
+        Impl("ffi", ffi.ffi_forward, ffi.ffi_support, input_grad=ffi.ffi_input_grad,
+             kernel_grad=ffi.ffi_kernel_grad),
     )
 }
 
