@@ -117,6 +117,8 @@ def test_measuring_off_uses_the_heuristic_and_writes_nothing(monkeypatch):
   for groups, group_in, want in ((4, 1, "shift"), (2, 16, "supergroup"), (1, 16, "xla")):
     x, k = _arrays(groups=groups, group_in=group_in, group_out=group_in)
     geom = conv_geometry(x, k, feature_group_count=groups)
+    if group_in >= 8 and table.IMPL_TABLE["ffi"].support(geom) is None:
+      want = "ffi"  # the C++ kernels, where built, from 8 channels per group
     assert plan_for(geom).forward == policy.heuristic(geom, "forward") == want
     jax.grad(lambda a: grouped_conv(a, k, feature_group_count=groups).sum())(x)
   assert not policy.cache_path().exists()
