@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepconv.records import read_records
-from sepconv.report import aggregate, lowering, paper, plots, tables
+from sepconv.report import aggregate, budget, lowering, paper, plots, tables
 
 RECORDS = "records.jsonl"
 TABLES_DIR = "tables"
@@ -117,11 +117,12 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   bench = aggregate.bench_rows(records)
   decomposition = aggregate.decomposition_rows(records)
   ckas = aggregate.cka_groups(records)
-  taken = {"train", "effective_rank", "bench", "decomposition"}
+  taken = {"train", "effective_rank", "bench", "decomposition", budget.SLUG}
   cka_slugs = [_slug(f"cka_{g.label}", taken) for g in ckas]
 
   made = [t for t in (tables.train_table(train), tables.effective_rank_table(train),
-                      tables.bench_table(bench), tables.decomposition_table(decomposition))
+                      tables.bench_table(bench), tables.decomposition_table(decomposition),
+                      budget.time_budget_table(records))
           if t is not None]
   made += [tables.cka_table(g, slug) for g, slug in zip(ckas, cka_slugs)]
   written = []
