@@ -95,6 +95,10 @@ def _pp(x: float) -> str:
   return f"{100.0 * x:.2f}"
 
 
+def _signed(x: float) -> str:
+  return ("+" if x > 0 else "−" if x < 0 else "") + _pp(abs(x))
+
+
 def _share(row: TrainRow, anchor: TrainRow) -> str | None:
   a, b = row.stats.get("mult_adds"), anchor.stats.get("mult_adds")
   if a is None or b is None or not b.mean:
@@ -106,9 +110,9 @@ def _one(v: Versus) -> str:
   d = v.difference
   share = _share(v.row, v.anchor)
   where = "above" if d.mean > 0 else "below"
-  text = (f"{v.row.label} ({_pp(abs(d.mean))} points {where}, 95% CI {_pp(d.low)} to "
-          f"{_pp(d.high)}")
-  return text + (f", at {share} of its mult-adds)" if share else ")")
+  text = (f"{v.row.label} ({_pp(abs(d.mean))} points {where}, 95% CI {_signed(d.low)} to "
+          f"{_signed(d.high)}")
+  return text + (f", at {share} of the anchor's mult-adds)" if share else ")")
 
 
 def reading(rows: Sequence[TrainRow], metric: str = METRIC) -> str | None:
@@ -150,14 +154,16 @@ def reading(rows: Sequence[TrainRow], metric: str = METRIC) -> str | None:
     unresolved = [v for v in paired if not v.resolved]
     if unresolved:
       widths = sorted(v.difference.half_width for v in unresolved)
+      diffs = sorted(v.difference.mean for v in unresolved)
       cheapest = min(unresolved, key=lambda v: (v.row.stats["mult_adds"].mean
                                                 if "mult_adds" in v.row.stats else math.inf))
-      lines.append(f" The other {len(unresolved)} are not told apart from it by these seeds "
-                   f"(interval half-widths {_pp(widths[0])} to {_pp(widths[-1])} points), "
-                   "which is not evidence that they are equal")
+      who = "Their" if not resolved else f"The other {len(unresolved)} variants'"
+      lines.append(f" {who} differences ({_signed(diffs[0])} to {_signed(diffs[-1])} points) lie "
+                   f"inside intervals {_pp(widths[0])} to {_pp(widths[-1])} points wide on each "
+                   "side: these seeds do not order them, which is not evidence that they are equal")
       share = _share(cheapest.row, anchor)
       if share:
-        lines.append(f"; the cheapest of them is {cheapest.row.label}, at {share} of the "
+        lines.append(f"; the cheapest of them, {cheapest.row.label}, needs {share} of the "
                      "anchor's mult-adds")
       lines.append(".")
     single = [v for v in mine if v.difference is None or v.difference.half_width is None]

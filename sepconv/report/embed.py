@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 # Tables and plots shown in the embedded block, in order, when the experiment has them.
-TABLES = ("train.md", "bench.md")
+TABLES = ("summary.md", "train.md", "bench.md")
 PLOTS = ("accuracy_vs_mult_adds.png", "throughput_vs_group_size.png",
          "decomposition_error_vs_group_size.png", "cka_variants_at_penultimate.png")
 

@@ -7,7 +7,7 @@ over seeds, the half-width of the 95% t-interval (omitted for a single seed);
 CSV keeps full precision in separate mean, std (and ``_ci95`` half-width)
 columns for further processing. A column appears only if at least one row has a
 value for it. A table's caption follows the Markdown table and is the LaTeX
-``table`` float's ``\caption``.
+``table`` float's caption.
 """
 
 from __future__ import annotations
