@@ -24,7 +24,7 @@ _OWNED_SUFFIXES = (".md", ".tex", ".csv", ".png", ".pdf")
 _PROVENANCE_FIELDS = (("sepconv", "sepconv"), ("jax", "jax"), ("jaxlib", "jaxlib"),
                       ("flax", "flax"), ("platform", "platform"),
                       ("device_kind", "device kind"), ("device_count", "device count"),
-                      ("git_revision", "git revision"))
+                      ("cpu", "CPU"), ("git_revision", "git revision"))
 _MAX_LISTED = 6
 
 

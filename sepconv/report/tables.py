@@ -174,7 +174,7 @@ def to_latex(table: Table, header: Sequence[str] = ()) -> str:
 
 def _tex_text(text: str) -> str:
   """Caption prose in LaTeX: escaped, with ± and Δ as math."""
-  return escape_tex(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$")
+  return escape_tex(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("−", "-")
 
 
 def _csv_value(value, fmt: str = "text") -> str:
