@@ -17,7 +17,7 @@ from pathlib import Path
 
 # Tables and plots shown in the embedded block, in order, when the experiment has them.
 TABLES = ("summary.md", "train.md", "bench.md")
-PLOTS = ("accuracy_vs_mult_adds.png", "throughput_vs_group_size.png",
+PLOTS = ("accuracy_vs_mult_adds.png", "throughput_vs_group_size.png", "time_vs_mult_adds.png",
          "decomposition_error_vs_group_size.png", "cka_variants_at_penultimate.png")
 
 
