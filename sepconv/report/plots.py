@@ -95,6 +95,12 @@ def _yerr(values: Sequence[float]) -> list[float] | None:
   return list(values) if any(values) else None
 
 
+def _plain_log_ticks(axis) -> None:
+  """Log-axis ticks written as plain numbers (0.5, 10, 2000), minor ticks unlabelled."""
+  axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+  axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+
+
 def save(fig: Figure, stem: Path) -> list[Path]:
   """Writes ``stem``.png and ``stem``.pdf; returns both paths."""
   FigureCanvasAgg(fig)
@@ -277,8 +283,9 @@ def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]
           ax.axhline(r.stats[metric].mean, color="black", linewidth=1.0, zorder=1,
                      linestyle=styles[r.impl][0] if styles[r.impl][0] != "-" else ":")
       ax.set_xscale("log", base=2)
-      ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+      _plain_log_ticks(ax.xaxis)
       ax.set_yscale("log")
+      _plain_log_ticks(ax.yaxis)
       ax.set_ylabel("images / s")
       ax.set_title(title)
       ax.grid(True, which="major", alpha=0.3)
@@ -324,6 +331,7 @@ def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
           others[ax].append((x, s.mean))
       ax.set_xscale("log")
       ax.set_yscale("log")
+      _plain_log_ticks(ax.yaxis)
       ax.set_ylabel("time (ms)")
       ax.set_title(title)
       ax.grid(True, which="major", alpha=0.3)
@@ -391,7 +399,7 @@ def decomposition_error_vs_group_size(rows: Sequence[DecompositionRow], stem: Pa
                     yerr=_yerr([_spread(e) for _, e in pts]), marker=markers[i % len(markers)],
                     color=colour_of(family), label=label)
       ax.set_xscale("log", base=2)
-      ax.xaxis.set_major_formatter(matplotlib.ticker.ScalarFormatter())
+      _plain_log_ticks(ax.xaxis)
       ax.set_ylim(bottom=0.0)
       ax.set_ylabel("relative error")
       ax.set_title(layer)
