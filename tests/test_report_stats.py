@@ -123,3 +123,18 @@ def test_one_seed_runs_are_judged_by_the_reference_spread():
   assert {x.verdict for x in c.lines} == {"reproduced"}
   single = compare.compare(one, [{**r, "metrics": {"test_accuracy": 0.5}} for r in one])
   assert {x.verdict for x in single.lines} == {"no spread"}
+
+
+def test_cli_compare_prints_markdown_or_latex_and_fails_in_one_line(tmp_path, capsys):
+  from sepconv.cli.main import main
+  from sepconv.records import append_record
+  for name in ("ref", "run"):
+    for r in _records():
+      append_record(tmp_path / name / "records.jsonl", r)
+  assert main(["report", "--compare", str(tmp_path / "ref"), str(tmp_path / "run")]) == 0
+  assert "3 of 3 compared rows reproduced" in capsys.readouterr().out
+  assert main(["report", "--compare", str(tmp_path / "ref"), str(tmp_path / "run"), "--latex"]) == 0
+  assert "\\begin{tabular}" in capsys.readouterr().out
+  assert main(["report", "--compare", str(tmp_path / "ref"), str(tmp_path / "none")]) != 0
+  err = capsys.readouterr().err
+  assert "no records at" in err and len(err.strip().splitlines()) == 1
