@@ -37,6 +37,20 @@ def git_revision(path: str | None = None) -> str | None:
   return rev + ("+dirty" if dirty else "")
 
 
+@functools.cache
+def cpu_model() -> str | None:
+  """The CPU's model name (/proc/cpuinfo 'model name', else ``platform.processor()``)."""
+  try:
+    with open("/proc/cpuinfo", encoding="utf-8") as f:
+      for line in f:
+        key, _, value = line.partition(":")
+        if key.strip() == "model name" and value.strip():
+          return value.strip()
+  except OSError:
+    pass
+  return platform.processor() or None
+
+
 def device_info() -> dict:
   """Backend, device kind and count as JAX sees them (initialises JAX)."""
   import jax
@@ -60,6 +74,7 @@ def provenance() -> dict:
       "numpy": _version("numpy"),
       "python": platform.python_version(),
       "machine": platform.machine(),
+      "cpu": cpu_model(),
       **device_info(),
       "git_revision": git_revision(),
       "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

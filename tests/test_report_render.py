@@ -14,7 +14,7 @@ import pytest
 from sepconv.analysis import cka_matrix, cka_record, decomposition_errors
 from sepconv.cli.main import main
 from sepconv.records import append_record, read_records
-from sepconv.report import render_all, render_experiment
+from sepconv.report import render_all, render_experiment, stats
 
 POINTS = ((1, 1, True), (4, 1, True), (16, 1, True), (16, None, False))
 IMPLS = ("xla", "shift")
@@ -104,7 +104,7 @@ def test_writes_every_table_and_plot(rendered):
   assert (folder / "plots/accuracy_vs_mult_adds.pdf").read_bytes()[:5] == b"%PDF-"
 
 
-def test_train_table_is_mean_and_std_over_seeds(rendered):
+def test_train_table_is_mean_and_95_percent_interval_over_seeds(rendered):
   folder, _ = rendered
   groups = _by_label(read_records(folder / "records.jsonl"), "train")
   rows = {r["label"]: r for r in _csv_rows(folder / "tables/train.csv")}
@@ -115,7 +115,9 @@ def test_train_table_is_mean_and_std_over_seeds(rendered):
     assert int(rows[label]["seeds"]) == len(recs)
     assert float(rows[label]["test_accuracy_mean"]) == pytest.approx(acc.mean(), rel=1e-12)
     assert float(rows[label]["test_accuracy_std"]) == pytest.approx(acc.std(ddof=1), rel=1e-9)
-    assert f"{100 * acc.mean():.2f} ± {100 * acc.std(ddof=1):.2f}" in md
+    half = stats.t_quantile(0.975, len(acc) - 1) * acc.std(ddof=1) / np.sqrt(len(acc))
+    assert float(rows[label]["test_accuracy_ci95"]) == pytest.approx(half, rel=1e-9)
+    assert f"{100 * acc.mean():.2f} ± {100 * half:.2f}" in md
     ips = np.array([r["metrics"]["infer_images_per_s"] for r in recs])
     assert float(rows[label]["infer_images_per_s_mean"]) == pytest.approx(ips.mean(), rel=1e-12)
     assert rows[label]["params_mean"] == str(recs[0]["cost"]["params"])

@@ -18,11 +18,20 @@ def register(subparsers) -> None:
   parser.add_argument("--readme", default="README.md",
                       help="a file whose '<!-- sepconv:RESULTS_DIR:begin/end -->' blocks are "
                            "refreshed with the rendered tables (default: README.md)")
+  parser.add_argument("--compare", nargs=2, metavar=("REFERENCE_DIR", "RUN_DIR"), default=None,
+                      help="instead of rendering, compare RUN_DIR's records with REFERENCE_DIR's: "
+                           "per variant reproduced or moved, and the provenance differences")
+  parser.add_argument("--latex", action="store_true", help="with --compare: print LaTeX, not Markdown")
   parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-  """Renders and prints one line per experiment."""
+  """Renders and prints one line per experiment (or prints the comparison of two)."""
+  if args.compare is not None:
+    from sepconv.report import compare
+    c = compare.compare_dirs(*args.compare)
+    print(compare.to_latex(c) if args.latex else compare.to_markdown(c), end="")
+    return 0
   from sepconv.report import render_experiment  # matplotlib only when needed
   from sepconv.report.render import experiment_dirs
   from sepconv.report.embed import embed

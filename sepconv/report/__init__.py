@@ -5,14 +5,26 @@
 folder:
 
 * ``tables/<slug>.md`` (GitHub Markdown), ``.tex`` (booktabs tabular) and
-  ``.csv`` (full precision, ``<col>_mean``/``<col>_std`` columns), for slugs
-  ``train``, ``effective_rank``, ``bench``, ``decomposition`` and ``cka_<label>``;
-  the Markdown and LaTeX files start with a provenance block (comment);
-* ``plots/*.png`` and ``*.pdf``: accuracy vs mult-adds, throughput vs group size
-  per implementation, projection error vs group size, CKA heatmaps (shared 0-1
-  colour scale);
-* ``README.md``: provenance (record counts, versions, device kinds, git
-  revisions, time span, all taken from the records) and every table and plot.
+  ``.csv`` (full precision, ``<col>_mean``/``<col>_std`` columns, ``<col>_ci95``
+  where a mean is over seeds), for slugs ``train``, ``effective_rank``,
+  ``bench``, ``decomposition`` and ``cka_<label>``; the Markdown and LaTeX files
+  start with a provenance block (comment). Means over seeds carry their 95%
+  t-interval (``stats``); the training table marks each variant's paired
+  difference from the standard anchor as resolved or not (``anchor``), and its
+  caption (a LaTeX ``table`` float) states n and the interval;
+* ``tables/summary.md``: the generated reading of the training results against
+  the anchor (``anchor.reading``), also at the head of the README;
+* ``plots/*.png`` and ``*.pdf`` at one paper column's width, one colour per
+  family everywhere, the anchor on each plot it belongs to, 95% CI error bars:
+  accuracy vs mult-adds, throughput vs group size per implementation, measured
+  time vs counted mult-adds, projection error vs group size, CKA heatmaps
+  (shared 0-1 colour scale);
+* ``README.md``: the reading, provenance (record counts, versions, device kinds,
+  CPU, git revisions, time span, all taken from the records) and every table and plot.
+
+``sepconv report --compare REFERENCE_DIR RUN_DIR`` (``compare.compare_dirs``)
+prints whether a run reproduced a reference, per variant, with the provenance
+differences, as Markdown or LaTeX.
 
 ``tables/`` and ``plots/`` belong to the renderer: earlier ``.md .tex .csv .png
 .pdf`` files there are deleted first, so nothing stale survives. Rendering the
@@ -49,7 +61,8 @@ Rules the renderer follows:
 
 * Records are grouped by ``config`` minus any ``seed`` key: one row per
   configuration, mean ± sample std (ddof=1) over its records; the std is shown
-  only with two or more. Rows are labelled by ``config.label``, else
+  only with two or more (the training and effective-rank tables show the 95%
+  t-interval half-width instead). Rows are labelled by ``config.label``, else
   ``config.conv``, else ``run_id`` without its ``/seed=..``; rows with the same
   label but different configs get the differing fields appended.
 * ``train`` rows: the metrics and cost fields above (fractions shown as %);

@@ -4,7 +4,9 @@ Every number a table or plot shows passes through here, computed from the
 records alone. Records of one configuration (its ``config`` minus any ``seed``)
 form one row; mean and sample standard deviation (ddof=1) are taken over its
 records, summed with ``math.fsum`` in file order so the result is reproducible
-to the last bit. Missing fields are skipped, never filled in.
+to the last bit, with the 95% t-interval of the mean (``sepconv.report.stats``).
+Training rows also keep each metric seed by seed, for paired comparisons.
+Missing fields are skipped, never filled in.
 """
 
 from __future__ import annotations
@@ -14,6 +16,8 @@ import json
 import math
 import re
 from collections.abc import Iterable, Sequence
+
+from sepconv.report import stats as _stats
 
 KINDS = ("train", "bench", "decomposition", "cka")
 
@@ -55,6 +59,11 @@ class Stat:
     mean = math.fsum(xs) / len(xs)
     std = math.sqrt(math.fsum((x - mean) ** 2 for x in xs) / (len(xs) - 1)) if len(xs) > 1 else None
     return cls(mean, std, len(xs))
+
+  @property
+  def ci(self) -> float | None:
+    """Half-width of the 95% t-interval of the mean (None for one value)."""
+    return _stats.half_width(self.std, self.n)
 
 
 def config_of(record: dict) -> dict:
@@ -153,6 +162,7 @@ class TrainRow:
   stats: dict[str, Stat]  # metric or cost name -> Stat
   effective_rank: dict[str, Stat]  # layer -> Stat
   extra: dict[str, Stat]  # other numeric scalar metrics
+  by_seed: dict[str, dict] = dataclasses.field(default_factory=dict)  # metric -> {seed: value}
 
 
 def train_rows(records: Sequence[dict]) -> list[TrainRow]:
@@ -178,8 +188,12 @@ def train_rows(records: Sequence[dict]) -> list[TrainRow]:
     extra_names = sorted({k for m in metrics for k, v in m.items()
                           if is_number(v) and k not in TRAIN_METRICS})
     extra = {k: Stat.of(m.get(k) for m in metrics) for k in extra_names}
+    by_seed = {name: {r["seed"]: float(m[name]) for r, m in zip(g.records, metrics)
+                      if is_number(m.get(name)) and r.get("seed") is not None}
+               for name in TRAIN_METRICS}
     rows.append(TrainRow(g.label, g.config, len(g.records), stats,
-                         {k: v for k, v in ranks.items() if v is not None}, extra))
+                         {k: v for k, v in ranks.items() if v is not None}, extra,
+                         {k: v for k, v in by_seed.items() if v}))
   rows.sort(key=lambda r: (_sort_value(r.config.get("dataset")), _sort_value(r.config.get("model")),
                            _sort_value(r.stats["mult_adds"].mean if "mult_adds" in r.stats else None),
                            r.label))

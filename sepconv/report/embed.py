@@ -16,8 +16,8 @@ import re
 from pathlib import Path
 
 # Tables and plots shown in the embedded block, in order, when the experiment has them.
-TABLES = ("train.md", "bench.md", "time_budget.md")
-PLOTS = ("accuracy_vs_mult_adds.png", "throughput_vs_group_size.png",
+TABLES = ("summary.md", "train.md", "bench.md", "time_budget.md")
+PLOTS = ("accuracy_vs_mult_adds.png", "throughput_vs_group_size.png", "time_vs_mult_adds.png",
          "decomposition_error_vs_group_size.png", "cka_variants_at_penultimate.png")
 
 

@@ -12,23 +12,93 @@ venues reject Type 3.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 from collections.abc import Sequence
 from pathlib import Path
 
 import matplotlib
 import matplotlib.style
+import matplotlib.ticker
+import matplotlib.transforms
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
-from sepconv.report.aggregate import BenchRow, CkaGroup, DecompositionRow, TrainRow, varying_fields
+from sepconv.report.aggregate import BenchRow, CkaGroup, DecompositionRow, TrainRow
 
-DPI = 120
+DPI = 200
 PNG_METADATA = {"Software": None}
 PDF_METADATA = {"Creator": None, "Producer": None, "CreationDate": None}
-# Fields that place a point along a series rather than defining the series.
-POSITION_FIELDS = ("group_size", "label", "conv")
+# One column of a two-column paper, in inches; panels stack downwards.
+COLUMN_WIDTH = 3.4
+PANEL_HEIGHT = 2.3
+FONT_SIZE = 7
+# One colour per family across every plot; the anchor is black.
+FAMILY_COLOURS = {"standard": "black", "grouped + pw": "tab:blue", "multiplier + pw": "tab:green",
+                  "grouped": "tab:orange"}
+OTHER_COLOURS = ("tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan", "tab:red")
+# One line style and marker per implementation, in the order the rows name them.
+IMPL_STYLES = (("-", "o"), ("--", "s"), (":", "^"), ("-.", "D"))
+ANCHOR = "standard"
+
+
+def family_of(config: dict) -> str:
+  """Short family name for legends: 'standard', 'grouped', 'grouped + pw', 'multiplier + pw'.
+
+  The family comes from the config's ``family`` (``SpectrumPoint.family``), else from its
+  ``pointwise`` field; a depth multiplier above 1 on a pointwise point is its own
+  family. '' where the config says neither.
+  """
+  family, pw = config.get("family"), config.get("pointwise")
+  if config.get("conv") == "standard" or family == "standard":
+    return ANCHOR
+  if family is None and not isinstance(pw, bool):
+    return ""
+  if pw is True or (isinstance(family, str) and "pointwise" in family):
+    m = config.get("depth_multiplier")
+    return "multiplier + pw" if isinstance(m, int) and m > 1 else "grouped + pw"
+  if isinstance(family, str) and family and family != "grouped":
+    return family
+  return "grouped"
+
+
+def colour_of(family: str, others: Sequence[str] = ()) -> str:
+  """The family's fixed colour; a family outside ``FAMILY_COLOURS`` by its place in ``others``."""
+  if family in FAMILY_COLOURS:
+    return FAMILY_COLOURS[family]
+  extra = sorted(f for f in set(others) if f not in FAMILY_COLOURS)
+  index = extra.index(family) if family in extra else 0
+  return OTHER_COLOURS[index % len(OTHER_COLOURS)]
+
+
+def _families_in_order(families: Sequence[str]) -> list[str]:
+  known = [f for f in FAMILY_COLOURS if f in families and f != ANCHOR]
+  return known + sorted(set(families) - set(FAMILY_COLOURS) - {ANCHOR})
+
+
+def _point_label(label: str) -> str:
+  """A row label without the pointwise suffix its family colour already shows."""
+  for suffix in (" +pw", " + pw"):
+    if label.endswith(suffix):
+      return label[:-len(suffix)]
+  return label
+
+
+def _spread(stat) -> float:
+  """Error bar half-length: the 95% t-interval half-width, 0 for a single value."""
+  ci = getattr(stat, "ci", None)
+  return ci or 0.0
+
+
+def _yerr(values: Sequence[float]) -> list[float] | None:
+  """Error bars, or None where every one is zero (no caps drawn through the markers)."""
+  return list(values) if any(values) else None
+
+
+def _plain_log_ticks(axis) -> None:
+  """Log-axis ticks written as plain numbers (0.5, 10, 2000), minor ticks unlabelled."""
+  axis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: f"{v:g}"))
+  axis.set_minor_formatter(matplotlib.ticker.NullFormatter())
 
 
 def save(fig: Figure, stem: Path) -> list[Path]:
@@ -42,55 +112,119 @@ def save(fig: Figure, stem: Path) -> list[Path]:
 
 @contextlib.contextmanager
 def _style():
-  """matplotlib's default style whatever the user's matplotlibrc says."""
-  with matplotlib.style.context("default"), matplotlib.rc_context({"pdf.fonttype": 42}):
+  """matplotlib's default style whatever the user's matplotlibrc says, at paper font sizes."""
+  with matplotlib.style.context("default"), matplotlib.rc_context(
+      {"pdf.fonttype": 42, "font.size": FONT_SIZE, "axes.titlesize": FONT_SIZE + 1,
+       "axes.labelsize": FONT_SIZE, "xtick.labelsize": FONT_SIZE - 1,
+       "ytick.labelsize": FONT_SIZE - 1, "legend.fontsize": FONT_SIZE - 1,
+       "lines.markersize": 4, "lines.linewidth": 1.2, "errorbar.capsize": 2}):
     yield
 
 
-def _value(v) -> str:
-  return v if isinstance(v, str) else json.dumps(v, default=str)
+def _figure(panels: int) -> Figure:
+  return Figure(figsize=(COLUMN_WIDTH, 0.6 + PANEL_HEIGHT * panels), layout="constrained")
 
 
-def _series(configs: Sequence[dict], exclude: Sequence[str]) -> tuple[list[str], list[str]]:
-  """Series name per config (its varying fields, minus position fields) and the field list."""
-  fields, partitions = [], set()
-  for k in varying_fields(configs, exclude=(*POSITION_FIELDS, *exclude)):
-    # A field that splits the configs exactly as an earlier one does adds only words.
-    values = [_value(c.get(k)) for c in configs]
-    partition = tuple(values.index(v) for v in values)
-    if partition not in partitions:
-      partitions.add(partition)
-      fields.append(k)
-  names = [", ".join(f"{k}={_value(c.get(k))}" for k in fields) for c in configs]
-  return names, fields
+def _freeze_layout(fig: Figure) -> None:
+  """Runs the layout once and keeps it, so labels placed now stay where they were placed."""
+  FigureCanvasAgg(fig)
+  fig.draw_without_rendering()
+  fig.set_layout_engine("none")
+
+
+def _overlaps(box, boxes) -> bool:
+  return any(box.overlaps(b) for b in boxes)
+
+
+# Offsets (points) tried in turn for a label: right, above, left, below, then diagonals.
+_OFFSETS = ((4, -3), (-3, 5), (-4, -3), (-3, -11), (4, 5), (-4, 5), (4, -11), (-4, -11),
+            (8, 9), (-8, 9), (8, -15), (-8, -15))
+
+
+def place_labels(ax, points: Sequence[tuple[float, float, str, str]],
+                 obstacles: Sequence[tuple[float, float]] = ()) -> int:
+  """Annotates ``(x, y, text, colour)`` points where a label overlaps nothing; returns the dropped.
+
+  Each label takes the first offset at which it stays inside the axes and clear
+  of the other labels, the data markers (and ``obstacles``, unlabelled points) and
+  the legend; a label with no such
+  place is left out (the tables carry every value). Call after the layout is frozen.
+  """
+  fig = ax.figure
+  renderer = fig.canvas.get_renderer()
+  frame = ax.get_window_extent(renderer)
+  to_px = ax.transData.transform
+  marker = 4.0 * fig.dpi / 72.0
+  taken = []
+  for x, y in [*((x, y) for x, y, _, _ in points), *obstacles]:
+    px, py = to_px((x, y))
+    taken.append(matplotlib.transforms.Bbox([[px - marker, py - marker], [px + marker, py + marker]]))
+  legend = ax.get_legend()
+  if legend is not None:
+    taken.append(legend.get_window_extent(renderer))
+  dropped = 0
+  for x, y, text, colour in points:
+    for dx, dy in _OFFSETS:
+      ha = "left" if dx >= 0 else "right"
+      note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha,
+                         fontsize=FONT_SIZE - 2, color=colour)
+      box = note.get_window_extent(renderer)
+      inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
+                and box.y1 <= frame.y1)
+      if inside and not _overlaps(box, taken):
+        taken.append(box)
+        break
+      note.remove()
+    else:
+      dropped += 1
+  return dropped
+
+
+def _anchor_band(ax, mean: float, half: float | None, label: str) -> None:
+  """The anchor as a horizontal reference line, with its interval shaded."""
+  ax.axhline(mean, color="black", linestyle=":", linewidth=1.0, label=label, zorder=1)
+  if half:
+    ax.axhspan(mean - half, mean + half, color="black", alpha=0.08, linewidth=0, zorder=0)
 
 
 def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
-  """Test accuracy (mean ± std over seeds) against mult-adds, one series per family."""
+  """Test accuracy (mean, 95% CI bars over seeds) against mult-adds, one series per family.
+
+  The standard anchor is a dotted line with its interval shaded; points are
+  labelled by group size and multiplier where a label fits.
+  """
   rows = [r for r in rows if "test_accuracy" in r.stats and "mult_adds" in r.stats]
   if not rows:
     return []
-  names, _ = _series([r.config for r in rows], exclude=())
+  families = [family_of(r.config) for r in rows]
   with _style():
-    fig = Figure(figsize=(6.4, 4.4))
+    fig = _figure(1)
     ax = fig.add_subplot()
-    for name in sorted(set(names)):
-      pts = sorted(((r.stats["mult_adds"].mean, r) for r, n in zip(rows, names) if n == name),
+    labels = []
+    for family in _families_in_order(families):
+      pts = sorted(((r.stats["mult_adds"].mean, r) for r, f in zip(rows, families) if f == family),
                    key=lambda p: (p[0], p[1].label))
       xs = [x for x, _ in pts]
       ys = [100.0 * r.stats["test_accuracy"].mean for _, r in pts]
-      es = [100.0 * (r.stats["test_accuracy"].std or 0.0) for _, r in pts]
-      ax.errorbar(xs, ys, yerr=es, marker="o", capsize=3, label=name or None)
-      for x, y, (_, r) in zip(xs, ys, pts):
-        ax.annotate(r.label, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7)
+      es = [100.0 * _spread(r.stats["test_accuracy"]) for _, r in pts]
+      colour = colour_of(family, families)
+      ax.errorbar(xs, ys, yerr=_yerr(es), marker="o", color=colour, label=family or None)
+      labels += [(x, y, _point_label(r.label), colour) for x, y, (_, r) in zip(xs, ys, pts)]
+    for r, f in zip(rows, families):
+      if f == ANCHOR:
+        acc = r.stats["test_accuracy"]
+        _anchor_band(ax, 100.0 * acc.mean, 100.0 * _spread(acc) or None, "standard (anchor)")
+        ax.errorbar([r.stats["mult_adds"].mean], [100.0 * acc.mean], yerr=[100.0 * _spread(acc)],
+                    marker="*", markersize=8, color="black", linestyle="none")
+        break
     ax.set_xscale("log")
     ax.set_xlabel("mult-adds per example")
     ax.set_ylabel("test accuracy (%)")
-    ax.set_title("Accuracy vs compute")
-    ax.grid(True, which="both", alpha=0.3)
-    if any(names):
-      ax.legend(fontsize=7)
-    fig.tight_layout()
+    ax.grid(True, which="major", alpha=0.3)
+    if ax.get_legend_handles_labels()[0]:
+      fig.legend(loc="outside lower center", ncol=2, frameon=False)
+    _freeze_layout(fig)
+    place_labels(ax, labels)
     return save(fig, stem)
 
 
@@ -99,35 +233,119 @@ PANELS = (("infer_images_per_s", "inference (forward)"),
           ("train_images_per_s", "training step"))
 
 
+def _impl_styles(rows: Sequence[BenchRow]) -> dict[str, tuple[str, str]]:
+  impls = list(dict.fromkeys(r.impl for r in rows))
+  return {impl: IMPL_STYLES[i % len(IMPL_STYLES)] for i, impl in enumerate(impls)}
+
+
+def _style_legend(fig: Figure, families: Sequence[str], styles: dict, anchor: bool) -> None:
+  """One figure legend: a colour per family, a line style per implementation, the anchor."""
+  handles = [Line2D([], [], color=colour_of(f, families), marker="o", label=f)
+             for f in _families_in_order(families) if f]
+  handles += [Line2D([], [], color="grey", linestyle=ls, marker=mk, label=impl)
+              for impl, (ls, mk) in styles.items()]
+  if anchor:
+    handles.append(Line2D([], [], color="black", linestyle=":", marker="*", label="standard (anchor), per impl"))
+  if handles:
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+
+
 def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
-  """Images/s against group size, one line per implementation, one panel per measure."""
+  """Images/s against group size, a colour per family and a line style per implementation.
+
+  One panel per measure, stacked. The standard anchor, which has no group size
+  of its own (each layer's channel count), is a dotted reference line per
+  implementation. Error bars are 95% t-intervals over repeated runs where there are some.
+  """
+  anchors = [r for r in rows if family_of(r.config) == ANCHOR]
   rows = [r for r in rows if isinstance(r.config.get("group_size"), int)]
   panels = [(m, t) for m, t in PANELS if any(m in r.stats for r in rows)]
   if not panels:
     return []
-  names, _ = _series([r.config for r in rows], exclude=())
-  keys = sorted({(r.impl, n) for r, n in zip(rows, names)})
+  families = [family_of(r.config) for r in rows]
+  styles = _impl_styles(rows + anchors)
   with _style():
-    fig = Figure(figsize=(5.0 * len(panels), 4.0))
-    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    fig = _figure(len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, (metric, title) in zip(axes, panels):
-      for impl, name in keys:
-        pts = sorted(((r.config["group_size"], r.stats[metric]) for r, n in zip(rows, names)
-                      if r.impl == impl and n == name and metric in r.stats), key=lambda p: p[0])
-        if not pts:
-          continue
-        ax.errorbar([g for g, _ in pts], [s.mean for _, s in pts],
-                    yerr=[s.std or 0.0 for _, s in pts], marker="o", capsize=3,
-                    label=impl + (f" ({name})" if name else ""))
+      for family in _families_in_order(families):
+        for impl, (ls, mk) in styles.items():
+          pts = sorted(((r.config["group_size"], r.stats[metric]) for r, f in zip(rows, families)
+                        if r.impl == impl and f == family and metric in r.stats), key=lambda p: p[0])
+          if pts:
+            # Points at one group size (multipliers at g=1) are not a line.
+            one_x = len({g for g, _ in pts}) < len(pts)
+            ax.errorbar([g for g, _ in pts], [s.mean for _, s in pts],
+                        yerr=_yerr([_spread(s) for _, s in pts]), color=colour_of(family, families),
+                        linestyle="none" if one_x else ls, marker=mk)
+      for r in anchors:
+        if metric in r.stats:
+          ax.axhline(r.stats[metric].mean, color="black", linewidth=1.0, zorder=1,
+                     linestyle=styles[r.impl][0] if styles[r.impl][0] != "-" else ":")
       ax.set_xscale("log", base=2)
+      _plain_log_ticks(ax.xaxis)
       ax.set_yscale("log")
-      ax.set_xlabel("group size (channels per group)")
+      _plain_log_ticks(ax.yaxis)
       ax.set_ylabel("images / s")
       ax.set_title(title)
-      ax.grid(True, which="both", alpha=0.3)
-      if ax.get_legend_handles_labels()[0]:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
+      ax.grid(True, which="major", alpha=0.3)
+    axes[-1].set_xlabel("group size (channels per group)")
+    _style_legend(fig, families, styles, bool(anchors))
+    return save(fig, stem)
+
+
+TIME_PANELS = (("fwd_ms", "forward"), ("infer_ms", "inference"),
+               ("fwdbwd_ms", "forward + backward"), ("train_step_ms", "training step"))
+
+
+def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
+  """Measured time against counted mult-adds, one panel per measure, stacked.
+
+  A colour per family, a marker per implementation, the standard anchor starred;
+  the first implementation's points are labelled where a label fits.
+  """
+  rows = [r for r in rows if "mult_adds" in r.stats]
+  panels = [(m, t) for m, t in TIME_PANELS if any(m in r.stats for r in rows)]
+  if not panels:
+    return []
+  families = [family_of(r.config) for r in rows]
+  styles = _impl_styles(rows)
+  first = next(iter(styles))
+  with _style():
+    fig = _figure(len(panels))
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    labels, others = {}, {}
+    for ax, (metric, title) in zip(axes, panels):
+      labels[ax], others[ax] = [], []
+      for r, f in zip(rows, families):
+        if metric not in r.stats:
+          continue
+        x, s = r.stats["mult_adds"].mean, r.stats[metric]
+        colour = colour_of(f, families)
+        ax.errorbar([x], [s.mean], yerr=_yerr([_spread(s)]), color=colour, linestyle="none",
+                    marker="*" if f == ANCHOR else styles[r.impl][1],
+                    markersize=8 if f == ANCHOR else 4, markerfacecolor="none" if r.impl != first else colour)
+        if r.impl == first:
+          labels[ax].append((x, s.mean, _point_label(r.label), colour))
+        else:
+          others[ax].append((x, s.mean))
+      ax.set_xscale("log")
+      ax.set_yscale("log")
+      _plain_log_ticks(ax.yaxis)
+      ax.set_ylabel("time (ms)")
+      ax.set_title(title)
+      ax.grid(True, which="major", alpha=0.3)
+    axes[-1].set_xlabel("counted mult-adds")
+    handles = [Line2D([], [], color=colour_of(f, families), marker="*" if f == ANCHOR else "o",
+                      linestyle="none", label=f or "runs")
+               for f in [ANCHOR] * (ANCHOR in families) + _families_in_order(families)]
+    handles += [Line2D([], [], color="grey", marker=mk, linestyle="none",
+                       markerfacecolor="grey" if impl == first else "none", label=impl)
+                for impl, (_, mk) in styles.items()]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
+    _freeze_layout(fig)
+    for ax, pts in labels.items():
+      place_labels(ax, pts, others[ax])
     return save(fig, stem)
 
 
@@ -154,35 +372,38 @@ def cka_heatmap(group: CkaGroup, stem: Path) -> list[Path]:
 
 
 def decomposition_error_vs_group_size(rows: Sequence[DecompositionRow], stem: Path) -> list[Path]:
-  """Relative projection error against group size, one panel per layer."""
+  """Relative projection error against group size, one panel per layer, stacked.
+
+  A colour per family as elsewhere (plain grouped; grouped + pointwise at m = 1;
+  at m > 1, a marker per multiplier).
+  """
   rows = [r for r in rows if isinstance(r.group_size, int)]
   if not rows:
     return []
   layers = list(dict.fromkeys(r.layer for r in rows))
-  cols = min(3, len(layers))
-  nrows = math.ceil(len(layers) / cols)
+  markers = ("o", "s", "^", "D", "v")
   with _style():
-    fig = Figure(figsize=(4.2 * cols, 3.4 * nrows))
-    axes = fig.subplots(nrows, cols, squeeze=False)
-    for ax, layer in zip(axes.flat, layers):
+    fig = _figure(len(layers))
+    axes = fig.subplots(len(layers), 1, squeeze=False)[:, 0]
+    for ax, layer in zip(axes, layers):
       series = sorted({(str(r.pointwise), -1 if r.depth_multiplier is None else r.depth_multiplier)
                        for r in rows if r.layer == layer})
-      for pw, m in series:
+      for i, (pw, m) in enumerate(series):
         pts = sorted(((r.group_size, r.error) for r in rows if r.layer == layer
                       and str(r.pointwise) == pw
                       and (-1 if r.depth_multiplier is None else r.depth_multiplier) == m),
                      key=lambda p: p[0])
-        label = "grouped, no pointwise" if pw == "False" else f"+ pointwise, m={m}"
+        family = family_of({"pointwise": pw == "True", "depth_multiplier": m})
+        label = "grouped" if pw == "False" else f"grouped + pw, m={m}"
         ax.errorbar([g for g, _ in pts], [e.mean for _, e in pts],
-                    yerr=[e.std or 0.0 for _, e in pts], marker="o", capsize=3, label=label)
+                    yerr=_yerr([_spread(e) for _, e in pts]), marker=markers[i % len(markers)],
+                    color=colour_of(family), label=label)
       ax.set_xscale("log", base=2)
+      _plain_log_ticks(ax.xaxis)
       ax.set_ylim(bottom=0.0)
-      ax.set_xlabel("group size")
       ax.set_ylabel("relative error")
-      ax.set_title(layer, fontsize=9)
-      ax.grid(True, which="both", alpha=0.3)
-      ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(layers):]:
-      ax.set_visible(False)
-    fig.tight_layout()
+      ax.set_title(layer)
+      ax.grid(True, which="major", alpha=0.3)
+      ax.legend()
+    axes[-1].set_xlabel("group size (channels per group)")
     return save(fig, stem)

@@ -13,16 +13,18 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepconv.records import read_records
-from sepconv.report import aggregate, budget, lowering, paper, plots, tables
+from sepconv.report import aggregate, anchor, budget, lowering, paper, plots, tables
 
 RECORDS = "records.jsonl"
 TABLES_DIR = "tables"
 PLOTS_DIR = "plots"
+# The generated reading of the training results against the anchor (``anchor.reading``).
+SUMMARY = "summary.md"
 _OWNED_SUFFIXES = (".md", ".tex", ".csv", ".png", ".pdf")
 _PROVENANCE_FIELDS = (("sepconv", "sepconv"), ("jax", "jax"), ("jaxlib", "jaxlib"),
                       ("flax", "flax"), ("platform", "platform"),
                       ("device_kind", "device kind"), ("device_count", "device count"),
-                      ("git_revision", "git revision"))
+                      ("cpu", "CPU"), ("git_revision", "git revision"))
 _MAX_LISTED = 6
 
 
@@ -135,6 +137,7 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   figures = []
   figures += plots.accuracy_vs_mult_adds(train, plots_dir / "accuracy_vs_mult_adds")
   figures += plots.throughput_vs_group_size(bench, plots_dir / "throughput_vs_group_size")
+  figures += plots.time_vs_mult_adds(bench, plots_dir / "time_vs_mult_adds")
   sources = list(dict.fromkeys(r.source for r in decomposition))
   for src in sources:
     stem = "decomposition_error_vs_group_size"
@@ -145,12 +148,21 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   for group, slug in zip(ckas, cka_slugs):
     figures += plots.cka_heatmap(group, plots_dir / slug)
   written += figures
-  written.append(_write(results_dir / "README.md", _readme(name, header, made, figures, results_dir)))
+  summary = anchor.reading(train)
+  if summary is not None:
+    written.append(_write(tables_dir / SUMMARY, "<!--\n" + "".join(f"  {line}\n" for line in header)
+                          + "-->\n" + summary + "\n"))
+  written.append(_write(results_dir / "README.md",
+                        _readme(name, header, made, figures, results_dir, summary)))
   return written
 
 
-def _readme(name: str, header: list[str], made: list, figures: list[Path], root: Path) -> str:
-  out = [f"# {name}\n", "\n", "## Provenance\n", "\n"]
+def _readme(name: str, header: list[str], made: list, figures: list[Path], root: Path,
+            summary: str | None = None) -> str:
+  out = [f"# {name}\n", "\n"]
+  if summary:
+    out += ["## What the results show\n", "\n", summary + "\n", "\n"]
+  out += ["## Provenance\n", "\n"]
   out += [f"- {line}\n" for line in header]
   for table in made:
     out += ["\n", tables.to_markdown(table), "\n",
