@@ -27,6 +27,9 @@ def run_ablate(args) -> int:
   experiment = experiments.get(args.name)
   out_dir = Path(args.out) if args.out else default_out_dir(experiment, args.dataset)
   seeds = _parse_seeds(args.seeds) if args.seeds else None
+  if args.reference and not (Path(args.reference) / "records.jsonl").is_file():
+    raise ValueError(f"--reference (={args.reference}) must be a results folder with a "
+                     "records.jsonl")
   counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
                       work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
                       progress=not args.quiet, seeds=seeds, variants=args.variant,
@@ -36,10 +39,45 @@ def run_ablate(args) -> int:
     from sepconv.report.embed import embed
     render_experiment(out_dir)
     embed("README.md", out_dir)
-  print(json.dumps({"out": str(out_dir), **counts}) if args.json else
-        f"{out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
-        f"{counts['deferred']} deferred")
+  reference = Path(args.reference) if args.reference else REFERENCES / experiment.results_name(
+      args.dataset)
+  comparison = None
+  if args.reference or _is_other_results(reference, out_dir):
+    comparison = compare_with_reference(reference, out_dir)
+  summary = {"out": str(out_dir), **counts}
+  if comparison is not None:
+    summary.update(reference=str(reference), reproduced=comparison.reproduced,
+                   comparison=str(out_dir / COMPARISON))
+  if args.json:
+    print(json.dumps(summary))
+  else:
+    print(f"{out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
+          f"{counts['deferred']} deferred")
+    if comparison is not None:
+      from sepconv.report import compare
+      print(f"\nAgainst the reference {reference} (also in {out_dir / COMPARISON}):\n")
+      print(compare.to_markdown(comparison), end="")
   return 0
+
+
+COMPARISON = "comparison.md"
+
+
+def _is_other_results(reference: Path, out_dir: Path) -> bool:
+  """Whether ``reference`` holds records and is not the run's own folder."""
+  return (reference / "records.jsonl").is_file() and reference.resolve() != out_dir.resolve()
+
+
+def compare_with_reference(reference: Path, out_dir: Path):
+  """Compares the run in ``out_dir`` with ``reference`` and writes comparison.{md,tex} there."""
+  from sepconv.report import compare
+  if not (out_dir / "records.jsonl").is_file():
+    return None
+  comparison = compare.compare_dirs(reference, out_dir)
+  (out_dir / COMPARISON).write_text(compare.to_markdown(comparison), encoding="utf-8")
+  (out_dir / COMPARISON).with_suffix(".tex").write_text(compare.to_latex(comparison),
+                                                        encoding="utf-8")
+  return comparison
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -69,6 +107,9 @@ def register(subparsers) -> None:
                            "committed reference): same software and CPU -> the same numbers")
   parser.add_argument("--epochs", type=positive_int, default=None,
                       help="epochs of every training run instead of the presets (use its own --out)")
+  parser.add_argument("--reference", default=None, metavar="RESULTS_DIR",
+                      help="compare the run with this folder's records (default: the committed "
+                           "results/NAME[_DATASET], where it exists and is not --out)")
   parser.add_argument("--no-report", action="store_true", help="do not re-render tables and plots")
   parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
   parser.add_argument("--json", action="store_true", help="print a JSON summary")
