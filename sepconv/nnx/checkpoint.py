@@ -57,7 +57,7 @@ def nnx_to_linen(model: nnx.Module) -> dict:
   """
   variables = {}
   for collection, kind in COLLECTIONS.items():
-    tree = _prune(nnx.state(model, kind).to_pure_dict())
+    tree = _prune(nnx.to_pure_dict(nnx.state(model, kind)))
     if tree:
       variables[collection] = jax.tree.map(jnp.asarray, tree)
   return variables
@@ -75,7 +75,7 @@ def linen_to_nnx(variables: Mapping, model: nnx.Module) -> nnx.Module:
     raise ValueError(f"variables collections (={unknown}) must be among {tuple(COLLECTIONS)}")
   for collection, kind in COLLECTIONS.items():
     state = nnx.state(model, kind)
-    want = _flat(_prune(state.to_pure_dict()))
+    want = _flat(_prune(nnx.to_pure_dict(state)))
     got = _flat(_prune(dict(variables.get(collection, {}))))
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     if missing or extra:
@@ -87,9 +87,9 @@ def linen_to_nnx(variables: Mapping, model: nnx.Module) -> nnx.Module:
         raise ValueError(f"{collection}/{'/'.join(map(str, path))}: shape and dtype "
                          f"(={np.shape(value)}, {jnp.asarray(value).dtype}) must equal the "
                          f"model's (={np.shape(want[path])}, {want[path].dtype})")
-    pure = state.to_pure_dict()
+    pure = nnx.to_pure_dict(state)
     _fill(pure, variables.get(collection, {}))
-    state.replace_by_pure_dict(pure)
+    nnx.replace_by_pure_dict(state, pure)
     nnx.update(model, state)
   return model
 
