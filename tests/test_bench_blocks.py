@@ -26,9 +26,11 @@ def test_blocks_benchmark_records_and_renders(tmp_path, capsys):
   assert {r["status"] for r in records if r["variant"] == "torch"} <= {"ok", "skipped"}
 
   written = render_experiment(tmp_path / "flax_blocks")
-  assert sorted(p.name for p in written) == ["blocks.csv", "blocks.md", "blocks.tex"]
+  assert sorted(p.name for p in written) == ["README.md", "blocks.csv", "blocks.md", "blocks.tex"]
   table = (tmp_path / "flax_blocks" / "blocks.md").read_text()
   assert "flax + sepconv" in table and "resnext" in table and "batch 1, 8x8, float32" in table
+  readme = (tmp_path / "flax_blocks" / "README.md").read_text()
+  assert "conv_general_dilated=sepconv.conv_general_dilated" in readme and "resnext" in readme
   rows = list(csv.DictReader((tmp_path / "flax_blocks" / "blocks.csv").open()))
   assert len(rows) == len(records)
   before = {p.name: p.read_bytes() for p in written}
