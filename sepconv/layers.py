@@ -49,7 +49,7 @@ class _StageParams(nn.Module):
     return kernel, bias
 
 
-def _apply_stage(x, stage: Stage, kernel, bias, impl: str, dtype):
+def apply_stage(x, stage: Stage, kernel, bias, impl: str, dtype):
   x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
   y = conv_ops.grouped_conv(x, kernel, feature_group_count=stage.feature_group_count,
                             strides=stage.stride, padding=stage.padding,
@@ -88,14 +88,14 @@ class GroupedConv(nn.Module):
   def __call__(self, x: jax.Array) -> jax.Array:
     spec = ConvSpec(x.shape[-1], self.features, tuple(self.kernel_size), self.strides,
                     self.kernel_dilation, self.padding,
-                    group_size=_group_size(x.shape[-1], self.feature_group_count))
+                    group_size=group_size_of(x.shape[-1], self.feature_group_count))
     (stage,) = spec.stages()
     kernel = self.param("kernel", self.kernel_init, stage.kernel_shape, self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
-    return _apply_stage(x, stage, kernel, bias, self.impl, self.dtype or x.dtype)
+    return apply_stage(x, stage, kernel, bias, self.impl, self.dtype or x.dtype)
 
 
-def _group_size(channels: int, groups: int) -> int:
+def group_size_of(channels: int, groups: int) -> int:
   if not validate.is_int(groups) or groups < 1 or channels % groups:
     raise ValueError(f"input channels (={channels}) must be divisible by feature_group_count (={groups})")
   return channels // groups
@@ -141,7 +141,7 @@ class SpectrumConv(nn.Module):
     for i, stage in enumerate(stages):
       kernel, bias = _StageParams(stage.kernel_shape, self.use_bias, self.kernel_init,
                                   self.bias_init, self.param_dtype, name=stage.name)()
-      x = _apply_stage(x, stage, kernel, bias, self.impl, dtype)
+      x = apply_stage(x, stage, kernel, bias, self.impl, dtype)
       if stage.name == "pointwise" and spec.shuffle:
         x = channel_shuffle(x, stage.feature_group_count)
       if i < len(stages) - 1:

@@ -4,6 +4,7 @@
   sepconv bench sweep --mode both                  # group size 1, 2, 4, ..., C
   sepconv report lowering                          # tables from results/lowering/records.jsonl
   sepconv bench train-step --impl auto,xla         # MobileNet v1 training step
+  sepconv bench blocks                             # Flax blocks with and without sepconv
 """
 
 from __future__ import annotations
@@ -163,8 +164,24 @@ def run_train_step(args) -> int:
   return 0
 
 
+def run_blocks(args) -> int:
+  from sepconv.bench.blocks import MODES, bench_blocks
+  blocks = None if args.blocks == "all" else tuple(b.strip() for b in args.blocks.split(","))
+  modes = MODES if args.mode == "both" else (args.mode,)
+  records = bench_blocks(blocks, batch=args.batch, size=args.size, dtype=args.dtype, modes=modes,
+                         torch=args.torch, warmup=args.warmup, repeats=args.repeats,
+                         budget_s=args.budget_s, on_record=_sink(args.out), progress=not args.quiet)
+  if args.json:
+    _print(records, True)
+  else:
+    for r in records:
+      what = f"{r['median_ms']:.2f} ms" if r["status"] == "ok" else f"{r['status']}: {r['reason']}"
+      print(f"{r['block']} {r['mode']} {r['variant']}: {what}")
+  return 0
+
+
 def register(subparsers) -> None:
-  """Adds `sepconv bench {layer,sweep,train-step}`."""
+  """Adds `sepconv bench {layer,sweep,train-step,blocks}`."""
   bench = subparsers.add_parser("bench", help="benchmark conv implementations and training steps",
                                 description=__doc__.splitlines()[0])
   sub = bench.add_subparsers(dest="bench_command", required=True)
@@ -197,3 +214,21 @@ def register(subparsers) -> None:
   p.add_argument("--out", default=DEFAULT_RECORDS, help="JSON-lines file to append records to")
   p.add_argument("--quiet", action="store_true", help="no progress on stderr")
   p.set_defaults(func=run_train_step)
+
+  p = sub.add_parser("blocks", help="plain Flax blocks with and without sepconv.conv_general_dilated")
+  p.add_argument("--blocks", default="all",
+                 help="comma list of convnext, resnext, mobilenet_v2 (default all)")
+  p.add_argument("--batch", type=positive_int, default=32)
+  p.add_argument("--size", type=positive_int, default=56, help="input height and width")
+  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--mode", choices=("forward", "train_step", "both"), default="both")
+  p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+                 help="also time PyTorch's equivalent blocks if installed (CPU, float32)")
+  p.add_argument("--repeats", type=positive_int, default=10)
+  p.add_argument("--warmup", type=nonnegative_int, default=2)
+  p.add_argument("--budget-s", type=positive_float, default=30.0)
+  p.add_argument("--json", action="store_true", help="print one JSON record per line")
+  p.add_argument("--out", default="results/flax_blocks/records.jsonl",
+                 help="JSON-lines file to append records to")
+  p.add_argument("--quiet", action="store_true", help="no progress on stderr")
+  p.set_defaults(func=run_blocks)

@@ -17,12 +17,15 @@ Layers, each importing only those above it:
 * ``plan``: ``Plan`` (an implementation per forward, input gradient and kernel gradient)
   and its executor (a ``jax.custom_vjp`` where implementations mix).
 * ``api``: ``grouped_conv``, ``plan_for``, ``conv_geometry``.
+* ``dropin``: ``conv_general_dilated``, ``lax.conv_general_dilated``'s signature on top of
+  ``grouped_conv`` (the one argument any Flax ``Conv`` takes).
 """
 
 from sepconv.conv.api import IMPLS, conv_geometry, grouped_conv, plan_for
+from sepconv.conv.dropin import conv_general_dilated
 from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.native import CPU_NO_YNN_OPTIONS
 from sepconv.conv.plan import Plan
 
-__all__ = ["CPU_NO_YNN_OPTIONS", "ConvGeometry", "IMPLS", "Plan", "conv_geometry", "grouped_conv",
-           "plan_for"]
+__all__ = ["CPU_NO_YNN_OPTIONS", "ConvGeometry", "IMPLS", "Plan", "conv_general_dilated",
+           "conv_geometry", "grouped_conv", "plan_for"]

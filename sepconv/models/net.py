@@ -12,7 +12,8 @@ from sepconv.conv.geometry import ConvGeometry, make_geometry
 from sepconv.layers import SpectrumConv
 from sepconv.models.arch import Architecture, ConvUnit, InvertedResidual, layer_specs
 
-_ACTIVATIONS = {"relu": nn.relu, "relu6": jax.nn.relu6, "linear": lambda x: x}
+# Activation names of the architecture data (``arch.ACTIVATIONS``) as functions.
+ACTIVATION_FNS = {"relu": nn.relu, "relu6": jax.nn.relu6, "linear": lambda x: x}
 
 
 class _InvertedResidual(nn.Module):
@@ -25,7 +26,7 @@ class _InvertedResidual(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    unit, act = self.unit, _ACTIVATIONS[self.unit.activation]
+    unit, act = self.unit, ACTIVATION_FNS[self.unit.activation]
     layer = lambda spec, name: SpectrumConv(  # noqa: E731
         spec, norm=True, impl=self.impl, activation=act, norm_momentum=self.norm_momentum,
         norm_epsilon=self.norm_epsilon, dtype=self.dtype, name=name)
@@ -74,10 +75,10 @@ class SpectrumNet(nn.Module):
     for unit in arch.units:
       if isinstance(unit, ConvUnit):
         x = SpectrumConv(unit.spec, norm=True, impl=self.impl,
-                         activation=_ACTIVATIONS[unit.inner_activation],
+                         activation=ACTIVATION_FNS[unit.inner_activation],
                          norm_momentum=self.norm_momentum, norm_epsilon=self.norm_epsilon,
                          dtype=self.dtype, name=unit.name)(x, train)
-        x = _ACTIVATIONS[unit.activation](x)
+        x = ACTIVATION_FNS[unit.activation](x)
       else:
         x = _InvertedResidual(unit, self.impl, self.dtype, self.norm_momentum, self.norm_epsilon,
                               name=unit.name)(x, train)

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepconv.records import read_records
-from sepconv.report import aggregate, anchor, budget, lowering, paper, plots, tables
+from sepconv.report import aggregate, anchor, blocks, budget, lowering, paper, plots, tables
 
 RECORDS = "records.jsonl"
 TABLES_DIR = "tables"
@@ -106,6 +106,8 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   if raw and kinds <= set(lowering.RECORD_KINDS):
     # `sepconv bench` records (results/lowering): their tables, beside a hand-kept README.
     return lowering.render_lowering(source, results_dir)
+  if raw and kinds <= set(blocks.RECORD_KINDS):
+    return blocks.render_blocks(source, results_dir)  # `sepconv bench blocks` records
   if raw and kinds <= set(paper.RECORD_KINDS):
     return paper.render(results_dir, raw)
   records, skipped = _usable(raw)
