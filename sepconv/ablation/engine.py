@@ -239,7 +239,7 @@ def _replace(runner: Runner, out_dir: Path, jobs: list[Job]) -> dict:
     if os.path.exists(tmp):
       os.unlink(tmp)
   log(f"{len(jobs)} records computed -> {out_dir / RECORDS}")
-  return {"done": len(jobs), "skipped": 0, "deferred": 0}
+  return {"done": len(jobs), "skipped": 0, "deferred": 0, "failed": 0}
 
 
 __all__ = ["FAILED", "RECORDS", "RUNNERS", "execute", "parse_shard", "recorded_ids", "run", "runner_for",
