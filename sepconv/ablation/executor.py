@@ -138,7 +138,7 @@ def make_executor(name: str = "sequential", *, workers: int | None = None,
     return Sequential()
   if name == "processes":
     from sepconv.ablation.processes import Processes
-    return Processes(workers or 2)
+    return Processes(2 if workers is None else workers)
   from sepconv.ablation.ray_executor import RayExecutor
   return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
 
