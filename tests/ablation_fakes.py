@@ -11,7 +11,9 @@ import os
 import time
 from pathlib import Path
 
+from sepconv.ablation.granularity import GranularityRunner
 from sepconv.ablation.jobs import Job
+from sepconv.train import train
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,3 +61,16 @@ class FakeRunner:
       outputs[job.seed].write_text(str(job.seed ** 2))
     return {"metrics": {"value": (job.seed or 0) ** 2, "start": start, "end": time.time(),
                         "pid": os.getpid()}}
+
+
+class DyingTrainRunner(GranularityRunner):
+  """The 'dws' run's worker process exits after 6 steps (a checkpoint was saved at step 4)."""
+
+  def _train(self, job: Job) -> dict:
+    marker = self.work_dir / f"died-{job.variant.slug}-seed{job.seed}"
+    if job.variant.conv == "dws" and not marker.exists():
+      train(self.config(job.variant, job.seed), self.run_dir(job.variant, job.seed),
+            dataset=self.dataset, stop_after_steps=6, progress=False)
+      marker.touch()
+      os._exit(3)
+    return super()._train(job)
