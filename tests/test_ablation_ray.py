@@ -82,6 +82,7 @@ engine.execute(spec, executor=RayExecutor(num_cpus=2))
 """
 
 
+@pytest.mark.slow
 def test_a_killed_driver_started_again_loses_and_duplicates_nothing(tmp_path, local_ray):
   env = {**os.environ, **WORKER_ENV, "RAY_ADDRESS": ""}
   driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], env=env,
