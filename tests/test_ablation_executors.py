@@ -8,7 +8,7 @@ import pytest
 from ablation_fakes import FakeRunner, FakeSweep
 
 from sepconv.ablation import engine
-from sepconv.ablation.executor import RunnerSpec, Sequential, make_executor
+from sepconv.ablation.executor import RunnerSpec, Sequential
 from sepconv.ablation.jobs import RunOptions
 from sepconv.ablation.lock import FolderLocked, folder_lock
 from sepconv.ablation.processes import Processes
@@ -110,7 +110,7 @@ def test_quiet_sweeps_write_nothing_to_stderr(tmp_path, capfd):
 ])
 def test_bad_executor_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
-    make_executor(**kwargs)
+    engine.make_executor(**kwargs)
 
 
 def test_ray_missing_is_one_line(monkeypatch, capsys, tmp_path):

@@ -18,7 +18,7 @@ from sepconv.ablation.jobs import RunOptions
 from sepconv.records import read_records
 
 ray = pytest.importorskip("ray")
-from sepconv.ablation.ray_executor import RayExecutor  # noqa: E402
+from sepconv.ablation.ray_executor import RayExecutor
 
 TESTS = Path(__file__).resolve().parent
 ROOT = TESTS.parent

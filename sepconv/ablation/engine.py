@@ -28,13 +28,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sepconv.ablation.executor import (
-  Executor,
-  Outcome,
-  RunnerSpec,
-  Sequential,
-  make_executor,
-)
+from sepconv.ablation.executor import Executor, Outcome, RunnerSpec, Sequential
 from sepconv.ablation.experiment import GranularityAblation, LayerSweep, PaperTables
 from sepconv.ablation.granularity import GranularityRunner
 from sepconv.ablation.jobs import Job, Runner, RunOptions, log, logging_enabled
@@ -48,6 +42,8 @@ from sepconv.records import append_record, read_records
 RECORDS = "records.jsonl"
 # The "status" of a job's record when the job raised ("error" names the error).
 FAILED = "failed"
+
+EXECUTORS = ("sequential", "processes", "ray")
 
 # Experiment type -> (experiment, out_dir, options) -> runner.
 RUNNERS: dict[type, Callable[..., Runner]] = {
@@ -242,5 +238,23 @@ def _replace(runner: Runner, out_dir: Path, jobs: list[Job]) -> dict:
   return {"done": len(jobs), "skipped": 0, "deferred": 0, "failed": 0}
 
 
-__all__ = ["FAILED", "RECORDS", "RUNNERS", "execute", "parse_shard", "recorded_ids", "run", "runner_for",
+def make_executor(name: str = "sequential", *, workers: int | None = None,
+                  address: str | None = None, cpus_per_job: float | None = None) -> Executor:
+  """The executor called ``name`` (one of ``EXECUTORS``)."""
+  if name not in EXECUTORS:
+    raise ValueError(f"--executor (={name!r}) must be one of {', '.join(EXECUTORS)}")
+  if name != "processes" and workers is not None:
+    raise ValueError(f"--workers (={workers}) only applies to --executor processes")
+  if name != "ray" and (address is not None or cpus_per_job is not None):
+    raise ValueError("--address and --cpus-per-job only apply to --executor ray")
+  if name == "sequential":
+    return Sequential()
+  if name == "processes":
+    from sepconv.ablation.processes import Processes
+    return Processes(2 if workers is None else workers)
+  from sepconv.ablation.ray_executor import RayExecutor
+  return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
+
+
+__all__ = ["EXECUTORS", "FAILED", "RECORDS", "RUNNERS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
            "select"]

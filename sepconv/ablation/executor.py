@@ -7,8 +7,10 @@ interleaved, whichever executor ran the jobs.
 
 * ``Sequential``: every job in this process, one after another (the default; no Ray).
 * ``Processes``: a pool of local worker processes (``sepconv.ablation.processes``).
-* ``Ray``: one Ray task per job, on a local Ray instance or a cluster
+* ``RayExecutor``: one Ray task per job, on a local Ray instance or a cluster
   (``sepconv.ablation.ray_executor``).
+
+``engine.make_executor`` builds one by name.
 
 A worker rebuilds the runner from a ``RunnerSpec`` (a picklable (factory, experiment,
 out_dir, options)) and runs ``run_in_worker(spec, job)``, the same function in a process
@@ -27,8 +29,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from sepconv.ablation.jobs import Job, Runner, RunOptions, logging_enabled
-
-EXECUTORS = ("sequential", "processes", "ray")
 
 # The last lines of a failed job's traceback kept in its record.
 TRACEBACK_CHARS = 4000
@@ -125,23 +125,5 @@ def run_in_worker(spec: RunnerSpec, job: Job) -> Outcome:
   return dataclasses.replace(outcome, provenance=_WORKER["provenance"])
 
 
-def make_executor(name: str = "sequential", *, workers: int | None = None,
-                  address: str | None = None, cpus_per_job: float | None = None) -> Executor:
-  """The executor called ``name`` (one of ``EXECUTORS``)."""
-  if name not in EXECUTORS:
-    raise ValueError(f"--executor (={name!r}) must be one of {', '.join(EXECUTORS)}")
-  if name != "processes" and workers is not None:
-    raise ValueError(f"--workers (={workers}) only applies to --executor processes")
-  if name != "ray" and (address is not None or cpus_per_job is not None):
-    raise ValueError("--address and --cpus-per-job only apply to --executor ray")
-  if name == "sequential":
-    return Sequential()
-  if name == "processes":
-    from sepconv.ablation.processes import Processes
-    return Processes(2 if workers is None else workers)
-  from sepconv.ablation.ray_executor import RayExecutor
-  return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
-
-
-__all__ = ["EXECUTORS", "Executor", "Outcome", "RunnerSpec", "Sequential", "attempt",
-           "make_executor", "prepare_worker_environment", "run_in_worker"]
+__all__ = ["Executor", "Outcome", "RunnerSpec", "Sequential", "attempt",
+           "prepare_worker_environment", "run_in_worker"]

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 from sepconv.ablation import engine
-from sepconv.ablation.executor import EXECUTORS, make_executor
 from sepconv.ablation.lock import FolderLocked
 from sepconv.ablation.ray_executor import RayUnavailable
 from sepconv.cli.args import positive_int
@@ -31,7 +30,7 @@ def run_ablate(args) -> int:
   out_dir = Path(args.out) if args.out else default_out_dir(experiment, args.dataset)
   seeds = _parse_seeds(args.seeds) if args.seeds else None
   try:
-    executor = make_executor(args.executor, workers=args.workers, address=args.address,
+    executor = engine.make_executor(args.executor, workers=args.workers, address=args.address,
                              cpus_per_job=args.cpus_per_job)
     counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
                         work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
@@ -68,7 +67,7 @@ def register(subparsers) -> None:
                            "is results/NAME[_DATASET], refreshed only with --out results/...)")
   parser.add_argument("--work-dir", default=None, help="checkpoints and features (default runs/...)")
   parser.add_argument("--shard", default=None, help="i/n: run every n-th job starting at i")
-  parser.add_argument("--executor", default="sequential", choices=EXECUTORS,
+  parser.add_argument("--executor", default="sequential", choices=engine.EXECUTORS,
                       help="where jobs run: sequential (this process, default), processes (a "
                            "local pool, --workers), ray (a local Ray instance, or --address)")
   parser.add_argument("--workers", type=positive_int, default=None,
