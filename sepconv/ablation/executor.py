@@ -28,7 +28,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from sepconv.ablation.jobs import Job, Runner, RunOptions, logging_enabled
+from sepconv.ablation.jobs import Job, Runner, RunOptions, log, logging_enabled
 
 # The last lines of a failed job's traceback kept in its record.
 TRACEBACK_CHARS = 4000
@@ -73,6 +73,7 @@ class Executor(Protocol):
 
 def attempt(runner: Runner, job: Job) -> Outcome:
   """Runs ``job``; an exception it raises becomes a failed outcome naming the error."""
+  log(f"running {job.kind} {job.run_id}")
   start = time.perf_counter()
   try:
     fields = runner.run_job(job)

@@ -38,8 +38,9 @@ class Processes:
     pending = list(jobs)
     while pending:
       retry: list[Job] = []
-      with ProcessPoolExecutor(max_workers=self.workers if concurrent else 1,
-                               mp_context=context) as pool:
+      pool = ProcessPoolExecutor(max_workers=self.workers if concurrent else 1,
+                                 mp_context=context)
+      try:
         if concurrent:
           futures = {pool.submit(run_in_worker, spec, job): job for job in pending}
           for future in as_completed(futures):
@@ -50,6 +51,10 @@ class Processes:
                                 retry):
               retry += pending[k + 1:]  # the pool is broken: the rest go to a new one
               break
+      except BaseException:  # interrupted: do not wait for the jobs still running
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+      pool.shutdown()
       if retry:
         log(f"a worker process died; running {len(retry)} job(s) again on a new pool")
       pending = retry
