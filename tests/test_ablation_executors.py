@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 from ablation_fakes import FakeRunner, FakeSweep
@@ -111,6 +112,14 @@ def test_quiet_sweeps_write_nothing_to_stderr(tmp_path, capfd):
 def test_bad_executor_arguments(kwargs, message):
   with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
     engine.make_executor(**kwargs)
+
+
+def test_a_bucket_work_dir_is_refused(tmp_path):
+  spec = RunnerSpec(FakeRunner, FakeSweep(), tmp_path / "out",
+                    RunOptions(work_dir=Path("gs://bucket/runs"), progress=False))
+  with pytest.raises(ValueError, match=r"--work-dir \(=gs:/bucket/runs\) must be a filesystem"):
+    engine.execute(spec)
+  assert not (tmp_path / "out").exists()
 
 
 def test_ray_missing_is_one_line(monkeypatch, capsys, tmp_path):

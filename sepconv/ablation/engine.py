@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
@@ -137,7 +138,18 @@ def execute(spec: RunnerSpec, shard: tuple[int, int] = (0, 1),
   on; failed records do not count as done, so a later run retries the job.
   """
   executor = make_executor(executor) if isinstance(executor, str) else executor
-  logging_enabled(spec.options.progress)
+  work_dir = spec.options.work_dir
+  if work_dir is not None and re.match(r"[a-z][a-z0-9+.-]*:/", str(work_dir)):
+    raise ValueError(f"--work-dir (={work_dir}) must be a filesystem path (every worker's, "
+                     f"where workers run elsewhere); mount a bucket, e.g. with gcsfuse")
+  was_logging = logging_enabled(spec.options.progress)
+  try:
+    return _execute(spec, shard, executor)
+  finally:
+    logging_enabled(was_logging)
+
+
+def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> dict:
   out_dir = spec.out_dir
   runner = spec.build()
   if not isinstance(executor, Sequential):
@@ -185,9 +197,6 @@ def _for_workers(spec: RunnerSpec, runner: Runner) -> RunnerSpec:
   """``spec`` with absolute paths, for workers that do not share the driver's directory."""
   options = spec.options
   work_dir = getattr(runner, "work_dir", None) or options.work_dir
-  if work_dir is not None and "://" in str(work_dir):
-    raise ValueError(f"--work-dir (={work_dir}) must be a filesystem path every worker can "
-                     f"reach (mount a bucket, e.g. with gcsfuse, and pass the mount point)")
   options = dataclasses.replace(
       options, work_dir=Path(work_dir).absolute() if work_dir is not None else None,
       data_dir=str(Path(options.data_dir).absolute()) if options.data_dir else None,

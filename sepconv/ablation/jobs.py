@@ -76,9 +76,11 @@ class Runner(Protocol):
 _LOGGING = {"enabled": True}
 
 
-def logging_enabled(enabled: bool) -> None:
-  """Turns ``log`` on or off for this process (``--quiet`` keeps stderr clean)."""
-  _LOGGING["enabled"] = bool(enabled)
+def logging_enabled(enabled: bool) -> bool:
+  """Turns ``log`` on or off for this process (``--quiet`` keeps stderr clean); returns
+  the previous setting."""
+  previous, _LOGGING["enabled"] = _LOGGING["enabled"], bool(enabled)
+  return previous
 
 
 def log(message: str) -> None:
