@@ -5,6 +5,10 @@
 * ``jobs``: ``Job``, the ``Runner`` protocol each experiment kind follows, ``RunOptions``.
 * ``engine``: ``run(experiment, out_dir, ...)``: jobs, shards, resume, records; the table
   of runners (``RUNNERS``).
+* executors (where the jobs run; the engine's driver alone writes records): ``executor``
+  (the protocol, the worker function, ``Sequential``), ``processes`` (a local pool),
+  ``ray_executor`` (Ray tasks, one accelerator each); ``lock`` (one runner per results
+  folder); ``progress`` (the sweep's one-line progress).
 * runners: ``granularity`` (train, benchmark, analyse), ``layer_sweep`` (one layer's cost
   and speed), ``paper`` (published figures recomputed); ``trained`` reads finished runs.
 """

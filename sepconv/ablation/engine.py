@@ -9,6 +9,11 @@ merge by concatenation. The cross-run analyses (a runner's ``analysis_kinds``) n
 runs' outputs; they run on shard 0 once those are all present in its work dir and are
 reported as deferred otherwise.
 
+Where the jobs run is the executor's business (``sepconv.ablation.executor``: in this
+process, in local worker processes, or on Ray); this driver alone writes the records.
+A job that raises gets a record with ``"status": "failed"`` and its ``"error"``, which
+does not count as done. One runner at a time holds a results folder (``lock``).
+
 Which runner runs an experiment is looked up by the experiment's type in ``RUNNERS``;
 a new experiment kind is a definition, a runner following ``jobs.Runner``, and one row
 there.
@@ -16,21 +21,30 @@ there.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import re
 import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
+from sepconv.ablation.executor import Executor, Outcome, RunnerSpec, Sequential
 from sepconv.ablation.experiment import GranularityAblation, LayerSweep, PaperTables
 from sepconv.ablation.granularity import GranularityRunner
-from sepconv.ablation.jobs import Job, RunOptions, Runner, log
+from sepconv.ablation.jobs import Job, Runner, RunOptions, log, logging_enabled
 from sepconv.ablation.layer_sweep import LayerSweepRunner
+from sepconv.ablation.lock import folder_lock
 from sepconv.ablation.paper import PaperTablesRunner
+from sepconv.ablation.progress import SweepProgress
 from sepconv.provenance import provenance
 from sepconv.records import append_record, read_records
 
 RECORDS = "records.jsonl"
+# The "status" of a job's record when the job raised ("error" names the error).
+FAILED = "failed"
+
+EXECUTORS = ("sequential", "processes", "ray")
 
 # Experiment type -> (experiment, out_dir, options) -> runner.
 RUNNERS: dict[type, Callable[..., Runner]] = {
@@ -54,8 +68,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def recorded_ids(out_dir: Path) -> set[str]:
+  """The run_ids with a record in ``out_dir`` (failed jobs' records do not count)."""
   path = out_dir / RECORDS
-  return {r.get("run_id") for r in read_records(path)} if path.exists() else set()
+  return ({r.get("run_id") for r in read_records(path) if r.get("status") != FAILED}
+          if path.exists() else set())
 
 
 def select(jobs: list[Job], shard: tuple[int, int], analysis_kinds: tuple[str, ...]) -> list[Job]:
@@ -68,74 +84,150 @@ def select(jobs: list[Job], shard: tuple[int, int], analysis_kinds: tuple[str, .
 
 def runner_for(experiment, out_dir: str | Path, options: RunOptions = RunOptions()) -> Runner:
   """The runner of ``experiment``'s kind (``RUNNERS``)."""
-  make = RUNNERS.get(type(experiment))
-  if make is None:
-    kinds = ", ".join(t.__name__ for t in RUNNERS)
-    raise ValueError(f"experiment (={experiment!r}) must be one of the kinds {kinds}")
-  return make(experiment, Path(out_dir), options)
+  return _factory(experiment)(experiment, Path(out_dir), options)
 
 
 def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir: str | None = None,
         work_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
         seeds: tuple[int, ...] | None = None, variants: tuple[str, ...] | None = None,
-        epochs: int | None = None, replay: str | Path | None = None) -> dict:
-  """Runs (or resumes) ``experiment``; returns counts of done, skipped and deferred jobs.
+        epochs: int | None = None, replay: str | Path | None = None,
+        executor: Executor | str = "sequential") -> dict:
+  """Runs (or resumes) ``experiment``; returns counts of done, skipped, deferred and failed jobs.
 
   Args:
     experiment: a definition from ``sepconv.ablation.experiment``.
     out_dir: where ``records.jsonl`` lives.
     dataset: which of the experiment's data sets (default: its first).
     data_dir: where the data set's files are (CIFAR).
-    work_dir: checkpoints and intermediate files (default ``runs/<out_dir name>``).
+    work_dir: checkpoints and intermediate files (default ``runs/<out_dir name>``); with
+      an executor whose workers run elsewhere, a path every worker can reach.
     shard: (i, n): run every n-th grid job starting at i.
-    progress: progress lines and bars on stderr.
+    progress: progress lines and bars on stderr (False: none at all).
     seeds: override the experiment's seeds (e.g. one seed for a quick look).
     variants: run only these grid points (spectrum points or labels).
     epochs: every training run's epochs instead of the presets.
     replay: a results folder whose records' plans ``impl='auto'`` runs again (on the same
       software and CPU, the run then reproduces them bit for bit).
+    executor: where the jobs run: an ``Executor`` or the name of one
+      (``sepconv.ablation.executor``: 'sequential', 'processes', 'ray').
   """
   options = RunOptions(dataset=dataset, data_dir=data_dir,
                        work_dir=Path(work_dir) if work_dir else None, progress=progress,
                        seeds=None if seeds is None else tuple(seeds),
                        variants=None if variants is None else tuple(variants), epochs=epochs,
                        replay=Path(replay) if replay else None)
-  return execute(runner_for(experiment, out_dir, options), Path(out_dir), shard)
+  return execute(RunnerSpec(_factory(experiment), experiment, Path(out_dir), options), shard,
+                 executor)
 
 
-def execute(runner: Runner, out_dir: Path, shard: tuple[int, int]) -> dict:
-  """Runs the runner's jobs that this shard owns and that have no record yet."""
-  jobs = select(runner.jobs(), shard, runner.analysis_kinds)
-  if runner.replaces_records:
-    return _replace(runner, out_dir, jobs)
-  done_ids = recorded_ids(out_dir)
-  todo = [j for j in jobs if j.run_id not in done_ids]
-  counts = {"done": 0, "skipped": len(jobs) - len(todo), "deferred": 0}
-  log(f"{len(todo)} of {len(jobs)} jobs to run ({counts['skipped']} already recorded) -> "
-      f"{out_dir / RECORDS}")
-  prov = provenance()
-  for k, job in enumerate(todo, 1):
-    log(f"({k}/{len(todo)}) {job.kind} {job.run_id}")
-    record = _record(runner, job, prov)
-    if record is None:
-      counts["deferred"] += 1
-      continue
-    append_record(out_dir / RECORDS, record)
-    counts["done"] += 1
-  return counts
+def _factory(experiment) -> Callable[..., Runner]:
+  make = RUNNERS.get(type(experiment))
+  if make is None:
+    kinds = ", ".join(t.__name__ for t in RUNNERS)
+    raise ValueError(f"experiment (={experiment!r}) must be one of the kinds {kinds}")
+  return make
+
+
+def execute(spec: RunnerSpec, shard: tuple[int, int] = (0, 1),
+            executor: Executor | str = "sequential") -> dict:
+  """Runs the jobs of ``spec``'s runner that this shard owns and that have no record yet.
+
+  Grid jobs go to the executor together; a runner's ``exclusive_kinds`` then run alone,
+  one at a time; the analyses last, once the grid jobs they read are done. A job that
+  raises is recorded as failed (``"status": "failed"``, ``"error"``) and the sweep goes
+  on; failed records do not count as done, so a later run retries the job.
+  """
+  executor = make_executor(executor) if isinstance(executor, str) else executor
+  work_dir = spec.options.work_dir
+  if work_dir is not None and re.match(r"[a-z][a-z0-9+.-]*:/", str(work_dir)):
+    raise ValueError(f"--work-dir (={work_dir}) must be a filesystem path (every worker's, "
+                     f"where workers run elsewhere); mount a bucket, e.g. with gcsfuse")
+  was_logging = logging_enabled(spec.options.progress)
+  try:
+    return _execute(spec, shard, executor)
+  finally:
+    logging_enabled(was_logging)
+
+
+def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> dict:
+  out_dir = spec.out_dir
+  runner = spec.build()
+  if not isinstance(executor, Sequential):
+    spec = _for_workers(spec, runner)
+  with folder_lock(out_dir):
+    jobs = select(runner.jobs(), shard, runner.analysis_kinds)
+    if runner.replaces_records:
+      return _replace(runner, out_dir, jobs)
+    done_ids = recorded_ids(out_dir)
+    todo = [j for j in jobs if j.run_id not in done_ids]
+    counts = {"done": 0, "skipped": len(jobs) - len(todo), "deferred": 0, "failed": 0}
+    log(f"{len(todo)} of {len(jobs)} jobs to run ({counts['skipped']} already recorded) on "
+        f"executor {executor.name} -> {out_dir / RECORDS}")
+    analyses, exclusive = runner.analysis_kinds, getattr(runner, "exclusive_kinds", ())
+    phases = [([j for j in todo if j.kind not in analyses and j.kind not in exclusive], True),
+              ([j for j in todo if j.kind not in analyses and j.kind in exclusive], False),
+              ([j for j in todo if j.kind in analyses], True)]
+    sweep = SweepProgress(len(todo))
+    driver_provenance: list[dict] = []
+
+    def on_outcome(job: Job, outcome: Outcome) -> None:
+      prov = outcome.provenance
+      if prov is None:  # ran in this process
+        if not driver_provenance:
+          driver_provenance.append(provenance())
+        prov = driver_provenance[0]
+      if outcome.failed:
+        log(f"failed {job.kind} {job.run_id}: {outcome.error}")
+        counts["failed"] += 1
+        append_record(out_dir / RECORDS, _failure(runner, job, outcome, prov))
+      elif outcome.fields is None:
+        counts["deferred"] += 1
+      else:
+        append_record(out_dir / RECORDS, _full(runner, job, outcome.fields, prov, outcome.seconds))
+        counts["done"] += 1
+      sweep.job_finished(failed=outcome.failed)
+
+    for phase, concurrent in phases:
+      if phase:
+        executor.run(spec, runner, phase, on_outcome, concurrent=concurrent)
+    return counts
+
+
+def _for_workers(spec: RunnerSpec, runner: Runner) -> RunnerSpec:
+  """``spec`` with absolute paths, for workers that do not share the driver's directory."""
+  options = spec.options
+  work_dir = getattr(runner, "work_dir", None) or options.work_dir
+  options = dataclasses.replace(
+      options, work_dir=Path(work_dir).absolute() if work_dir is not None else None,
+      data_dir=str(Path(options.data_dir).absolute()) if options.data_dir else None,
+      replay=options.replay.absolute() if options.replay else None)
+  return dataclasses.replace(spec, out_dir=spec.out_dir.absolute(), options=options)
+
+
+def _full(runner: Runner, job: Job, fields: dict, prov: dict, seconds: float) -> dict:
+  record = {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind, **fields,
+            "provenance": prov, "seconds": seconds}
+  if job.seed is not None:
+    record["seed"] = job.seed
+  return record
+
+
+def _failure(runner: Runner, job: Job, outcome: Outcome, prov: dict) -> dict:
+  record = {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind,
+            "status": FAILED, "error": outcome.error, "traceback": outcome.traceback,
+            "provenance": prov, "seconds": outcome.seconds}
+  if job.seed is not None:
+    record["seed"] = job.seed
+  return record
 
 
 def _record(runner: Runner, job: Job, prov: dict) -> dict | None:
-  """The full record of one job (None: deferred)."""
+  """The full record of one job run in this process (None: deferred)."""
   start = time.perf_counter()
   fields = runner.run_job(job)
   if fields is None:
     return None
-  record = {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind, **fields,
-            "provenance": prov, "seconds": time.perf_counter() - start}
-  if job.seed is not None:
-    record["seed"] = job.seed
-  return record
+  return _full(runner, job, fields, prov, time.perf_counter() - start)
 
 
 def _replace(runner: Runner, out_dir: Path, jobs: list[Job]) -> dict:
@@ -152,8 +244,26 @@ def _replace(runner: Runner, out_dir: Path, jobs: list[Job]) -> dict:
     if os.path.exists(tmp):
       os.unlink(tmp)
   log(f"{len(jobs)} records computed -> {out_dir / RECORDS}")
-  return {"done": len(jobs), "skipped": 0, "deferred": 0}
+  return {"done": len(jobs), "skipped": 0, "deferred": 0, "failed": 0}
 
 
-__all__ = ["RECORDS", "RUNNERS", "execute", "parse_shard", "recorded_ids", "run", "runner_for",
+def make_executor(name: str = "sequential", *, workers: int | None = None,
+                  address: str | None = None, cpus_per_job: float | None = None) -> Executor:
+  """The executor called ``name`` (one of ``EXECUTORS``)."""
+  if name not in EXECUTORS:
+    raise ValueError(f"--executor (={name!r}) must be one of {', '.join(EXECUTORS)}")
+  if name != "processes" and workers is not None:
+    raise ValueError(f"--workers (={workers}) only applies to --executor processes")
+  if name != "ray" and (address is not None or cpus_per_job is not None):
+    raise ValueError("--address and --cpus-per-job only apply to --executor ray")
+  if name == "sequential":
+    return Sequential()
+  if name == "processes":
+    from sepconv.ablation.processes import Processes
+    return Processes(2 if workers is None else workers)
+  from sepconv.ablation.ray_executor import RayExecutor
+  return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
+
+
+__all__ = ["EXECUTORS", "FAILED", "RECORDS", "RUNNERS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
            "select"]

@@ -40,6 +40,7 @@ BENCH_BUDGET_S = 2.0
 
 class GranularityRunner:
   """The jobs of one ablation on one data set, and how to run each (``jobs.Runner``)."""
+  exclusive_kinds = ("bench",)  # timings: run alone, after the other jobs
   analysis_kinds = ("decomposition", "cka")
   replaces_records = False
 

@@ -6,6 +6,8 @@ An experiment kind (``sepconv.ablation.experiment``) plugs into the engine
 * ``name``: the experiment's name, stored in every record.
 * ``analysis_kinds``: job kinds that read other jobs' outputs (cross-run analyses); they
   run after the grid, on shard 0 only, and may be deferred.
+* ``exclusive_kinds``: job kinds that time things; every executor runs them alone, one at
+  a time, after the other grid jobs (optional; default none).
 * ``replaces_records``: True for experiments that only compute (seconds, deterministic):
   each run recomputes every record and replaces the file, instead of resuming.
 * ``jobs()``: every job of the experiment, in a fixed order.
@@ -64,12 +66,24 @@ class Runner(Protocol):
   name: str
   analysis_kinds: tuple[str, ...]
   replaces_records: bool
+  # Optional: exclusive_kinds: tuple[str, ...] (see the module docstring).
 
   def jobs(self) -> list[Job]: ...
 
   def run_job(self, job: Job) -> dict | None: ...
 
 
+_LOGGING = {"enabled": True}
+
+
+def logging_enabled(enabled: bool) -> bool:
+  """Turns ``log`` on or off for this process (``--quiet`` keeps stderr clean); returns
+  the previous setting."""
+  previous, _LOGGING["enabled"] = _LOGGING["enabled"], bool(enabled)
+  return previous
+
+
 def log(message: str) -> None:
-  """One progress line on stderr."""
-  print(f"[ablate] {message}", file=sys.stderr, flush=True)
+  """One progress line on stderr (unless turned off by ``logging_enabled``)."""
+  if _LOGGING["enabled"]:
+    print(f"[ablate] {message}", file=sys.stderr, flush=True)

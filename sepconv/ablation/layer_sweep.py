@@ -18,6 +18,7 @@ BUDGET_S = 20.0
 
 class LayerSweepRunner:
   """One job per scheme: its analytic cost and forward / forward+backward times per impl."""
+  exclusive_kinds = ("bench",)  # timings: run alone, after the other jobs
   analysis_kinds = ()
   replaces_records = False
 

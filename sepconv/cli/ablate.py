@@ -6,6 +6,8 @@ import json
 from pathlib import Path
 
 from sepconv.ablation import engine
+from sepconv.ablation.lock import FolderLocked
+from sepconv.ablation.ray_executor import RayUnavailable
 from sepconv.cli.args import positive_int
 
 
@@ -30,10 +32,15 @@ def run_ablate(args) -> int:
   if args.reference and not (Path(args.reference) / "records.jsonl").is_file():
     raise ValueError(f"--reference (={args.reference}) must be a results folder with a "
                      "records.jsonl")
-  counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
-                      work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
-                      progress=not args.quiet, seeds=seeds, variants=args.variant,
-                      epochs=args.epochs, replay=args.replay_plans)
+  try:
+    executor = engine.make_executor(args.executor, workers=args.workers, address=args.address,
+                                   cpus_per_job=args.cpus_per_job)
+    counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
+                        work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
+                        progress=not args.quiet, seeds=seeds, variants=args.variant,
+                        epochs=args.epochs, replay=args.replay_plans, executor=executor)
+  except (FolderLocked, RayUnavailable) as e:
+    raise ValueError(str(e)) from None  # one line, exit 2
   if not args.no_report and counts["done"]:
     from sepconv.report import render_experiment
     from sepconv.report.embed import embed
@@ -52,12 +59,12 @@ def run_ablate(args) -> int:
     print(json.dumps(summary))
   else:
     print(f"{out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
-          f"{counts['deferred']} deferred")
+          f"{counts['deferred']} deferred, {counts['failed']} failed")
     if comparison is not None:
       from sepconv.report import compare
       print(f"\nAgainst the reference {reference} (also in {out_dir / COMPARISON}):\n")
       print(compare.to_markdown(comparison), end="")
-  return 0
+  return 1 if counts["failed"] else 0
 
 
 COMPARISON = "comparison.md"
@@ -98,6 +105,15 @@ def register(subparsers) -> None:
                            "is results/NAME[_DATASET], refreshed only with --out results/...)")
   parser.add_argument("--work-dir", default=None, help="checkpoints and features (default runs/...)")
   parser.add_argument("--shard", default=None, help="i/n: run every n-th job starting at i")
+  parser.add_argument("--executor", default="sequential", choices=engine.EXECUTORS,
+                      help="where jobs run: sequential (this process, default), processes (a "
+                           "local pool, --workers), ray (a local Ray instance, or --address)")
+  parser.add_argument("--workers", type=positive_int, default=None,
+                      help="worker processes of --executor processes (default 2)")
+  parser.add_argument("--address", default=None,
+                      help="Ray cluster to join with --executor ray (e.g. ray://head:10001, auto)")
+  parser.add_argument("--cpus-per-job", type=float, default=None,
+                      help="CPUs each Ray task asks for where there are no accelerators (default 1)")
   parser.add_argument("--seeds", default=None, type=str, help="override the seeds, e.g. 0 or 0,1")
   parser.add_argument("--variant", action="append", default=None,
                       help="run only this grid point (a spectrum point such as dws:g=4 or its "

@@ -81,6 +81,8 @@ def _usable(records: list) -> tuple[list[dict], Counter]:
   for r in records:
     if not isinstance(r, dict):
       skipped["not an object"] += 1
+    elif r.get("status") == "failed":  # a job that raised (sepconv.ablation.engine.FAILED)
+      skipped["failed job"] += 1
     elif r.get("kind") not in aggregate.KINDS:
       skipped[f"kind {r.get('kind')!r}"] += 1
     else:

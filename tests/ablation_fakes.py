@@ -1,0 +1,76 @@
+"""A pure-Python experiment kind for executor tests: jobs that take a moment, fail or die.
+
+Workers (spawned processes, Ray tasks) import this module by name, so the tests put its
+folder on the workers' path.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from pathlib import Path
+
+from sepconv.ablation.granularity import GranularityRunner
+from sepconv.ablation.jobs import Job
+from sepconv.train import train
+
+
+@dataclasses.dataclass(frozen=True)
+class FakeSweep:
+  """``n`` jobs of kind 'work', one 'timed' (exclusive) and one 'summary' (an analysis)."""
+  n: int = 4
+  seconds: float = 0.2
+  fail: tuple[str, ...] = ()  # run_ids that raise
+  die_once: tuple[str, ...] = ()  # run_ids whose worker process exits on the first attempt
+
+
+class FakeRunner:
+  name = "fake"
+  analysis_kinds = ("summary",)
+  exclusive_kinds = ("timed",)
+  replaces_records = False
+
+  def __init__(self, experiment: FakeSweep, out_dir: Path, options):
+    self.experiment = experiment
+    self.work_dir = Path(options.work_dir)
+
+  def jobs(self) -> list[Job]:
+    e = self.experiment
+    return ([Job("work", f"fake/{i}", seed=i) for i in range(e.n)] + [Job("timed", "fake/timed")]
+            + [Job("summary", "fake/summary")])
+
+  def run_job(self, job: Job) -> dict | None:
+    e = self.experiment
+    start = time.time()
+    outputs = [self.work_dir / f"{i}.txt" for i in range(e.n)]
+    if job.kind == "summary":
+      if not all(p.exists() for p in outputs):
+        return None
+      return {"metrics": {"total": sum(int(p.read_text()) for p in outputs)}}
+    if job.run_id in e.fail:
+      raise ValueError(f"job {job.run_id} (=broken on purpose) must fail")
+    marker = self.work_dir / f"died-{job.run_id.replace('/', '-')}"
+    if job.run_id in e.die_once and not marker.exists():
+      marker.parent.mkdir(parents=True, exist_ok=True)
+      marker.touch()
+      os._exit(3)  # the worker process dies mid-job
+    time.sleep(e.seconds)
+    if job.kind == "work":
+      self.work_dir.mkdir(parents=True, exist_ok=True)
+      outputs[job.seed].write_text(str(job.seed ** 2))
+    return {"metrics": {"value": (job.seed or 0) ** 2, "start": start, "end": time.time(),
+                        "pid": os.getpid()}}
+
+
+class DyingTrainRunner(GranularityRunner):
+  """The 'dws' run's worker process exits after 6 steps (a checkpoint was saved at step 4)."""
+
+  def _train(self, job: Job) -> dict:
+    marker = self.work_dir / f"died-{job.variant.slug}-seed{job.seed}"
+    if job.variant.conv == "dws" and not marker.exists():
+      train(self.config(job.variant, job.seed), self.run_dir(job.variant, job.seed),
+            dataset=self.dataset, stop_after_steps=6, progress=False)
+      marker.touch()
+      os._exit(3)
+    return super()._train(job)

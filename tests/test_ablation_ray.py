@@ -1,0 +1,142 @@
+"""The Ray executor on a local Ray instance with 2 CPUs: same records, faults survived."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from ablation_fakes import DyingTrainRunner, FakeRunner, FakeSweep
+
+from sepconv.ablation import GranularityAblation, Variant, engine
+from sepconv.ablation.executor import RunnerSpec
+from sepconv.ablation.jobs import RunOptions
+from sepconv.records import read_records
+
+ray = pytest.importorskip("ray")
+from sepconv.ablation.ray_executor import RayExecutor
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+# Workers import this tree's sepconv and the tests' fakes; autotuning stays off.
+WORKER_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), str(ROOT),
+                                                          os.environ.get("PYTHONPATH")])),
+              "SEPCONV_AUTOTUNE": "0"}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+  saved = {k: os.environ.get(k) for k in WORKER_ENV}
+  os.environ.update(WORKER_ENV)  # the local instance's workers inherit the driver's environment
+  ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+  yield
+  ray.shutdown()
+  for k, v in saved.items():
+    if v is None:
+      os.environ.pop(k, None)
+    else:
+      os.environ[k] = v
+
+
+def _spec(tmp_path, experiment, make=FakeRunner, out="out") -> RunnerSpec:
+  return RunnerSpec(make, experiment, tmp_path / out,
+                    RunOptions(work_dir=tmp_path / "work", progress=False))
+
+
+def _by_id(path):
+  records = [r for r in read_records(path / engine.RECORDS) if r.get("status") != engine.FAILED]
+  by_id = {r["run_id"]: r for r in records}
+  assert len(by_id) == len(records)  # no duplicates
+  return by_id
+
+
+def test_failed_job_recorded_dead_worker_retried_others_complete(tmp_path, local_ray):
+  sweep = FakeSweep(n=4, seconds=0.1, fail=("fake/1",), die_once=("fake/3",))
+  counts = engine.execute(_spec(tmp_path, sweep), executor=RayExecutor())
+  assert counts == {"done": 4, "skipped": 0, "deferred": 1, "failed": 1}
+  records = read_records(tmp_path / "out" / engine.RECORDS)
+  (failed,) = [r for r in records if r.get("status") == engine.FAILED]
+  assert failed["run_id"] == "fake/1"
+  assert failed["error"] == "ValueError: job fake/1 (=broken on purpose) must fail"
+  assert (tmp_path / "work" / "died-fake-3").exists()  # its worker died, and the retry ran it
+  assert set(_by_id(tmp_path / "out")) == {"fake/0", "fake/2", "fake/3", "fake/timed"}
+  assert {"jax", "device_kind"} <= set(records[0]["provenance"])  # the worker's
+
+
+DRIVER = """
+import sys
+from pathlib import Path
+from ablation_fakes import FakeRunner, FakeSweep
+from sepconv.ablation import engine
+from sepconv.ablation.executor import RunnerSpec
+from sepconv.ablation.jobs import RunOptions
+from sepconv.ablation.ray_executor import RayExecutor
+tmp = Path(sys.argv[1])
+spec = RunnerSpec(FakeRunner, FakeSweep(n=6, seconds=1.5), tmp / "out",
+                  RunOptions(work_dir=tmp / "work", progress=False))
+engine.execute(spec, executor=RayExecutor(num_cpus=2))
+"""
+
+
+@pytest.mark.slow
+def test_a_killed_driver_started_again_loses_and_duplicates_nothing(tmp_path, local_ray):
+  env = {**os.environ, **WORKER_ENV, "RAY_ADDRESS": ""}
+  driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], env=env,
+                            start_new_session=True, stderr=subprocess.DEVNULL)
+  records = tmp_path / "out" / engine.RECORDS
+  try:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and driver.poll() is None:
+      if records.exists() and len(read_records(records)) >= 2:
+        break
+      time.sleep(0.2)
+    assert driver.poll() is None, "the driver finished before it could be killed"
+    os.kill(driver.pid, signal.SIGKILL)  # mid-sweep
+    driver.wait()
+  finally:
+    try:  # the local Ray instance it started goes with it
+      os.killpg(driver.pid, signal.SIGKILL)
+    except ProcessLookupError:
+      pass
+  first = len(read_records(records))
+  assert 2 <= first < 8
+  counts = engine.execute(_spec(tmp_path, FakeSweep(n=6, seconds=1.5)), executor=RayExecutor())
+  assert counts["skipped"] == first and counts["done"] == 8 - first and counts["failed"] == 0
+  assert set(_by_id(tmp_path / "out")) == {*(f"fake/{i}" for i in range(6)), "fake/timed",
+                                           "fake/summary"}
+
+
+TINY = GranularityAblation(
+    name="tiny", variants=(Variant("standard"), Variant("dws")),
+    model="mobilenet_v1_shallow", width_multiplier=0.25, seeds=(0,),
+    train={"digits": {"epochs": 1, "batch_size": 128, "checkpoint_every_steps": 4}},
+    bench_impls=("xla",), bench_repeats=1, analysis_examples=64)
+
+SAME = ("test_accuracy", "train_accuracy", "test_loss", "probe_test_accuracy",
+        "probe_train_accuracy", "effective_rank")
+
+
+@pytest.mark.slow
+def test_ray_gives_the_sequential_records_despite_a_worker_killed_mid_training(tmp_path,
+                                                                              local_ray,
+                                                                              monkeypatch):
+  monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
+  engine.run(TINY, tmp_path / "seq", work_dir=tmp_path / "work_seq", progress=False)
+  spec = RunnerSpec(DyingTrainRunner, TINY, tmp_path / "ray",
+                    RunOptions(work_dir=tmp_path / "work", progress=False))
+  counts = engine.execute(spec, executor=RayExecutor())
+  assert counts == {"done": 4, "skipped": 0, "deferred": 0, "failed": 0}
+  seq, on_ray = _by_id(tmp_path / "seq"), _by_id(tmp_path / "ray")
+  assert set(seq) == set(on_ray) and len(on_ray) == 4
+  for run_id, r in seq.items():
+    if r["kind"] == "train":
+      assert {k: on_ray[run_id]["metrics"][k] for k in SAME} == {k: r["metrics"][k] for k in SAME}
+  died = tmp_path / "work" / "died-dws-seed0"
+  assert died.exists()  # the worker died once, and the retry resumed from its checkpoint
+  epochs = [r for r in read_records(tmp_path / "work" / "runs" / "dws-seed0" / "metrics.jsonl")
+            if r["kind"] == "epoch"]
+  assert [r["resumed"] for r in epochs] == [True]
