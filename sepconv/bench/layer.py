@@ -143,7 +143,7 @@ class BenchOptions:
   min_repeats: int = 3  # ...once this many timed calls are done.
   torch: bool = True
   check: bool = True  # Compare every output with the 'xla' one.
-  copy_mib: int = 256
+  copy_mib: int | None = None  # Streaming size; None: 4x the last-level cache, >= 1 GiB.
   matmul_n: int | None = None
   seed: int = 0
   # glibc keeps freed memory for reuse (``sepconv.bench.hostmem``): process-wide, recorded.

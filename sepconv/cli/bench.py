@@ -64,8 +64,9 @@ def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> 
                  help="also time torch.nn.functional.conv2d (NCHW and channels-last) if installed")
   g.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                  help="record each impl's largest relative error against 'xla'")
-  g.add_argument("--copy-mib", type=positive_int, default=256,
-                 help="array size of the bandwidth measurement (MiB)")
+  g.add_argument("--copy-mib", type=positive_int, default=None,
+                 help="array size of the bandwidth measurements (MiB; default 4x the "
+                      "last-level cache, at least 1024)")
   g.add_argument("--matmul-n", type=positive_int, default=None,
                  help="matmul size of the FLOP/s measurement (default 2048 CPU, 8192 else)")
   g.add_argument("--keep-freed-host-memory", action="store_true",
