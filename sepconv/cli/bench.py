@@ -153,7 +153,8 @@ def run_train_step(args) -> int:
   impls = parse_impls(args.impl)
   records = bench_train_step(model_factory(config), config, impls, warmup=args.warmup,
                              repeats=args.repeats, budget_s=args.budget_s,
-                             on_record=_sink(args.out), progress=not args.quiet)
+                             on_record=_sink(args.out), progress=not args.quiet,
+                             keep_freed_host_memory=args.keep_freed_host_memory)
   if args.json:
     _print(records, True)
   else:
@@ -211,6 +212,9 @@ def register(subparsers) -> None:
   p.add_argument("--repeats", type=positive_int, default=10)
   p.add_argument("--warmup", type=nonnegative_int, default=2)
   p.add_argument("--budget-s", type=positive_float, default=60.0)
+  p.add_argument("--keep-freed-host-memory", action="store_true",
+                 help="ask glibc to keep freed memory for reuse, so activations do not "
+                      "page-fault on every step (process-wide; recorded in each record)")
   p.add_argument("--json", action="store_true", help="print one JSON record per line")
   p.add_argument("--out", default=DEFAULT_RECORDS, help="JSON-lines file to append records to")
   p.add_argument("--quiet", action="store_true", help="no progress on stderr")
