@@ -120,7 +120,11 @@ def auto_plan(config: LayerConfig, impl: str, mode: str, x, kernels) -> dict | N
 
 
 def _rates(record: dict, peaks: dict) -> dict:
-  """Achieved FLOP/s and bytes/s and their fractions of the roofline peaks."""
+  """Achieved FLOP/s and bytes/s and their fractions of the roofline peaks.
+
+  On CPU the bandwidth peak is STREAM's copy into an existing buffer; a jitted call writes
+  its output into a fresh buffer, so its fraction also carries those first-touch page faults.
+  """
   seconds = record["median_ms"] / 1e3
   flops, nbytes = record["flops"], record["bytes_min"]
   bound_s = max(flops / peaks["peak_flops_per_s"], nbytes / peaks["peak_bandwidth_Bps"])
