@@ -18,6 +18,7 @@ import dataclasses
 import functools
 import glob
 import os
+import pathlib
 import threading
 
 import jax
@@ -97,7 +98,7 @@ def last_level_cache_bytes() -> int | None:
   sizes = []
   for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
     try:
-      text = open(path).read().strip().upper()
+      text = pathlib.Path(path).read_text().strip().upper()
     except OSError:
       continue
     unit = {"K": 2**10, "M": 2**20, "G": 2**30}.get(text[-1:], 1)
