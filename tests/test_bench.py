@@ -16,8 +16,9 @@ from sepconv import conv as conv_lib
 from sepconv.bench import layer as layer_mod
 from sepconv.bench.config import LayerConfig, counts
 from sepconv.bench.layer import BenchOptions, bench_layer, bench_sweep, sweep_group_sizes
-from sepconv.bench.roofline import (PUBLISHED_PEAKS, measure_copy_bandwidth, measure_matmul_flops,
-                                    published_peaks, roofline)
+from sepconv.bench.roofline import (PUBLISHED_PEAKS, _check_pass, default_copy_mib,
+                                    last_level_cache_bytes, measure_copy_bandwidth,
+                                    measure_matmul_flops, published_peaks, roofline)
 from sepconv.timing import measure
 from sepconv.cli.main import main
 from sepconv.records import read_records
@@ -112,14 +113,51 @@ def test_published_peaks_table():
 
 
 def test_roofline_helpers_return_positive_numbers():
-  copy = measure_copy_bandwidth(mib=2, repeats=2)
-  assert copy["jax_Bps"] > 0 and copy["numpy_Bps"] > 0
+  copy = measure_copy_bandwidth(mib=2, repeats=2, threads=2)
+  assert set(copy) == {"copy_existing_Bps", "copy_fresh_Bps", "jax_fresh_Bps", "jax_donated_Bps",
+                       "mib", "threads"}
+  assert all(copy[k] > 0 for k in copy if k.endswith("_Bps"))
+  assert (copy["mib"], copy["threads"]) == (2, 2)
   assert measure_matmul_flops(32, "bfloat16", repeats=1) > 0
   peaks = roofline("float32", copy_mib=2, matmul_n=32)
   assert peaks["peak_bandwidth_Bps"] > 0 and peaks["peak_flops_per_s"] > 0
   assert peaks["platform"] == "cpu" and peaks["peak_source"].startswith("measured")
   with pytest.raises(ValueError, match="float16"):
     roofline("float16")
+
+
+def test_roofline_peak_is_the_copy_into_an_existing_buffer():
+  peaks = roofline("float32", copy_mib=2, matmul_n=32)
+  for key in ("measured_copy_existing_Bps", "measured_copy_fresh_Bps", "measured_jax_fresh_Bps",
+              "measured_jax_donated_Bps"):
+    assert peaks[key] > 0, key
+  # STREAM's rule: the peak is the copy, whatever the donated in-place pass reads.
+  assert peaks["peak_bandwidth_Bps"] == peaks["measured_copy_existing_Bps"]
+  assert "existing buffer" in peaks["peak_source"]
+  assert peaks["copy_mib"] == 2 and peaks["copy_threads"] >= 1
+  llc = peaks["last_level_cache_bytes"]
+  assert llc is None or llc > 0
+
+
+def test_default_copy_size_is_several_times_the_last_level_cache():
+  llc = last_level_cache_bytes()
+  assert default_copy_mib() >= 1024
+  if llc is not None:
+    assert default_copy_mib() * 2**20 >= 4 * llc
+
+
+@pytest.mark.parametrize("kwargs, match", [({"mib": 0}, "copy size"),
+                                            ({"mib": 2, "repeats": 0}, "repeats"),
+                                            ({"mib": 2, "threads": 0}, "threads")])
+def test_copy_bandwidth_rejects_bad_arguments(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    measure_copy_bandwidth(**kwargs)
+
+
+def test_an_elided_or_partial_pass_is_an_error():
+  _check_pass("pass", np.full(3, 2.0), 2.0)
+  with pytest.raises(RuntimeError, match="whole array"):
+    _check_pass("pass", np.array([2.0, 0.0, 2.0]), 2.0)
 
 
 @pytest.fixture(scope="module")

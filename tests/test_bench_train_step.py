@@ -41,6 +41,7 @@ def test_train_step_records():
   assert r["param_count"] == 27 + 3 * 2 + 3 * 4 + 4  # Kernel, BN scale/bias, dense.
   assert np.isfinite(r["final_loss"]) and r["config"]["model"] == "tiny"
   assert r["provenance"]["device_kind"]
+  assert r["keep_freed_host_memory"] is False  # The allocator is left alone unless asked.
 
 
 def test_train_step_rejects_unknown_impl_and_records_unsupported():

@@ -97,3 +97,20 @@ def test_render_is_byte_identical_and_needs_records(tmp_path):
     render_lowering(tmp_path / "empty.jsonl", tmp_path / "b")
   with pytest.raises(FileNotFoundError):
     render_lowering(tmp_path / "missing.jsonl", tmp_path / "b")
+
+
+def test_header_lists_the_streaming_rates_beside_the_peak(tmp_path):
+  roof = {**ROOF, "measured_copy_existing_Bps": 16e9, "measured_copy_fresh_Bps": 6e9,
+          "measured_jax_fresh_Bps": 3e9, "measured_jax_donated_Bps": 24e9}
+  append_record(tmp_path / "r.jsonl", _record(1, "xla", 40.0, roofline=roof))
+  render_lowering(tmp_path / "r.jsonl", tmp_path)
+  text = (tmp_path / "lowering.md").read_text()
+  assert ("streaming, GB/s read + written: numpy copy into an existing buffer 16.0; numpy copy "
+          "into a fresh buffer 6.00; jitted x * a + b into a fresh output 3.00; jitted donated "
+          "x + 1 in place 24.0") in text
+
+
+def test_records_without_streaming_rates_render_no_streaming_line(tmp_path):
+  _write_synthetic(tmp_path / "r.jsonl")
+  render_lowering(tmp_path / "r.jsonl", tmp_path)
+  assert "streaming, GB/s" not in (tmp_path / "lowering.md").read_text()

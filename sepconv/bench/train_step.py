@@ -7,8 +7,12 @@ The model is any Flax linen module following the project's model protocol:
 ``impl -> module`` so any such model can be timed; ``model_factory`` builds the
 project's own models.
 
-The step is jitted with its state donated and fed back, as in a training loop; the
-timed calls end in ``block_until_ready``; compile time is reported apart.
+The step is jitted with its state donated and fed back, as in a training loop, so the
+parameters, batch statistics and optimiser state are updated in their own buffers; the
+activations and gradients are still fresh XLA:CPU buffers every step, whose first touches
+page-fault unless freed host memory is kept (``keep_freed_host_memory``, recorded in each
+record; see ``sepconv.bench.hostmem``). The timed calls end in ``block_until_ready``;
+compile time is reported apart.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ import numpy as np
 import optax
 
 from sepconv import conv as conv_lib, validate
+from sepconv.bench import hostmem
 from sepconv.timing import Timing, measure, xla_cost
 from sepconv.models import build_model
 from sepconv.provenance import provenance
@@ -135,7 +140,8 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
                      impls: Iterable[str], *, warmup: int = 2, repeats: int = 10,
                      budget_s: float | None = 60.0,
                      on_record: Callable[[dict], None] | None = None,
-                     run_id: str | None = None, progress: bool = False) -> list[dict]:
+                     run_id: str | None = None, progress: bool = False,
+                     keep_freed_host_memory: bool = False) -> list[dict]:
   """Times the training step of ``factory(impl)`` for each impl.
 
   Args:
@@ -146,6 +152,8 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     on_record: called with each record as soon as it exists.
     run_id: shared by the records of one invocation.
     progress: one line per impl on stderr.
+    keep_freed_host_memory: first ask glibc to keep freed memory for reuse
+      (``sepconv.bench.hostmem``; process-wide); each record says whether it took effect.
 
   Returns:
     One record per impl ('unsupported' where the model or conv rejects the impl).
@@ -156,6 +164,7 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
       raise ValueError(f"impl (={impl!r}) must be one of {tuple(conv_lib.IMPLS)}")
   run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
   prov = provenance()
+  host_memory_kept = keep_freed_host_memory and hostmem.keep_freed_host_memory()
   records = []
   for impl in impls:
     record = {"kind": RECORD_KIND, "run_id": run_id, "impl": impl, "mode": "train_step",
@@ -170,6 +179,7 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     else:
       record.update(status="ok", **timing.summary(), **extra,
                     images_per_s=config.batch / (timing.median_ms / 1e3))
+    record["keep_freed_host_memory"] = host_memory_kept
     record["provenance"] = prov
     records.append(record)
     if on_record is not None:

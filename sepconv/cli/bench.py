@@ -64,8 +64,9 @@ def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> 
                  help="also time torch.nn.functional.conv2d (NCHW and channels-last) if installed")
   g.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
                  help="record each impl's largest relative error against 'xla'")
-  g.add_argument("--copy-mib", type=positive_int, default=256,
-                 help="array size of the bandwidth measurement (MiB)")
+  g.add_argument("--copy-mib", type=positive_int, default=None,
+                 help="array size of the bandwidth measurements (MiB; default 4x the "
+                      "last-level cache, at least 1024)")
   g.add_argument("--matmul-n", type=positive_int, default=None,
                  help="matmul size of the FLOP/s measurement (default 2048 CPU, 8192 else)")
   g.add_argument("--keep-freed-host-memory", action="store_true",
@@ -152,7 +153,8 @@ def run_train_step(args) -> int:
   impls = parse_impls(args.impl)
   records = bench_train_step(model_factory(config), config, impls, warmup=args.warmup,
                              repeats=args.repeats, budget_s=args.budget_s,
-                             on_record=_sink(args.out), progress=not args.quiet)
+                             on_record=_sink(args.out), progress=not args.quiet,
+                             keep_freed_host_memory=args.keep_freed_host_memory)
   if args.json:
     _print(records, True)
   else:
@@ -210,6 +212,9 @@ def register(subparsers) -> None:
   p.add_argument("--repeats", type=positive_int, default=10)
   p.add_argument("--warmup", type=nonnegative_int, default=2)
   p.add_argument("--budget-s", type=positive_float, default=60.0)
+  p.add_argument("--keep-freed-host-memory", action="store_true",
+                 help="ask glibc to keep freed memory for reuse, so activations do not "
+                      "page-fault on every step (process-wide; recorded in each record)")
   p.add_argument("--json", action="store_true", help="print one JSON record per line")
   p.add_argument("--out", default=DEFAULT_RECORDS, help="JSON-lines file to append records to")
   p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -109,7 +109,19 @@ def _provenance_lines(records: Sequence[dict]) -> list[str]:
         f"roofline: bandwidth {distinct(_sig(r['peak_bandwidth_Bps'] / 1e9) for r in roofs)} GB/s, "
         f"compute {distinct(_sig(r['peak_flops_per_s'] / 1e9) for r in roofs)} GFLOP/s "
         f"({distinct(r['peak_source'] for r in roofs)})")
+    streams = [(label, key) for label, key in _STREAMS if any(r.get(key) for r in roofs)]
+    if streams:
+      lines.append("streaming, GB/s read + written: " + "; ".join(
+          f"{label} {distinct(_sig(r[key] / 1e9) for r in roofs if r.get(key))}"
+          for label, key in streams))
   return lines
+
+
+# The streaming rates a roofline record keeps beside its peak (sepconv.bench.roofline).
+_STREAMS = (("numpy copy into an existing buffer", "measured_copy_existing_Bps"),
+            ("numpy copy into a fresh buffer", "measured_copy_fresh_Bps"),
+            ("jitted x * a + b into a fresh output", "measured_jax_fresh_Bps"),
+            ("jitted donated x + 1 in place", "measured_jax_donated_Bps"))
 
 
 # Records from before the two-stage bench layer was named 'spatial_pointwise' say 'separable'.
