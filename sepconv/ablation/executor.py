@@ -41,6 +41,7 @@ class RunnerSpec:
   experiment: Any
   out_dir: Path
   options: RunOptions
+  compilation_cache: str | None = None  # the driver's JAX compilation cache, for workers
 
   def build(self) -> Runner:
     return self.make(self.experiment, self.out_dir, self.options)
@@ -112,10 +113,23 @@ def prepare_worker_environment() -> None:
     os.environ.setdefault("TPU_PROCESS_BOUNDS", "1,1,1")
 
 
+def _use_compilation_cache(path: str) -> None:
+  import jax
+  if jax.config.jax_compilation_cache_dir:
+    return
+  try:
+    Path(path).mkdir(parents=True, exist_ok=True)
+  except OSError:
+    return  # not writable from this worker: compile, as without the cache
+  jax.config.update("jax_compilation_cache_dir", path)
+
+
 def run_in_worker(spec: RunnerSpec, job: Job) -> Outcome:
   """One job in a worker process: the runner is rebuilt from ``spec`` (once per process)."""
   prepare_worker_environment()
   logging_enabled(spec.options.progress)
+  if spec.compilation_cache:
+    _use_compilation_cache(spec.compilation_cache)
   if _WORKER.get("spec") != spec:
     _WORKER.clear()
     _WORKER.update(spec=spec, runner=spec.build())
