@@ -18,6 +18,8 @@ from sepconv.ablation.jobs import RunOptions
 from sepconv.records import read_records
 
 ray = pytest.importorskip("ray")
+# Starting the local instance forks helper processes from this (JAX-importing) process.
+pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 from sepconv.ablation.ray_executor import RayExecutor
 
 TESTS = Path(__file__).resolve().parent
