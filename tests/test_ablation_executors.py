@@ -70,6 +70,14 @@ def test_processes_match_sequential_retry_a_dead_worker_and_run_exclusive_jobs_a
   assert all(timed["start"] >= m["end"] for m in work)  # alone, after the others
 
 
+def test_a_runner_that_cannot_be_built_on_a_worker_fails_its_jobs_not_the_sweep(tmp_path):
+  sweep = FakeSweep(n=2, seconds=0, only_in_pid=os.getpid())
+  counts = engine.execute(_spec(tmp_path, sweep), executor=Processes(1))
+  assert counts == {"done": 0, "skipped": 0, "deferred": 0, "failed": 4}
+  errors = {r["error"] for r in read_records(tmp_path / "out" / engine.RECORDS)}
+  assert errors == {f"FileNotFoundError: no data set at {tmp_path / 'work'} on this worker"}
+
+
 def test_a_second_runner_on_the_same_folder_is_refused_and_changes_nothing(tmp_path):
   sweep = FakeSweep(n=2, seconds=0)
   out = tmp_path / "out"

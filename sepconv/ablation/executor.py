@@ -79,10 +79,15 @@ def attempt(runner: Runner, job: Job) -> Outcome:
   try:
     fields = runner.run_job(job)
   except Exception as e:  # noqa: BLE001 -- a failed job is recorded, and the sweep goes on
-    text = f"{type(e).__name__}: {e}".strip()
-    return Outcome(None, time.perf_counter() - start, error=text.splitlines()[0][:500],
-                   traceback=traceback.format_exc()[-TRACEBACK_CHARS:])
+    return _failed(e, time.perf_counter() - start)
   return Outcome(fields, time.perf_counter() - start)
+
+
+def _failed(error: Exception, seconds: float, **fields) -> Outcome:
+  """The outcome of a job that raised ``error`` (call it in the ``except`` block)."""
+  text = f"{type(error).__name__}: {error}".strip()
+  return Outcome(None, seconds, error=text.splitlines()[0][:500],
+                 traceback=traceback.format_exc()[-TRACEBACK_CHARS:], **fields)
 
 
 class Sequential:
@@ -132,7 +137,11 @@ def run_in_worker(spec: RunnerSpec, job: Job) -> Outcome:
     _use_compilation_cache(spec.compilation_cache)
   if _WORKER.get("spec") != spec:
     _WORKER.clear()
-    _WORKER.update(spec=spec, runner=spec.build())
+    try:
+      runner = spec.build()
+    except Exception as e:  # noqa: BLE001 -- e.g. the data set is missing on this worker
+      return _failed(e, 0.0, provenance={})
+    _WORKER.update(spec=spec, runner=runner)
   if "provenance" not in _WORKER:
     from sepconv.provenance import provenance
     _WORKER["provenance"] = provenance()
