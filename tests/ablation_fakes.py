@@ -23,6 +23,7 @@ class FakeSweep:
   seconds: float = 0.2
   fail: tuple[str, ...] = ()  # run_ids that raise
   die_once: tuple[str, ...] = ()  # run_ids whose worker process exits on the first attempt
+  only_in_pid: int | None = None  # the runner cannot be built in any other process
 
 
 class FakeRunner:
@@ -32,6 +33,8 @@ class FakeRunner:
   replaces_records = False
 
   def __init__(self, experiment: FakeSweep, out_dir: Path, options):
+    if experiment.only_in_pid not in (None, os.getpid()):
+      raise FileNotFoundError(f"no data set at {options.work_dir} on this worker")
     self.experiment = experiment
     self.work_dir = Path(options.work_dir)
 

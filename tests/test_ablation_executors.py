@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -67,6 +70,14 @@ def test_processes_match_sequential_retry_a_dead_worker_and_run_exclusive_jobs_a
   assert all(timed["start"] >= m["end"] for m in work)  # alone, after the others
 
 
+def test_a_runner_that_cannot_be_built_on_a_worker_fails_its_jobs_not_the_sweep(tmp_path):
+  sweep = FakeSweep(n=2, seconds=0, only_in_pid=os.getpid())
+  counts = engine.execute(_spec(tmp_path, sweep), executor=Processes(1))
+  assert counts == {"done": 0, "skipped": 0, "deferred": 0, "failed": 4}
+  errors = {r["error"] for r in read_records(tmp_path / "out" / engine.RECORDS)}
+  assert errors == {f"FileNotFoundError: no data set at {tmp_path / 'work'} on this worker"}
+
+
 def test_a_second_runner_on_the_same_folder_is_refused_and_changes_nothing(tmp_path):
   sweep = FakeSweep(n=2, seconds=0)
   out = tmp_path / "out"
@@ -80,6 +91,38 @@ def test_a_second_runner_on_the_same_folder_is_refused_and_changes_nothing(tmp_p
   assert engine.execute(_spec(tmp_path, sweep))["done"] == 2  # fake/0 and the summary
   ids = [r["run_id"] for r in _ok(read_records(out / engine.RECORDS))]
   assert len(ids) == len(set(ids)) == 4
+
+
+FIRST_RUNNER = """
+import sys
+from pathlib import Path
+from ablation_fakes import FakeRunner, FakeSweep
+from sepconv.ablation import engine
+from sepconv.ablation.executor import RunnerSpec
+from sepconv.ablation.jobs import RunOptions
+tmp = Path(sys.argv[1])
+engine.execute(RunnerSpec(FakeRunner, FakeSweep(n=4, seconds=0.5), tmp / "out",
+                          RunOptions(work_dir=tmp / "work", progress=False)))
+"""
+
+
+def test_two_runners_started_on_one_folder_neither_duplicate_nor_lose_records(tmp_path):
+  tests = Path(__file__).resolve().parent
+  env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+      filter(None, [str(tests), str(tests.parent), os.environ.get("PYTHONPATH")]))}
+  first = subprocess.Popen([sys.executable, "-c", FIRST_RUNNER, str(tmp_path)], env=env)
+  try:
+    lock = tmp_path / "out" / ".lock"
+    deadline = time.monotonic() + 60
+    while not (lock.exists() and lock.read_text()) and time.monotonic() < deadline:
+      time.sleep(0.05)
+    with pytest.raises(FolderLocked, match=rf"pid {first.pid} on host"):
+      engine.execute(_spec(tmp_path, FakeSweep(n=4, seconds=0.5)))
+  finally:
+    assert first.wait(timeout=60) == 0
+  assert engine.execute(_spec(tmp_path, FakeSweep(n=4, seconds=0.5)))["skipped"] == 6
+  ids = [r["run_id"] for r in read_records(tmp_path / "out" / engine.RECORDS)]
+  assert sorted(ids) == sorted({*(f"fake/{i}" for i in range(4)), "fake/timed", "fake/summary"})
 
 
 def test_a_locked_folder_is_one_line_from_the_command_line(tmp_path, capsys):

@@ -13,11 +13,13 @@ import pytest
 from ablation_fakes import DyingTrainRunner, FakeRunner, FakeSweep
 
 from sepconv.ablation import GranularityAblation, Variant, engine
-from sepconv.ablation.executor import RunnerSpec
+from sepconv.ablation.executor import RunnerSpec, prepare_worker_environment
 from sepconv.ablation.jobs import RunOptions
 from sepconv.records import read_records
 
 ray = pytest.importorskip("ray")
+# Starting the local instance forks helper processes from this (JAX-importing) process.
+pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
 from sepconv.ablation.ray_executor import RayExecutor
 
 TESTS = Path(__file__).resolve().parent
@@ -63,8 +65,40 @@ def test_failed_job_recorded_dead_worker_retried_others_complete(tmp_path, local
   assert failed["run_id"] == "fake/1"
   assert failed["error"] == "ValueError: job fake/1 (=broken on purpose) must fail"
   assert (tmp_path / "work" / "died-fake-3").exists()  # its worker died, and the retry ran it
-  assert set(_by_id(tmp_path / "out")) == {"fake/0", "fake/2", "fake/3", "fake/timed"}
+  by_id = _by_id(tmp_path / "out")
+  assert set(by_id) == {"fake/0", "fake/2", "fake/3", "fake/timed"}
   assert {"jax", "device_kind"} <= set(records[0]["provenance"])  # the worker's
+  timed = by_id["fake/timed"]["metrics"]
+  assert all(timed["start"] >= by_id[f"fake/{i}"]["metrics"]["end"] for i in (0, 2, 3))  # alone
+
+
+@pytest.mark.parametrize("resources,expected", [
+    ({"CPU": 16.0}, {"num_cpus": 1.0}),
+    ({"CPU": 96.0, "GPU": 8.0}, {"num_cpus": 1.0, "num_gpus": 1, "max_calls": 1}),
+    ({"CPU": 224.0, "TPU": 8.0}, {"num_cpus": 1.0, "resources": {"TPU": 1}, "max_calls": 1}),
+])
+def test_a_task_asks_for_one_accelerator_where_there_are_any(monkeypatch, resources, expected):
+  monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+  options = RayExecutor().task_options()
+  assert {k: options[k] for k in expected} == expected
+  assert options["max_retries"] >= 1 and options["retry_exceptions"] is False
+  assert options["runtime_env"]["env_vars"]["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  assert ("resources" in options) == ("TPU" in resources)
+  assert ("num_gpus" in options) == ("GPU" in resources)
+
+
+@pytest.mark.parametrize("chips,bounds", [("3", "1,1,1"), ("0,1", None), (None, None)])
+def test_a_worker_given_one_tpu_chip_is_bounded_to_it(monkeypatch, chips, bounds):
+  for name in ("TPU_VISIBLE_CHIPS", "TPU_CHIPS_PER_PROCESS_BOUNDS", "TPU_PROCESS_BOUNDS",
+               "XLA_PYTHON_CLIENT_PREALLOCATE"):
+    monkeypatch.setenv(name, "")  # restored (or removed) after the test
+    monkeypatch.delenv(name)
+  if chips is not None:
+    monkeypatch.setenv("TPU_VISIBLE_CHIPS", chips)
+  prepare_worker_environment()
+  assert os.environ["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"
+  assert os.environ.get("TPU_CHIPS_PER_PROCESS_BOUNDS") == bounds
+  assert os.environ.get("TPU_PROCESS_BOUNDS") == bounds
 
 
 DRIVER = """
@@ -72,7 +106,7 @@ import sys
 from pathlib import Path
 from ablation_fakes import FakeRunner, FakeSweep
 from sepconv.ablation import engine
-from sepconv.ablation.executor import RunnerSpec
+from sepconv.ablation.executor import RunnerSpec, prepare_worker_environment
 from sepconv.ablation.jobs import RunOptions
 from sepconv.ablation.ray_executor import RayExecutor
 tmp = Path(sys.argv[1])

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
+
 from sepconv.ablation.executor import Executor, Outcome, RunnerSpec, Sequential
 from sepconv.ablation.experiment import GranularityAblation, LayerSweep, PaperTables
 from sepconv.ablation.granularity import GranularityRunner
@@ -201,7 +203,9 @@ def _for_workers(spec: RunnerSpec, runner: Runner) -> RunnerSpec:
       options, work_dir=Path(work_dir).absolute() if work_dir is not None else None,
       data_dir=str(Path(options.data_dir).absolute()) if options.data_dir else None,
       replay=options.replay.absolute() if options.replay else None)
-  return dataclasses.replace(spec, out_dir=spec.out_dir.absolute(), options=options)
+  cache = jax.config.jax_compilation_cache_dir  # the driver's (``sepconv.compile_cache``)
+  return dataclasses.replace(spec, out_dir=spec.out_dir.absolute(), options=options,
+                             compilation_cache=str(Path(cache).absolute()) if cache else None)
 
 
 def _full(runner: Runner, job: Job, fields: dict, prov: dict, seconds: float) -> dict:

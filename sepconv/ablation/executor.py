@@ -41,6 +41,7 @@ class RunnerSpec:
   experiment: Any
   out_dir: Path
   options: RunOptions
+  compilation_cache: str | None = None  # the driver's JAX compilation cache, for workers
 
   def build(self) -> Runner:
     return self.make(self.experiment, self.out_dir, self.options)
@@ -78,10 +79,15 @@ def attempt(runner: Runner, job: Job) -> Outcome:
   try:
     fields = runner.run_job(job)
   except Exception as e:  # noqa: BLE001 -- a failed job is recorded, and the sweep goes on
-    text = f"{type(e).__name__}: {e}".strip()
-    return Outcome(None, time.perf_counter() - start, error=text.splitlines()[0][:500],
-                   traceback=traceback.format_exc()[-TRACEBACK_CHARS:])
+    return _failed(e, time.perf_counter() - start)
   return Outcome(fields, time.perf_counter() - start)
+
+
+def _failed(error: Exception, seconds: float, **fields) -> Outcome:
+  """The outcome of a job that raised ``error`` (call it in the ``except`` block)."""
+  text = f"{type(error).__name__}: {error}".strip()
+  return Outcome(None, seconds, error=text.splitlines()[0][:500],
+                 traceback=traceback.format_exc()[-TRACEBACK_CHARS:], **fields)
 
 
 class Sequential:
@@ -112,13 +118,30 @@ def prepare_worker_environment() -> None:
     os.environ.setdefault("TPU_PROCESS_BOUNDS", "1,1,1")
 
 
+def _use_compilation_cache(path: str) -> None:
+  import jax
+  if jax.config.jax_compilation_cache_dir:
+    return
+  try:
+    Path(path).mkdir(parents=True, exist_ok=True)
+  except OSError:
+    return  # not writable from this worker: compile, as without the cache
+  jax.config.update("jax_compilation_cache_dir", path)
+
+
 def run_in_worker(spec: RunnerSpec, job: Job) -> Outcome:
   """One job in a worker process: the runner is rebuilt from ``spec`` (once per process)."""
   prepare_worker_environment()
   logging_enabled(spec.options.progress)
+  if spec.compilation_cache:
+    _use_compilation_cache(spec.compilation_cache)
   if _WORKER.get("spec") != spec:
     _WORKER.clear()
-    _WORKER.update(spec=spec, runner=spec.build())
+    try:
+      runner = spec.build()
+    except Exception as e:  # noqa: BLE001 -- e.g. the data set is missing on this worker
+      return _failed(e, 0.0, provenance={})
+    _WORKER.update(spec=spec, runner=runner)
   if "provenance" not in _WORKER:
     from sepconv.provenance import provenance
     _WORKER["provenance"] = provenance()
