@@ -6,13 +6,16 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from sepconv import cost, timing
 from sepconv.ablation.experiment import LayerSweep
 from sepconv.ablation.jobs import Job, RunOptions, refuse_training_options
 from sepconv.layers import SpectrumConv
 
-# Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``).
+# Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``); a
+# single call slower than that is the whole measurement (XLA's native weight gradient of the
+# naive split takes minutes per call on a 2-core CPU).
 BUDGET_S = 20.0
 
 
@@ -43,11 +46,11 @@ class LayerSweepRunner:
       fwd = jax.jit(lambda p, x: module.apply({"params": p}, x))
       fwdbwd = jax.jit(jax.grad(lambda p, x: jnp.sum(module.apply({"params": p}, x) ** 2) / 2,
                                 argnums=(0, 1)))
-      fwd_ms = timing.median_ms(lambda: fwd(params, x), warmup=2, repeats=e.repeats,
-                                budget_s=BUDGET_S)
-      fwdbwd_ms = timing.median_ms(lambda: fwdbwd(params, x), warmup=2, repeats=e.repeats,
-                                   budget_s=BUDGET_S)
+      fwd_times = _times(lambda: fwd(params, x), e.repeats)
+      fwdbwd_times = _times(lambda: fwdbwd(params, x), e.repeats)
+      fwd_ms, fwdbwd_ms = float(np.median(fwd_times)), float(np.median(fwdbwd_times))
       timings[impl] = {"fwd_ms": fwd_ms, "fwdbwd_ms": fwdbwd_ms,
+                       "fwd_repeats": len(fwd_times), "fwdbwd_repeats": len(fwdbwd_times),
                        "fwd_images_per_s": e.batch / fwd_ms * 1e3,
                        "fwdbwd_images_per_s": e.batch / fwdbwd_ms * 1e3}
     return {"config": {**job.variant.fields(), "input_size": e.input_size,
@@ -57,3 +60,9 @@ class LayerSweepRunner:
                      "flops": summary.flops, "xla_flops": summary.xla_flops,
                      "bytes": summary.bytes},
             "timings": timings}
+
+
+def _times(call, repeats: int) -> list[float]:
+  """Warm-call times (ms) of ``call`` under the sweep's budget and per-call cut-off."""
+  return timing.measure(call, warmup=2, repeats=repeats, budget_s=BUDGET_S,
+                        cutoff_ms=BUDGET_S * 1e3)[0]
