@@ -25,12 +25,18 @@ def versions(packages=("sepconv", "jax", "jaxlib", "flax", "optax", "orbax-check
 
 @functools.cache
 def git_revision(path: str | None = None) -> str | None:
-  """HEAD of the repository holding ``path`` (default: this package), '+dirty' if modified."""
+  """HEAD of the repository holding ``path`` (default: this package), '+dirty' if modified.
+
+  Changes under the top-level ``results/`` folder do not count: that is where committed
+  reference records are regenerated (``--out results/NAME`` after removing the old ones),
+  and they are the run's output, not the code that produced it.
+  """
   cwd = Path(path) if path else Path(__file__).resolve().parent
   try:
     rev = subprocess.run(["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True,
                          text=True, check=True, timeout=10).stdout.strip()
-    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd,
+    dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--",
+                            ":(top)", ":(top,exclude)results"], cwd=cwd,
                            capture_output=True, text=True, check=True, timeout=10).stdout.strip()
   except (OSError, subprocess.SubprocessError):
     return None
