@@ -3,7 +3,8 @@
 Run:      sepconv ablate granularity                       (digits, the embedded default)
           sepconv ablate granularity --dataset cifar10 --data-dir PATH
           (Colab TPU/GPU: experiments/granularity_colab.ipynb)
-Hardware: digits: a 2-core CPU, about 12 minutes for 3 seeds. CIFAR-10: one accelerator,
+Hardware: digits: a 2-core CPU, about 8 minutes for 3 seeds (the time budget is in the
+          results' tables). CIFAR-10: one accelerator,
           about an hour per seed.
 Grid:     a shallow MobileNet v1 x0.25 (Howard et al. 2017, Table 5; 8 to 256 channels)
           whose every block is moved along the spectrum with one knob: the standard 3x3 conv

@@ -1,8 +1,8 @@
 """The worked example's layer across the spectrum: analytic cost and measured speed.
 
 Run:      sepconv ablate seed_example            (results in results/seed_example/)
-Hardware: any; the committed results name their device. About 5-10 minutes on a
-          2-core CPU (the naive split's 6,144-map intermediate dominates).
+Hardware: any; the committed results name their device. About 11 minutes on a
+          2-core CPU (XLA's native gradients of the narrow schemes dominate: up to minutes a call).
 Shows:    weights and mult-adds of the design notes' five schemes and the plain grouped
           conv on 28x28x192 -> 32, 5x5 (``sepconv cost seed`` prints the same counts),
           next to forward and forward+backward time per convolution implementation:
