@@ -31,12 +31,15 @@ class Impl:
     support: geom -> None if supported, else the reason it is not.
     input_grad: (dy, kernel, geom) -> dx, or None to differentiate ``forward``.
     kernel_grad: (x, dy, geom) -> dkernel, or None to differentiate ``forward``.
+    platforms: the JAX platforms ('cpu', 'cuda', 'rocm', 'tpu') it can be lowered for, or
+      None for every platform (pure JAX).
   """
   name: str
   forward: Forward
   support: Callable[[ConvGeometry], str | None]
   input_grad: Callable | None = None
   kernel_grad: Callable | None = None
+  platforms: tuple[str, ...] | None = None
 
   @property
   def custom_grads(self) -> bool:
@@ -57,7 +60,7 @@ IMPL_TABLE: dict[str, Impl] = {
         Impl("im2col", im2col.im2col_forward, native.always_supported,
              kernel_grad=im2col.im2col_kernel_grad),
         Impl("ffi", ffi.ffi_forward, ffi.ffi_support, input_grad=ffi.ffi_input_grad,
-             kernel_grad=ffi.ffi_kernel_grad),
+             kernel_grad=ffi.ffi_kernel_grad, platforms=("cpu",)),
     )
 }
 

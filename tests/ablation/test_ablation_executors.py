@@ -109,7 +109,7 @@ engine.execute(RunnerSpec(FakeRunner, FakeSweep(n=4, seconds=0.5), tmp / "out",
 def test_two_runners_started_on_one_folder_neither_duplicate_nor_lose_records(tmp_path):
   tests = Path(__file__).resolve().parent
   env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-      filter(None, [str(tests), str(tests.parent), os.environ.get("PYTHONPATH")]))}
+      filter(None, [str(tests), str(tests.parents[1]), os.environ.get("PYTHONPATH")]))}
   first = subprocess.Popen([sys.executable, "-c", FIRST_RUNNER, str(tmp_path)], env=env)
   try:
     lock = tmp_path / "out" / ".lock"

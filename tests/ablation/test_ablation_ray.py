@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:Runtime
 from sepconv.ablation.ray_executor import RayExecutor
 
 TESTS = Path(__file__).resolve().parent
-ROOT = TESTS.parent
+ROOT = TESTS.parents[1]
 # Workers import this tree's sepconv and the tests' fakes; autotuning stays off.
 WORKER_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), str(ROOT),
                                                           os.environ.get("PYTHONPATH")])),

@@ -8,7 +8,7 @@ from pathlib import Path
 from sepconv.report import render_all
 from sepconv.report.embed import embed
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TEXT = (".md", ".tex", ".csv")
 
 

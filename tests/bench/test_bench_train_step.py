@@ -58,7 +58,7 @@ def test_train_step_rejects_unknown_impl_and_records_unsupported():
 
 @pytest.mark.slow
 def test_gpu_check_quick_runs_on_cpu(tmp_path):
-  script = Path(__file__).resolve().parents[1] / "experiments" / "gpu_check.py"
+  script = Path(__file__).resolve().parents[2] / "experiments" / "gpu_check.py"
   gpu_check = runpy.run_path(str(script))
   # The tiny model stands in for MobileNet, whose compile alone would take most of a minute.
   gpu_check["run"].__globals__["model_factory"] = lambda config: TinyNet
