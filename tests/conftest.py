@@ -13,3 +13,18 @@ os.environ.setdefault("SEPCONV_CACHE_DIR", tempfile.mkdtemp(prefix="sepconv-test
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+
+
+def pytest_addoption(parser):
+  parser.addoption("--full", action="store_true",
+                   help="also run the tests marked slow (the whole suite, as CI runs it)")
+
+
+def pytest_collection_modifyitems(config, items):
+  """Without --full, the tests marked slow are deselected: a quick, meaningful suite."""
+  if config.getoption("--full"):
+    return
+  slow = [item for item in items if item.get_closest_marker("slow")]
+  if slow:
+    config.hook.pytest_deselected(items=slow)
+    items[:] = [item for item in items if not item.get_closest_marker("slow")]
