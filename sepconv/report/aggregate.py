@@ -17,22 +17,19 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+from sepconv.records import metrics as _metrics
 from sepconv.report import stats as _stats
 
 KINDS = ("train", "bench", "decomposition", "cka")
 
-# Scalar metrics of "train" records, in table order.
-TRAIN_METRICS = ("test_accuracy", "train_accuracy", "probe_test_accuracy", "probe_train_accuracy",
-                 "train_seconds", "train_images_per_s", "infer_images_per_s")
-COSTS = ("params", "params_with_bn", "mult_adds")
-TIMINGS = ("fwd_ms", "infer_ms", "fwdbwd_ms", "train_step_ms")
+# The registered metrics (``sepconv.records.metrics``) by where records keep them.
+TRAIN_METRICS = _metrics.names("metrics")
+COSTS = _metrics.names("cost")
+TIMINGS = _metrics.names("timing")
 # Throughputs of "bench" rows: name -> (recorded names, in preference order;
 # timing names to derive it from as batch / time).
-THROUGHPUTS = {
-    "infer_images_per_s": (("infer_images_per_s", "fwd_images_per_s"), ("fwd_ms", "infer_ms")),
-    "fwdbwd_images_per_s": (("fwdbwd_images_per_s",), ("fwdbwd_ms",)),
-    "train_images_per_s": (("train_images_per_s",), ("train_step_ms",)),
-}
+THROUGHPUTS = {name: (_metrics.metric(name).recorded_as, _metrics.metric(name).derived_from)
+               for name in _metrics.names("throughput")}
 # Config fields naming the batch a timing was measured on, in preference order.
 BATCH_FIELDS = ("bench_batch", "batch", "batch_size")
 

@@ -24,6 +24,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from sepconv.records import metrics
 from sepconv.report.aggregate import BenchRow, CkaGroup, DecompositionRow, TrainRow
 
 DPI = 200
@@ -193,7 +194,8 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
   The standard anchor is a dotted line with its interval shaded; points are
   labelled by group size and multiplier where a label fits.
   """
-  rows = [r for r in rows if "test_accuracy" in r.stats and "mult_adds" in r.stats]
+  primary = metrics.metric(metrics.PRIMARY)
+  rows = [r for r in rows if primary.name in r.stats and "mult_adds" in r.stats]
   if not rows:
     return []
   families = [family_of(r.config) for r in rows]
@@ -205,21 +207,21 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
       pts = sorted(((r.stats["mult_adds"].mean, r) for r, f in zip(rows, families) if f == family),
                    key=lambda p: (p[0], p[1].label))
       xs = [x for x, _ in pts]
-      ys = [100.0 * r.stats["test_accuracy"].mean for _, r in pts]
-      es = [100.0 * _spread(r.stats["test_accuracy"]) for _, r in pts]
+      ys = [100.0 * r.stats[primary.name].mean for _, r in pts]
+      es = [100.0 * _spread(r.stats[primary.name]) for _, r in pts]
       colour = colour_of(family, families)
       ax.errorbar(xs, ys, yerr=_yerr(es), marker="o", color=colour, label=family or None)
       labels += [(x, y, _point_label(r.label), colour) for x, y, (_, r) in zip(xs, ys, pts)]
     for r, f in zip(rows, families):
       if f == ANCHOR:
-        acc = r.stats["test_accuracy"]
+        acc = r.stats[primary.name]
         _anchor_band(ax, 100.0 * acc.mean, 100.0 * _spread(acc) or None, "standard (anchor)")
         ax.errorbar([r.stats["mult_adds"].mean], [100.0 * acc.mean], yerr=[100.0 * _spread(acc)],
                     marker="*", markersize=8, color="black", linestyle="none")
         break
     ax.set_xscale("log")
     ax.set_xlabel("mult-adds per example")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{primary.title} ({primary.unit})")
     ax.grid(True, which="major", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
       fig.legend(loc="outside lower center", ncol=2, frameon=False)
@@ -228,9 +230,8 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
     return save(fig, stem)
 
 
-PANELS = (("infer_images_per_s", "inference (forward)"),
-          ("fwdbwd_images_per_s", "forward + backward"),
-          ("train_images_per_s", "training step"))
+# One panel per registered throughput and timing (``sepconv.records.metrics``), in its order.
+PANELS = tuple((name, metrics.metric(name).title) for name in metrics.names("throughput"))
 
 
 def _impl_styles(rows: Sequence[BenchRow]) -> dict[str, tuple[str, str]]:
@@ -294,8 +295,7 @@ def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]
     return save(fig, stem)
 
 
-TIME_PANELS = (("fwd_ms", "forward"), ("infer_ms", "inference"),
-               ("fwdbwd_ms", "forward + backward"), ("train_step_ms", "training step"))
+TIME_PANELS = tuple((name, metrics.metric(name).title) for name in metrics.names("timing"))
 
 
 def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
