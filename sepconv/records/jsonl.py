@@ -2,7 +2,10 @@
 
 Tables and plots are rendered from these files alone. Every record is checked against
 the schema (``sepconv.records.schema``) when written and when read; a wrong one is a
-``ValueError`` naming the file, line and field. A run killed mid-write can leave a torn
+``ValueError`` naming the file, line and field. Each written line carries
+``schema_version``; it belongs to the line, not the record: reading checks it (a line
+without one is version 0, the format before the field, read the same) and returns the
+record as it was appended, so a record round-trips unchanged. A run killed mid-write can leave a torn
 final line; readers drop it (and say so) instead of failing, so an interrupted sweep
 resumes without losing the records before it.
 """
@@ -25,7 +28,7 @@ def append_record(path: str | os.PathLike, record: dict) -> None:
     ValueError: ``record`` does not fit the schema (the message names the field).
   """
   path = Path(path)
-  if isinstance(record, dict) and "schema_version" not in record:
+  if isinstance(record, dict):
     record = {**record, "schema_version": SCHEMA_VERSION}
   error = record_error(record)
   if error:
@@ -67,5 +70,6 @@ def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list
       error = record_error(record)
       if error:
         raise ValueError(f"{path}:{i + 1}: {error}")
+      record.pop("schema_version", None)
       records.append(record)
   return records

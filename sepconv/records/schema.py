@@ -206,3 +206,27 @@ def validate_record(record) -> dict:
     raise ValueError(error)
   return record
 
+
+
+LAYER_BENCH_KINDS = ("conv_layer", "flax_block", "train_step")
+
+
+def layer_bench_record(kind: str, *, run_id: str, mode: str, status: str, config: dict,
+                       provenance: dict, timing: dict | None = None, **fields) -> dict:
+  """A layer-benchmark record (``LAYER_BENCH``), checked against its kind.
+
+  Args:
+    kind: one of ``LAYER_BENCH_KINDS``.
+    run_id: shared by the records of one invocation.
+    mode: what was timed ('fwd', 'fwdbwd', 'forward', 'train_step').
+    status: 'ok', or why not ('unsupported', 'skipped'; say why in ``reason``).
+    config: the timed case (shape, dtype, ...).
+    provenance: ``sepconv.provenance.provenance()``.
+    timing: ``sepconv.timing.Timing.summary()`` of a timed case.
+    **fields: the kind's own fields (impl, block, variant, errors, rates, ...).
+  """
+  if kind not in LAYER_BENCH_KINDS:
+    raise ValueError(f"kind (={kind!r}) must be one of {LAYER_BENCH_KINDS}")
+  record = {"kind": kind, "run_id": run_id, "mode": mode, "status": status, "config": config,
+            **fields, "provenance": provenance, **(timing or {})}
+  return validate_record(record)

@@ -1,7 +1,8 @@
 """Did it reproduce? Two record sets side by side: per variant, and where they came from.
 
 ``compare(reference, run)`` matches training rows by label (and data set/model
-where those are recorded) and compares their test accuracy: reference mean ±
+where those are recorded) and compares their primary metric (``sepconv.records.metrics``:
+test accuracy): reference mean ±
 std (and 95% t-interval) against the run's, and the difference against the
 seed spread (``stats.two_sample_difference``: Welch's 95% interval with two or
 more seeds on both sides, else the prediction interval of the side with seeds).
@@ -24,10 +25,6 @@ from pathlib import Path
 from sepconv.records import RECORDS_FILE, metrics, read_records
 from sepconv.report import aggregate, provenance, stats, writer
 
-# What a reproduction compares (``sepconv.records.metrics``): the primary training metric,
-# else (bench-only sets) every registered timing.
-TRAIN_METRIC = metrics.PRIMARY
-BENCH_METRICS = metrics.names("timing")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,8 +77,8 @@ def _key(config: dict, label: str, extra: str = "") -> tuple:
 def _train_values(records: Sequence[dict]) -> dict[tuple, list[float]]:
   out = {}
   for g in aggregate.group_records([r for r in records if r.get("kind") == "train"]):
-    vals = [float(r["metrics"][TRAIN_METRIC]) for r in g.records
-            if isinstance(r.get("metrics"), dict) and aggregate.is_number(r["metrics"].get(TRAIN_METRIC))]
+    vals = [float(r["metrics"][metrics.PRIMARY]) for r in g.records
+            if isinstance(r.get("metrics"), dict) and aggregate.is_number(r["metrics"].get(metrics.PRIMARY))]
     if vals:
       out.setdefault(_key(g.config, g.label), []).extend(vals)
   return out
@@ -96,7 +93,7 @@ def _bench_values(records: Sequence[dict]) -> dict[tuple, list[float]]:
     for impl, timing in r["timings"].items():
       if not isinstance(timing, dict):
         continue
-      for metric in BENCH_METRICS:
+      for metric in metrics.names("timing"):
         if aggregate.is_number(timing.get(metric)):
           out.setdefault(_key(config, f"{label} ({impl})", metric), []).append(float(timing[metric]))
   return out
@@ -105,7 +102,7 @@ def _bench_values(records: Sequence[dict]) -> dict[tuple, list[float]]:
 def compare(reference: Sequence[dict], run: Sequence[dict]) -> Comparison:
   """Compares ``run``'s records with ``reference``'s (both as read from records.jsonl)."""
   ref_values, run_values = _train_values(reference), _train_values(run)
-  metric_of = {k: TRAIN_METRIC for k in {**ref_values, **run_values}}
+  metric_of = {k: metrics.PRIMARY for k in {**ref_values, **run_values}}
   if not metric_of:
     ref_values, run_values = _bench_values(reference), _bench_values(run)
     metric_of = {k: k[3] for k in {**ref_values, **run_values}}
@@ -134,7 +131,7 @@ def comparison_table(c: Comparison) -> writer.Table:
   columns = [writer.Column("variant", "label")]
   if len(names) > 1:
     columns.append(writer.Column("measure", "metric"))
-  shown = metrics.metric(c.lines[0].metric if c.lines else TRAIN_METRIC)
+  shown = metrics.metric(c.lines[0].metric if c.lines else metrics.PRIMARY)
   fmt, unit = shown.fmt, f" ({shown.unit})"
   columns += [writer.Column("reference n", "reference_n", "count"),
               writer.Column(f"reference{unit}", "reference", fmt),

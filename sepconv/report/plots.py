@@ -230,8 +230,9 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
     return save(fig, stem)
 
 
-# One panel per registered throughput and timing (``sepconv.records.metrics``), in its order.
-PANELS = tuple((name, metrics.metric(name).title) for name in metrics.names("throughput"))
+def _panels(source: str) -> list[tuple[str, str]]:
+  """(metric, title) of each registered metric of ``source`` (``sepconv.records.metrics``)."""
+  return [(name, metrics.metric(name).title) for name in metrics.names(source)]
 
 
 def _impl_styles(rows: Sequence[BenchRow]) -> dict[str, tuple[str, str]]:
@@ -260,7 +261,7 @@ def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]
   """
   anchors = [r for r in rows if family_of(r.config) == ANCHOR]
   rows = [r for r in rows if isinstance(r.config.get("group_size"), int)]
-  panels = [(m, t) for m, t in PANELS if any(m in r.stats for r in rows)]
+  panels = [(m, t) for m, t in _panels("throughput") if any(m in r.stats for r in rows)]
   if not panels:
     return []
   families = [family_of(r.config) for r in rows]
@@ -295,7 +296,6 @@ def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]
     return save(fig, stem)
 
 
-TIME_PANELS = tuple((name, metrics.metric(name).title) for name in metrics.names("timing"))
 
 
 def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
@@ -305,7 +305,7 @@ def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
   the first implementation's points are labelled where a label fits.
   """
   rows = [r for r in rows if "mult_adds" in r.stats]
-  panels = [(m, t) for m, t in TIME_PANELS if any(m in r.stats for r in rows)]
+  panels = [(m, t) for m, t in _panels("timing") if any(m in r.stats for r in rows)]
   if not panels:
     return []
   families = [family_of(r.config) for r in rows]

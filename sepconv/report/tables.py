@@ -47,7 +47,6 @@ def _train_columns() -> tuple[Column, ...]:
   return tuple(out)
 
 
-TRAIN_COLUMNS = _train_columns()
 
 
 def _resolved(v: _anchor.Versus) -> str | None:
@@ -74,11 +73,12 @@ def train_table(rows: Sequence[TrainRow]) -> Table | None:
   columns = [Column(k, k) for k in context] + [Column("label", "label"), Column("seeds", "seeds", "count")]
   # Other numeric metrics (e.g. test loss) travel in the CSV only.
   extra = sorted({k for r in rows for k in r.extra})
-  columns += list(TRAIN_COLUMNS) + [Column(k, k, "rate", csv_only=True, spread="ci") for k in extra]
+  metric_columns = _train_columns()
+  columns += list(metric_columns) + [Column(k, k, "rate", csv_only=True, spread="ci") for k in extra]
   versus = _anchor.versus_anchor(rows)
   derived = {f"{_anchor.METRIC}_vs_standard": lambda v: v.difference, "resolved": _resolved}
   cells = [[r.config.get(k) for k in context] + [r.label, r.seeds]
-           + [derived[c.key](v) if c.key in derived else r.stats.get(c.key) for c in TRAIN_COLUMNS]
+           + [derived[c.key](v) if c.key in derived else r.stats.get(c.key) for c in metric_columns]
            + [r.extra.get(k) for k in extra]
            for r, v in zip(rows, versus)]
   cols, body = _drop_empty(columns, cells)
@@ -104,7 +104,6 @@ def effective_rank_table(rows: Sequence[TrainRow]) -> Table | None:
                caption=caption)
 
 
-BENCH_COLUMNS = tuple(_metric_column(name) for name in _metrics.BENCH_TABLE)
 
 
 def bench_table(rows: Sequence[BenchRow]) -> Table | None:
@@ -114,10 +113,11 @@ def bench_table(rows: Sequence[BenchRow]) -> Table | None:
   context = _context_columns([r.config for r in rows])
   columns = [Column(k, k) for k in context] + [Column("label", "label"), Column("impl", "impl"),
                                                Column("runs", "runs", "count")]
-  columns += list(BENCH_COLUMNS)
+  metric_columns = [_metric_column(name) for name in _metrics.BENCH_TABLE]
+  columns += metric_columns
   cells = [[r.config.get(k) for k in context]
            + [r.label, r.impl, max((s.n for s in r.stats.values()), default=0)]
-           + [r.stats.get(c.key) for c in BENCH_COLUMNS] for r in rows]
+           + [r.stats.get(c.key) for c in metric_columns] for r in rows]
   cols, body = _drop_empty(columns, cells)
   return Table("bench", "Measured speed (mean ± std over runs)", cols, body)
 
