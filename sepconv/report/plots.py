@@ -19,12 +19,12 @@ from pathlib import Path
 import matplotlib
 import matplotlib.style
 import matplotlib.ticker
-import matplotlib.transforms
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from sepconv.records import metrics
+from sepconv.report.labels import place_labels
 from sepconv.report.aggregate import BenchRow, CkaGroup, DecompositionRow, TrainRow
 
 DPI = 200
@@ -133,54 +133,6 @@ def _freeze_layout(fig: Figure) -> None:
   fig.set_layout_engine("none")
 
 
-def _overlaps(box, boxes) -> bool:
-  return any(box.overlaps(b) for b in boxes)
-
-
-# Offsets (points) tried in turn for a label: right, above, left, below, then diagonals.
-_OFFSETS = ((4, -3), (-3, 5), (-4, -3), (-3, -11), (4, 5), (-4, 5), (4, -11), (-4, -11),
-            (8, 9), (-8, 9), (8, -15), (-8, -15))
-
-
-def place_labels(ax, points: Sequence[tuple[float, float, str, str]],
-                 obstacles: Sequence[tuple[float, float]] = ()) -> int:
-  """Annotates ``(x, y, text, colour)`` points where a label overlaps nothing; returns the dropped.
-
-  Each label takes the first offset at which it stays inside the axes and clear
-  of the other labels, the data markers (and ``obstacles``, unlabelled points) and
-  the legend; a label with no such
-  place is left out (the tables carry every value). Call after the layout is frozen.
-  """
-  fig = ax.figure
-  renderer = fig.canvas.get_renderer()
-  frame = ax.get_window_extent(renderer)
-  to_px = ax.transData.transform
-  marker = 4.0 * fig.dpi / 72.0
-  taken = []
-  for x, y in [*((x, y) for x, y, _, _ in points), *obstacles]:
-    px, py = to_px((x, y))
-    taken.append(matplotlib.transforms.Bbox([[px - marker, py - marker], [px + marker, py + marker]]))
-  legend = ax.get_legend()
-  if legend is not None:
-    taken.append(legend.get_window_extent(renderer))
-  dropped = 0
-  for x, y, text, colour in points:
-    for dx, dy in _OFFSETS:
-      ha = "left" if dx >= 0 else "right"
-      note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha,
-                         fontsize=FONT_SIZE - 2, color=colour)
-      box = note.get_window_extent(renderer)
-      inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
-                and box.y1 <= frame.y1)
-      if inside and not _overlaps(box, taken):
-        taken.append(box)
-        break
-      note.remove()
-    else:
-      dropped += 1
-  return dropped
-
-
 def _anchor_band(ax, mean: float, half: float | None, label: str) -> None:
   """The anchor as a horizontal reference line, with its interval shaded."""
   ax.axhline(mean, color="black", linestyle=":", linewidth=1.0, label=label, zorder=1)
@@ -226,7 +178,7 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
     if ax.get_legend_handles_labels()[0]:
       fig.legend(loc="outside lower center", ncol=2, frameon=False)
     _freeze_layout(fig)
-    place_labels(ax, labels)
+    place_labels(ax, labels, font_size=FONT_SIZE - 2)
     return save(fig, stem)
 
 
@@ -345,7 +297,7 @@ def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     _freeze_layout(fig)
     for ax, pts in labels.items():
-      place_labels(ax, pts, others[ax])
+      place_labels(ax, pts, others[ax], font_size=FONT_SIZE - 2)
     return save(fig, stem)
 
 
