@@ -44,7 +44,7 @@ from sepconv.bench.layer import (BenchOptions, available_impls,  # noqa: E402
 from sepconv.report.lowering import render_lowering  # noqa: E402
 from sepconv.bench.train_step import (TrainStepConfig, bench_train_step,  # noqa: E402
                                       model_factory)
-from sepconv.records import append_record  # noqa: E402
+from sepconv.records import RECORDS_FILE, append_record  # noqa: E402
 
 REFERENCE = LayerConfig()  # 3x3, 56x56x128 -> 128, batch 32.
 QUICK = LayerConfig(batch=2, height=8, width=8, in_channels=16, out_channels=16)
@@ -70,7 +70,7 @@ def run(out_dir: str | os.PathLike, *, quick: bool = False, budget_s: float | No
     git_revision: recorded where the checkout has no .git.
   """
   out_dir = Path(out_dir)
-  records_path = out_dir / "records.jsonl"
+  records_path = out_dir / RECORDS_FILE
   budget_s = budget_s or (120.0 if quick else 400.0)
   start = time.monotonic()
   base, train = (QUICK, QUICK_TRAIN) if quick else (REFERENCE, TRAIN)

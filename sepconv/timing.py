@@ -3,8 +3,8 @@
 ``measure`` times warm calls of anything (a compiled JAX call, a PyTorch call), each
 ended by a ``sync`` (``jax.block_until_ready`` by default) so asynchronous dispatch never
 hides work; a time budget and a cut-off keep one slow case from stalling a sweep or an
-autotuning pass. ``time_jitted`` compiles apart (``jit(f).lower(...).compile()``), so
-the repeats measure warm, jitted calls only. Benchmarks, the autotuner, the roofline
+autotuning pass. ``time_jitted`` compiles apart (``compile_ahead``:
+``jit(f).lower(...).compile()``), so the repeats measure warm, jitted calls only. Benchmarks, the autotuner, the roofline
 and the experiment runner all time through here.
 """
 
@@ -120,28 +120,49 @@ def median_ms(call: Callable[[], Any], *, warmup: int, repeats: int,
   return float(np.median(measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s)[0]))
 
 
+def compile_ahead(fn: Callable, args: Sequence[Any],
+                  compiler_options: dict | None = None) -> tuple[Any, float]:
+  """Lowers and compiles ``fn`` for ``args`` ahead of any call; returns (executable, ms taken).
+
+  ``fn`` is a plain function (jitted here) or an already ``jax.jit``-wrapped one (kept, with
+  its donation and static arguments). ``compiler_options`` are XLA options for this one
+  compilation.
+  """
+  jitted = fn if hasattr(fn, "lower") else jax.jit(fn)
+  t0 = time.perf_counter()
+  lowered = jitted.lower(*args)
+  compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
+  return compiled, (time.perf_counter() - t0) * 1e3
+
+
 def time_jitted(fn: Callable, args: Sequence[Any], *, warmup: int, repeats: int,
                 budget_s: float | None = None, min_repeats: int = 3,
-                compiler_options: dict | None = None) -> tuple[Timing, Any, Any]:
-  """Compiles ``jax.jit(fn)`` for ``args``, then times warm calls.
+                cutoff_ms: float | None = None, compiler_options: dict | None = None,
+                call: Callable[[Any], Callable[[], Any]] | None = None
+                ) -> tuple[Timing, Any, Any]:
+  """Compiles ``fn`` for ``args`` (``compile_ahead``), then times warm calls (``measure``).
+
+  The one compile-then-time routine: benchmarks, the training-step benchmark and the
+  autotuner's measurements all go through it, so compile time is always apart.
 
   Args:
-    fn: function of ``args`` returning arrays.
+    fn: function of ``args`` returning arrays, plain or already jitted (e.g. with
+      ``donate_argnums``).
     args: concrete arrays (already on the device).
     warmup: untimed warm calls after compiling.
-    repeats: timed calls (see ``measure`` for ``budget_s``).
-    budget_s, min_repeats: optional time budget for the timed calls, and the fewest kept.
+    repeats: timed calls (see ``measure`` for ``budget_s``, ``min_repeats``, ``cutoff_ms``).
+    budget_s, min_repeats, cutoff_ms: as ``measure``.
     compiler_options: XLA options for this one compilation.
+    call: ``compiled -> (() -> result)``, the call each timing runs (default
+      ``compiled(*args)``); e.g. one that feeds donated state back, as a training loop does.
 
   Returns:
     (Timing, the last call's result, the compiled executable).
   """
-  t0 = time.perf_counter()
-  lowered = jax.jit(fn).lower(*args)
-  compiled = lowered.compile(compiler_options) if compiler_options else lowered.compile()
-  compile_ms = (time.perf_counter() - t0) * 1e3
-  times, out, kept_warmup = measure(lambda: compiled(*args), warmup=warmup, repeats=repeats,
-                                    budget_s=budget_s, min_repeats=min_repeats)
+  compiled, compile_ms = compile_ahead(fn, args, compiler_options)
+  run = call(compiled) if call is not None else (lambda: compiled(*args))
+  times, out, kept_warmup = measure(run, warmup=warmup, repeats=repeats, budget_s=budget_s,
+                                    min_repeats=min_repeats, cutoff_ms=cutoff_ms)
   return Timing(tuple(times), compile_ms, kept_warmup), out, compiled
 
 

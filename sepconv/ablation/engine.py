@@ -40,9 +40,9 @@ from sepconv.ablation.lock import folder_lock
 from sepconv.ablation.paper import PaperTablesRunner
 from sepconv.ablation.progress import SweepProgress
 from sepconv.provenance import provenance
-from sepconv.records import append_record, read_records
+from sepconv.records import RECORDS_FILE, append_record, read_records
 
-RECORDS = "records.jsonl"
+RECORDS = RECORDS_FILE
 # The "status" of a job's record when the job raised ("error" names the error).
 FAILED = "failed"
 

@@ -13,7 +13,7 @@ from sepconv.ablation import trained
 from sepconv.ablation.experiment import GranularityAblation, Variant
 from sepconv.ablation.jobs import Job, RunOptions, log
 from sepconv.conv import policy
-from sepconv.records import read_records
+from sepconv.records import RECORDS_FILE, read_records
 from sepconv.data import load_dataset
 from sepconv.train import default_config, train
 from sepconv.train.timed import time_steps
@@ -21,9 +21,9 @@ from sepconv.train.timed import time_steps
 
 def reference_plans(results_dir) -> dict[str, dict[str, str]]:
   """Every plan the train records in ``results_dir``/records.jsonl ran, merged."""
-  path = Path(results_dir) / "records.jsonl"
+  path = Path(results_dir) / RECORDS_FILE
   if not path.is_file():
-    raise FileNotFoundError(f"--replay-plans (={results_dir}) holds no records.jsonl to replay")
+    raise FileNotFoundError(f"--replay-plans (={results_dir}) holds no {RECORDS_FILE} to replay")
   merged: dict[str, dict[str, str]] = {}
   for record in read_records(path):
     for key, choices in (record.get("plans") or {}).items():

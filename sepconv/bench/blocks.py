@@ -35,12 +35,14 @@ from sepconv.bench import torch_peer
 from sepconv.bench.flax_blocks import BLOCKS, block_input
 from sepconv.conv import conv_general_dilated
 from sepconv.provenance import provenance
+from sepconv.records import RECORDS_FILE
+from sepconv.records.schema import layer_bench_record
 from sepconv.timing import time_jitted
 
 RECORD_KIND = "flax_block"
 MODES = ("forward", "train_step")
 VARIANTS = ("flax", "flax + sepconv", "torch")
-DEFAULT_RECORDS = "results/flax_blocks/records.jsonl"
+DEFAULT_RECORDS = f"results/flax_blocks/{RECORDS_FILE}"
 
 
 def _rel_diff(a, b) -> float:
@@ -104,12 +106,12 @@ def bench_blocks(blocks: Sequence[str] | None = None, *, batch: int = 32, size: 
   records = []
 
   def emit(block, mode, variant, timing=None, status="ok", reason=None, **extra):
-    record = {"kind": RECORD_KIND, "run_id": run_id, "block": block.name,
-              "description": block.description, "variant": variant, "mode": mode,
-              "status": status, "reason": reason,
-              "config": {"batch": batch, "height": size, "width": size,
-                         "channels": block.channels, "dtype": dtype},
-              "provenance": prov, **(timing.summary() if timing is not None else {}), **extra}
+    record = layer_bench_record(
+        RECORD_KIND, run_id=run_id, mode=mode, status=status,
+        config={"batch": batch, "height": size, "width": size, "channels": block.channels,
+                "dtype": dtype},
+        provenance=prov, timing=None if timing is None else timing.summary(), block=block.name,
+        description=block.description, variant=variant, reason=reason, **extra)
     records.append(record)
     if on_record is not None:
       on_record(record)

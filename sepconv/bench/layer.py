@@ -29,6 +29,7 @@ from sepconv.bench.config import LAYERS, MODES, LayerConfig, counts
 from sepconv.bench.roofline import roofline
 from sepconv.timing import Timing, time_jitted, xla_cost
 from sepconv.provenance import provenance
+from sepconv.records.schema import layer_bench_record
 
 RECORD_KIND = "conv_layer"
 REFERENCE_IMPL = "xla"
@@ -197,11 +198,12 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
   records = []
 
   def emit(impl: str, mode: str, status: str, timing: Timing | None = None, **fields) -> None:
-    record = {"kind": RECORD_KIND, "run_id": run_id, "impl": impl, "mode": mode, "status": status,
-              "config": config.to_dict(), **counts(config, mode), **fields,
-              "keep_freed_host_memory": host_memory_kept, "roofline": peaks, "provenance": prov}
+    record = layer_bench_record(
+        RECORD_KIND, run_id=run_id, mode=mode, status=status, config=config.to_dict(),
+        provenance=prov, timing=None if timing is None else timing.summary(), impl=impl,
+        **counts(config, mode), **fields, keep_freed_host_memory=host_memory_kept,
+        roofline=peaks)
     if timing is not None:
-      record.update(timing.summary())
       record.update(_rates(record, peaks))
     records.append(record)
     if on_record is not None:

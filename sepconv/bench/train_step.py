@@ -30,9 +30,11 @@ import optax
 
 from sepconv import conv as conv_lib, validate
 from sepconv.bench import hostmem
-from sepconv.timing import Timing, measure, xla_cost
+from sepconv.timing import Timing, measure, time_jitted, xla_cost
 from sepconv.models import build_model
 from sepconv.provenance import provenance
+from sepconv.records.schema import layer_bench_record
+from sepconv.train.step import update
 
 RECORD_KIND = "train_step"
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -70,16 +72,12 @@ def model_factory(config: TrainStepConfig) -> Callable[[str], object]:
 
 
 def make_step(model, tx: optax.GradientTransformation) -> Callable:
-  """(params, batch_stats, opt_state, x, y) -> (params, batch_stats, opt_state, loss)."""
+  """(params, batch_stats, opt_state, x, y) -> (params, batch_stats, opt_state, loss).
+
+  The training loop's own update (``sepconv.train.step.update``), without its data pipeline.
+  """
   def step(params, batch_stats, opt_state, x, y):
-    def loss_fn(p):
-      (logits, _), updates = model.apply({"params": p, "batch_stats": batch_stats}, x,
-                                         train=True, mutable=["batch_stats"])
-      loss = optax.softmax_cross_entropy_with_integer_labels(logits.astype(jnp.float32), y)
-      return loss.mean(), updates["batch_stats"]
-    (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-    updates, opt_state = tx.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), new_stats, opt_state, loss
+    return update(model, tx, params, batch_stats, opt_state, x, y)[:4]
   return step
 
 
@@ -114,17 +112,16 @@ def time_train_step(model, x: jax.Array, y: jax.Array, *, warmup: int, repeats: 
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
   tx = optax.sgd(learning_rate, momentum=momentum)
   opt_state = tx.init(params)
-  t0 = time.perf_counter()
-  compiled = jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2)).lower(
-      params, batch_stats, opt_state, x, y).compile()
-  compile_ms = (time.perf_counter() - t0) * 1e3
   state = [params, batch_stats, opt_state]
 
-  def call():
-    *state[:], loss = compiled(*state, x, y)  # Donated state fed back, as in a loop.
-    return loss
-  times, loss, kept_warmup = measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s)
-  timing = Timing(tuple(times), compile_ms, kept_warmup)
+  def feed_back(compiled):
+    def call():
+      *state[:], loss = compiled(*state, x, y)  # Donated state fed back, as in a loop.
+      return loss
+    return call
+  timing, loss, compiled = time_jitted(
+      jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2)), (*state, x, y), warmup=warmup,
+      repeats=repeats, budget_s=budget_s, call=feed_back)
   extra = {"param_count": int(sum(np.size(p) for p in jax.tree.leaves(state[0]))),
            "final_loss": float(loss), **xla_cost(compiled)}
   if with_inference:
@@ -167,20 +164,19 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
   host_memory_kept = keep_freed_host_memory and hostmem.keep_freed_host_memory()
   records = []
   for impl in impls:
-    record = {"kind": RECORD_KIND, "run_id": run_id, "impl": impl, "mode": "train_step",
-              "config": dataclasses.asdict(config), "optimizer": "sgd+momentum"}
+    common = dict(run_id=run_id, mode="train_step", config=dataclasses.asdict(config),
+                  provenance=prov, impl=impl, optimizer="sgd+momentum",
+                  keep_freed_host_memory=host_memory_kept)
     try:
       x, y = random_batch(config)
       timing, extra = time_train_step(factory(impl), x, y, warmup=warmup, repeats=repeats,
                                       budget_s=budget_s, learning_rate=config.learning_rate,
                                       momentum=config.momentum)
     except ValueError as e:
-      record.update(status="unsupported", reason=str(e))
+      record = layer_bench_record(RECORD_KIND, status="unsupported", reason=str(e), **common)
     else:
-      record.update(status="ok", **timing.summary(), **extra,
-                    images_per_s=config.batch / (timing.median_ms / 1e3))
-    record["keep_freed_host_memory"] = host_memory_kept
-    record["provenance"] = prov
+      record = layer_bench_record(RECORD_KIND, status="ok", timing=timing.summary(), **extra,
+                                  images_per_s=config.batch / (timing.median_ms / 1e3), **common)
     records.append(record)
     if on_record is not None:
       on_record(record)

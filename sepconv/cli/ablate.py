@@ -9,6 +9,7 @@ from sepconv.ablation import engine
 from sepconv.ablation.lock import FolderLocked
 from sepconv.ablation.ray_executor import RayUnavailable
 from sepconv.cli.args import positive_int
+from sepconv.records import RECORDS_FILE
 
 
 # A run's own records go under runs/; results/ holds the committed reference each run is
@@ -29,9 +30,9 @@ def run_ablate(args) -> int:
   experiment = experiments.get(args.name)
   out_dir = Path(args.out) if args.out else default_out_dir(experiment, args.dataset)
   seeds = _parse_seeds(args.seeds) if args.seeds else None
-  if args.reference and not (Path(args.reference) / "records.jsonl").is_file():
+  if args.reference and not (Path(args.reference) / RECORDS_FILE).is_file():
     raise ValueError(f"--reference (={args.reference}) must be a results folder with a "
-                     "records.jsonl")
+                     f"{RECORDS_FILE}")
   try:
     executor = engine.make_executor(args.executor, workers=args.workers, address=args.address,
                                    cpus_per_job=args.cpus_per_job)
@@ -72,13 +73,13 @@ COMPARISON = "comparison.md"
 
 def _is_other_results(reference: Path, out_dir: Path) -> bool:
   """Whether ``reference`` holds records and is not the run's own folder."""
-  return (reference / "records.jsonl").is_file() and reference.resolve() != out_dir.resolve()
+  return (reference / RECORDS_FILE).is_file() and reference.resolve() != out_dir.resolve()
 
 
 def compare_with_reference(reference: Path, out_dir: Path):
   """Compares the run in ``out_dir`` with ``reference`` and writes comparison.{md,tex} there."""
   from sepconv.report import compare
-  if not (out_dir / "records.jsonl").is_file():
+  if not (out_dir / RECORDS_FILE).is_file():
     return None
   comparison = compare.compare_dirs(reference, out_dir)
   (out_dir / COMPARISON).write_text(compare.to_markdown(comparison), encoding="utf-8")

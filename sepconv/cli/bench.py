@@ -15,8 +15,9 @@ import json
 from sepconv.bench.config import LAYERS
 from sepconv.cli import args as cli_args
 from sepconv.cli.args import nonnegative_int, positive_float, positive_int
+from sepconv.records import RECORDS_FILE
 
-DEFAULT_RECORDS = "results/lowering/records.jsonl"
+DEFAULT_RECORDS = f"results/lowering/{RECORDS_FILE}"
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -233,7 +234,7 @@ def register(subparsers) -> None:
   p.add_argument("--warmup", type=nonnegative_int, default=2)
   p.add_argument("--budget-s", type=positive_float, default=30.0)
   p.add_argument("--json", action="store_true", help="print one JSON record per line")
-  p.add_argument("--out", default="results/flax_blocks/records.jsonl",
+  p.add_argument("--out", default=f"results/flax_blocks/{RECORDS_FILE}",
                  help="JSON-lines file to append records to")
   p.add_argument("--quiet", action="store_true", help="no progress on stderr")
   p.set_defaults(func=run_blocks)

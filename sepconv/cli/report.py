@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from sepconv.records import RECORDS_FILE
+
 
 def register(subparsers) -> None:
   """Adds the ``report`` sub-command."""
   parser = subparsers.add_parser(
-      "report", help="render tables and plots from results/<NAME>/records.jsonl",
+      "report", help=f"render tables and plots from results/<NAME>/{RECORDS_FILE}",
       description="Re-render Markdown/LaTeX/CSV tables, PNG/PDF plots and README.md of one "
                   "experiment (or all) from its JSON-lines records alone.")
   parser.add_argument("name", nargs="?", default=None,

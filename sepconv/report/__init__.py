@@ -33,29 +33,19 @@ typed in: every number is computed from the records.
 
 Record format
 -------------
-One JSON object per line (``sepconv.records.append_record``)::
+The schema is code: ``sepconv.records.schema`` defines each record kind ("train",
+"bench", "decomposition", "cka", "paper_cost", and the layer-benchmark kinds) and its
+fields, and ``sepconv.records.metrics`` registers every metric the tables, comparison
+and plots show (name, header, format, unit, direction); records are read and written
+with ``sepconv.records.read_records`` / ``append_record``, which check them and name
+the file, line and field that is wrong. In short, a "train" record reads::
 
-  {"experiment": "granularity",
-   "run_id": "granularity/digits/dws:g=4/seed=0",   # unique, stable
-   "kind": "train" | "bench" | "decomposition" | "cka",
-   "config": {"model": "mobilenet_v1", "dataset": "digits", "conv": "dws:g=4",
-              "label": "g=4 +pw", "group_size": 4, "depth_multiplier": 1,
-              "pointwise": true, "width_multiplier": 1.0, "epochs": 30,
-              "batch_size": 128, ...},
-   "seed": 0,
-   "metrics": {"test_accuracy": 0.97, "train_accuracy": ..., "train_seconds": ...,
-               "train_images_per_s": ..., "infer_images_per_s": ...,
-               "probe_test_accuracy": ..., "probe_train_accuracy": ...,
-               "effective_rank": {"<layer>": value, ...}},
+  {"schema_version": 1, "experiment": "granularity", "kind": "train",
+   "run_id": "granularity/digits/dws:g=4/seed=0", "seed": 0,
+   "config": {"model": "mobilenet_v1", "dataset": "digits", "conv": "dws:g=4", "label": ..., ...},
+   "metrics": {<registered metric>: value, ..., "effective_rank": {"<layer>": value}},
    "cost": {"params": int, "mult_adds": int, "params_with_bn": int},
-   "timings": {"<impl>": {"fwd_ms" | "infer_ms": .., "fwdbwd_ms": .., "train_step_ms": ..,
-                          "infer_images_per_s" | "fwd_images_per_s": .., "fwdbwd_images_per_s": ..,
-                          "train_images_per_s": ..}, ...},          # all optional
-   "decomposition": {"layer": "...", "errors": [{"group_size": g, "depth_multiplier": m,
-                     "pointwise": bool, "rel_error": x}, ...]},
-   "cka": {"labels": [...], "layers": [...], "matrix": [[...]]},
-   "provenance": {"sepconv": .., "jax": .., "device_kind": .., "git_revision": ..,
-                  "time": .., ...}}                           # sepconv.provenance.provenance()
+   "provenance": {...}}                                  # sepconv.provenance.provenance()
 
 Rules the renderer follows:
 
@@ -65,14 +55,13 @@ Rules the renderer follows:
   t-interval half-width instead). Rows are labelled by ``config.label``, else
   ``config.conv``, else ``run_id`` without its ``/seed=..``; rows with the same
   label but different configs get the differing fields appended.
-* ``train`` rows: the metrics and cost fields above (fractions shown as %);
-  any other numeric metric (e.g. ``test_loss``) appears in the CSV only.
+* ``train`` rows: the registered metrics of the training layout (fractions shown
+  as %); any other numeric metric (e.g. ``test_loss``) appears in the CSV only.
   Ordered by dataset, model, mult-adds.
 * ``bench``: one row per (configuration, implementation). A throughput recorded
-  in the timing is used as is (``fwd_images_per_s`` counts as inference);
-  otherwise it is batch / time per record (inference from ``fwd_ms`` or
-  ``infer_ms``, then ``fwdbwd_ms``, ``train_step_ms``), the batch being the
-  first of config ``bench_batch``, ``batch``, ``batch_size``. The throughput
+  in the timing (a registered throughput's ``recorded_as``) is used as is;
+  otherwise it is batch / time per record (its ``derived_from`` timings), the
+  batch being the first of config ``bench_batch``, ``batch``, ``batch_size``. The throughput
   plot needs ``config.group_size``.
 * ``decomposition``: ``depth_multiplier`` is null for plain grouped convs
   (``pointwise`` false); ``config`` describes the decomposed standard model.
@@ -85,7 +74,8 @@ Rules the renderer follows:
   builds this field.
 * Fields absent for a kind are simply missing; unknown fields are ignored;
   records of unknown kind are skipped and counted in the provenance block; a
-  malformed CKA matrix skips that record.
+  CKA matrix that does not fit its axes skips that record. A field of the wrong type
+  is an error when the records are read.
 """
 
 from sepconv.report.render import render_all, render_experiment

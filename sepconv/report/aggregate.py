@@ -17,22 +17,14 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 
+from sepconv.records import metrics as _metrics
 from sepconv.report import stats as _stats
 
 KINDS = ("train", "bench", "decomposition", "cka")
 
-# Scalar metrics of "train" records, in table order.
-TRAIN_METRICS = ("test_accuracy", "train_accuracy", "probe_test_accuracy", "probe_train_accuracy",
-                 "train_seconds", "train_images_per_s", "infer_images_per_s")
-COSTS = ("params", "params_with_bn", "mult_adds")
-TIMINGS = ("fwd_ms", "infer_ms", "fwdbwd_ms", "train_step_ms")
-# Throughputs of "bench" rows: name -> (recorded names, in preference order;
-# timing names to derive it from as batch / time).
-THROUGHPUTS = {
-    "infer_images_per_s": (("infer_images_per_s", "fwd_images_per_s"), ("fwd_ms", "infer_ms")),
-    "fwdbwd_images_per_s": (("fwdbwd_images_per_s",), ("fwdbwd_ms",)),
-    "train_images_per_s": (("train_images_per_s",), ("train_step_ms",)),
-}
+# The metrics aggregated are the registered ones (``sepconv.records.metrics``), read when
+# rows are built: a train row's from its record's ``metrics`` and ``cost``, a bench row's
+# timings and throughputs from its ``timings``.
 # Config fields naming the batch a timing was measured on, in preference order.
 BATCH_FIELDS = ("bench_batch", "batch", "batch_size")
 
@@ -172,11 +164,12 @@ def train_rows(records: Sequence[dict]) -> list[TrainRow]:
     metrics = [r.get("metrics") if isinstance(r.get("metrics"), dict) else {} for r in g.records]
     costs = [r.get("cost") if isinstance(r.get("cost"), dict) else {} for r in g.records]
     stats = {}
-    for name in TRAIN_METRICS:
+    train_metrics = _metrics.names("metrics")
+    for name in train_metrics:
       stat = Stat.of(m.get(name) for m in metrics)
       if stat is not None:
         stats[name] = stat
-    for name in COSTS:
+    for name in _metrics.names("cost"):
       stat = Stat.of(c.get(name) for c in costs)
       if stat is not None:
         stats[name] = stat
@@ -186,11 +179,11 @@ def train_rows(records: Sequence[dict]) -> list[TrainRow]:
                             if isinstance(m.get("effective_rank"), dict))
              for layer in dict.fromkeys(layers)}
     extra_names = sorted({k for m in metrics for k, v in m.items()
-                          if is_number(v) and k not in TRAIN_METRICS})
+                          if is_number(v) and k not in train_metrics})
     extra = {k: Stat.of(m.get(k) for m in metrics) for k in extra_names}
     by_seed = {name: {r["seed"]: float(m[name]) for r, m in zip(g.records, metrics)
                       if is_number(m.get(name)) and r.get("seed") is not None}
-               for name in TRAIN_METRICS}
+               for name in train_metrics}
     rows.append(TrainRow(g.label, g.config, len(g.records), stats,
                          {k: v for k, v in ranks.items() if v is not None}, extra,
                          {k: v for k, v in by_seed.items() if v}))
@@ -207,11 +200,11 @@ class BenchRow:
   label: str
   config: dict
   impl: str
-  stats: dict[str, Stat]  # TIMINGS, infer/train_images_per_s, mult_adds
+  stats: dict[str, Stat]  # registered timings and throughputs, mult_adds
 
 
 def _throughput(timing: dict, config: dict, name: str) -> float | None:
-  recorded, derived = THROUGHPUTS[name]
+  recorded, derived = _metrics.metric(name).recorded_as, _metrics.metric(name).derived_from
   for key in recorded:
     if is_number(timing.get(key)):
       return float(timing[key])
@@ -240,11 +233,11 @@ def bench_rows(records: Sequence[dict]) -> list[BenchRow]:
   rows = []
   for g in group_records(per_impl, extra_key=lambda r: r["_impl"]):
     stats = {}
-    for name in TIMINGS:
+    for name in _metrics.names("timing"):
       stat = Stat.of(r["_timing"].get(name) for r in g.records)
       if stat is not None:
         stats[name] = stat
-    for name in THROUGHPUTS:
+    for name in _metrics.names("throughput"):
       stat = Stat.of(_throughput(r["_timing"], config_of(r), name) for r in g.records)
       if stat is not None:
         stats[name] = stat

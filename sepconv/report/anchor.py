@@ -19,10 +19,11 @@ import dataclasses
 import math
 from collections.abc import Sequence
 
+from sepconv.records.metrics import PRIMARY
 from sepconv.report import stats
 from sepconv.report.aggregate import TrainRow
 
-METRIC = "test_accuracy"
+METRIC = PRIMARY
 
 
 def is_anchor(row: TrainRow) -> bool:

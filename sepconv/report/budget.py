@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from sepconv.report.tables import Column, Table
+from sepconv.report.writer import Column, Table
 
 SLUG = "time_budget"
 ANALYSIS_KINDS = ("decomposition", "cka")

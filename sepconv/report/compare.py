@@ -1,7 +1,8 @@
 """Did it reproduce? Two record sets side by side: per variant, and where they came from.
 
 ``compare(reference, run)`` matches training rows by label (and data set/model
-where those are recorded) and compares their test accuracy: reference mean ±
+where those are recorded) and compares their primary metric (``sepconv.records.metrics``:
+test accuracy): reference mean ±
 std (and 95% t-interval) against the run's, and the difference against the
 seed spread (``stats.two_sample_difference``: Welch's 95% interval with two or
 more seeds on both sides, else the prediction interval of the side with seeds).
@@ -12,7 +13,7 @@ on their measured times the same way, per implementation.
 
 The provenance lines list what differs between the two sets: versions, device
 kind and count, CPU, git revision. ``comparison_table`` renders it all through
-``tables`` as Markdown or LaTeX.
+``writer`` as Markdown or LaTeX.
 """
 
 from __future__ import annotations
@@ -21,16 +22,9 @@ import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
 
-from sepconv.records import read_records
-from sepconv.report import aggregate, stats, tables
+from sepconv.records import RECORDS_FILE, metrics, read_records
+from sepconv.report import aggregate, provenance, stats, writer
 
-PROVENANCE_KEYS = (("sepconv", "sepconv"), ("jax", "jax"), ("jaxlib", "jaxlib"), ("flax", "flax"),
-                   ("optax", "optax"), ("numpy", "numpy"), ("python", "python"),
-                   ("platform", "platform"), ("device_kind", "device kind"),
-                   ("device_count", "device count"), ("cpu", "CPU"), ("machine", "machine"),
-                   ("git_revision", "git revision"))
-TRAIN_METRIC = "test_accuracy"
-BENCH_METRICS = ("fwd_ms", "infer_ms", "fwdbwd_ms", "train_step_ms")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,8 +77,8 @@ def _key(config: dict, label: str, extra: str = "") -> tuple:
 def _train_values(records: Sequence[dict]) -> dict[tuple, list[float]]:
   out = {}
   for g in aggregate.group_records([r for r in records if r.get("kind") == "train"]):
-    vals = [float(r["metrics"][TRAIN_METRIC]) for r in g.records
-            if isinstance(r.get("metrics"), dict) and aggregate.is_number(r["metrics"].get(TRAIN_METRIC))]
+    vals = [float(r["metrics"][metrics.PRIMARY]) for r in g.records
+            if isinstance(r.get("metrics"), dict) and aggregate.is_number(r["metrics"].get(metrics.PRIMARY))]
     if vals:
       out.setdefault(_key(g.config, g.label), []).extend(vals)
   return out
@@ -99,70 +93,59 @@ def _bench_values(records: Sequence[dict]) -> dict[tuple, list[float]]:
     for impl, timing in r["timings"].items():
       if not isinstance(timing, dict):
         continue
-      for metric in BENCH_METRICS:
+      for metric in metrics.names("timing"):
         if aggregate.is_number(timing.get(metric)):
           out.setdefault(_key(config, f"{label} ({impl})", metric), []).append(float(timing[metric]))
   return out
 
 
-def _distinct(records: Sequence[dict], key: str) -> str:
-  values = sorted({str(r["provenance"].get(key)) for r in records
-                   if isinstance(r.get("provenance"), dict) and r["provenance"].get(key) is not None})
-  return ", ".join(values) if values else "unknown"
-
-
 def compare(reference: Sequence[dict], run: Sequence[dict]) -> Comparison:
   """Compares ``run``'s records with ``reference``'s (both as read from records.jsonl)."""
   ref_values, run_values = _train_values(reference), _train_values(run)
-  metric_of = {k: (TRAIN_METRIC, "percent") for k in {**ref_values, **run_values}}
+  metric_of = {k: metrics.PRIMARY for k in {**ref_values, **run_values}}
   if not metric_of:
     ref_values, run_values = _bench_values(reference), _bench_values(run)
-    metric_of = {k: (k[3], "ms") for k in {**ref_values, **run_values}}
+    metric_of = {k: k[3] for k in {**ref_values, **run_values}}
   lines = []
   for key in [*ref_values, *(k for k in run_values if k not in ref_values)]:
     a, b = ref_values.get(key), run_values.get(key)
-    metric, fmt = metric_of[key]
-    lines.append(Line(key[2], metric, fmt, aggregate.Stat.of(a) if a else None,
+    metric = metrics.metric(metric_of[key])
+    lines.append(Line(key[2], metric.name, metric.fmt, aggregate.Stat.of(a) if a else None,
                       aggregate.Stat.of(b) if b else None,
                       stats.two_sample_difference(b, a) if a and b else None))
-  provenance = {}
-  for key, title in PROVENANCE_KEYS:
-    ra, rb = _distinct(reference, key), _distinct(run, key)
-    if ra != rb:
-      provenance[title] = (ra, rb)
-  return Comparison(tuple(lines), provenance)
+  return Comparison(tuple(lines), provenance.differences(reference, run))
 
 
 def compare_dirs(reference_dir: str | Path, run_dir: str | Path) -> Comparison:
-  """``compare`` of two results folders' records.jsonl."""
-  paths = [Path(d) / "records.jsonl" for d in (reference_dir, run_dir)]
+  """``compare`` of two results folders' records files."""
+  paths = [Path(d) / RECORDS_FILE for d in (reference_dir, run_dir)]
   for path in paths:
     if not path.is_file():
       raise FileNotFoundError(f"no records at {path}")
   return compare(read_records(paths[0]), read_records(paths[1]))
 
 
-def comparison_table(c: Comparison) -> tables.Table:
+def comparison_table(c: Comparison) -> writer.Table:
   """The per-variant comparison as a table, its caption the summary and provenance differences."""
-  metrics = {x.metric for x in c.lines}
-  columns = [tables.Column("variant", "label")]
-  if len(metrics) > 1:
-    columns.append(tables.Column("measure", "metric"))
-  fmt = c.lines[0].fmt if c.lines else "percent"
-  unit = " (%)" if fmt == "percent" else " (ms)"
-  columns += [tables.Column("reference n", "reference_n", "count"),
-              tables.Column(f"reference{unit}", "reference", fmt),
-              tables.Column("reference 95% CI", "reference_ci"),
-              tables.Column("run n", "run_n", "count"),
-              tables.Column(f"run{unit}", "run", fmt),
-              tables.Column("Δ run - reference", "difference", fmt),
-              tables.Column("verdict", "verdict")]
+  names = {x.metric for x in c.lines}
+  columns = [writer.Column("variant", "label")]
+  if len(names) > 1:
+    columns.append(writer.Column("measure", "metric"))
+  shown = metrics.metric(c.lines[0].metric if c.lines else metrics.PRIMARY)
+  fmt, unit = shown.fmt, f" ({shown.unit})"
+  columns += [writer.Column("reference n", "reference_n", "count"),
+              writer.Column(f"reference{unit}", "reference", fmt),
+              writer.Column("reference 95% CI", "reference_ci"),
+              writer.Column("run n", "run_n", "count"),
+              writer.Column(f"run{unit}", "run", fmt),
+              writer.Column("Δ run - reference", "difference", fmt),
+              writer.Column("verdict", "verdict")]
   rows = []
   for x in c.lines:
     ci = None
     if x.reference is not None and x.reference.ci is not None:
       ci = stats.Interval(x.reference.mean, x.reference.ci, x.reference.n)
-    rows.append(tuple([x.label] + ([x.metric] if len(metrics) > 1 else [])
+    rows.append(tuple([x.label] + ([x.metric] if len(names) > 1 else [])
                       + [x.reference.n if x.reference else None, x.reference,
                          _ci_text(ci, fmt), x.run.n if x.run else None, x.run, x.difference,
                          x.verdict]))
@@ -175,7 +158,7 @@ def comparison_table(c: Comparison) -> tables.Table:
         f"{title}: {a} (reference) vs {b} (run)" for title, (a, b) in c.provenance.items()) + ".")
   else:
     notes.append("Provenance: no recorded difference.")
-  return tables.Table("compare", "Reproduction: this run against the reference", tuple(columns),
+  return writer.Table("compare", "Reproduction: this run against the reference", tuple(columns),
                       tuple(rows), caption=" ".join(notes))
 
 
@@ -187,8 +170,8 @@ def _ci_text(ci: stats.Interval | None, fmt: str) -> str | None:
 
 
 def to_markdown(c: Comparison) -> str:
-  return tables.to_markdown(comparison_table(c))
+  return writer.to_markdown(comparison_table(c))
 
 
 def to_latex(c: Comparison) -> str:
-  return tables.to_latex(comparison_table(c))
+  return writer.to_latex(comparison_table(c))

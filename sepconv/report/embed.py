@@ -15,6 +15,8 @@ import os
 import re
 from pathlib import Path
 
+from sepconv.records import RECORDS_FILE
+
 # Tables and plots shown in the embedded block, in order, when the experiment has them.
 TABLES = ("summary.md", "train.md", "bench.md", "time_budget.md")
 PLOTS = ("accuracy_vs_mult_adds.png", "throughput_vs_group_size.png", "time_vs_mult_adds.png",
@@ -29,7 +31,7 @@ def _strip_comment(markdown: str) -> str:
 def block(results_dir: Path, relative_to: Path) -> str:
   """The generated Markdown for ``results_dir``, with links relative to ``relative_to``."""
   rel = Path(os.path.relpath(results_dir, relative_to)).as_posix()
-  parts = [f"Rendered by `sepconv report` from `{rel}/records.jsonl`; provenance in "
+  parts = [f"Rendered by `sepconv report` from `{rel}/{RECORDS_FILE}`; provenance in "
            f"[{rel}/README.md]({rel}/README.md)."]
   for name in TABLES:
     path = results_dir / "tables" / name

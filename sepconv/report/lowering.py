@@ -17,16 +17,13 @@ the two PyTorch layouts).
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-import numpy as np
-import tabulate
-
 from sepconv.records import read_records
+from sepconv.report import provenance
+from sepconv.report.writer import Section, rows_csv, sections_latex, sections_markdown, sig, write_text
 
 RECORD_KINDS = ("conv_layer", "train_step")
 _SHAPE_KEYS = ("layer", "batch", "height", "width", "in_channels", "out_channels", "kernel",
@@ -37,17 +34,6 @@ _CSV_COLUMNS = (
     "median_ms", "p25_ms", "p75_ms", "min_ms", "max_ms", "repeats", "compile_ms",
     "speedup_vs_xla", "speedup_vs_torch_best", "achieved_GBps", "fraction_of_peak_bandwidth",
     "achieved_GFLOPps", "fraction_of_peak_flops", "work_ratio", "max_rel_err_vs_xla", "auto_plan", "git_revision", "run_id")
-
-
-def _sig(value: float | None, digits: int = 3) -> str:
-  """``digits`` significant figures in positional notation; whole numbers past that."""
-  if value is None:
-    return ""
-  if abs(value) >= 10**digits:
-    return f"{value:.0f}"
-  text = np.format_float_positional(value, precision=digits, unique=False, fractional=False,
-                                    trim="k")
-  return text.rstrip(".")
 
 
 def _ratio(value: float | None) -> str:
@@ -87,41 +73,6 @@ def _latest(records: Iterable[dict], key) -> dict:
   for record in records:
     out[key(record)] = record
   return out
-
-
-def _provenance_lines(records: Sequence[dict]) -> list[str]:
-  """Device, versions, git revisions, time span and roofline of a section's records."""
-  prov = [r["provenance"] for r in records]
-  def distinct(values) -> str:
-    return ", ".join(sorted({str(v) for v in values if v is not None})) or "n/a"
-  lines = [
-      f"device: {distinct(p['device_kind'] for p in prov)} ({distinct(p['platform'] for p in prov)})",
-      f"jax {distinct(p.get('jax') for p in prov)}, jaxlib {distinct(p.get('jaxlib') for p in prov)}"
-      + (f", torch {distinct(r.get('torch_version') for r in records)}"
-         if any(r.get("torch_version") for r in records) else ""),
-      f"git revision: {distinct(p.get('git_revision') for p in prov)}",
-      f"measured: {min(p['time'] for p in prov)} to {max(p['time'] for p in prov)}, "
-      f"{len({r['run_id'] for r in records})} run(s)",
-  ]
-  roofs = [r["roofline"] for r in records if "roofline" in r]
-  if roofs:
-    lines.append(
-        f"roofline: bandwidth {distinct(_sig(r['peak_bandwidth_Bps'] / 1e9) for r in roofs)} GB/s, "
-        f"compute {distinct(_sig(r['peak_flops_per_s'] / 1e9) for r in roofs)} GFLOP/s "
-        f"({distinct(r['peak_source'] for r in roofs)})")
-    streams = [(label, key) for label, key in _STREAMS if any(r.get(key) for r in roofs)]
-    if streams:
-      lines.append("streaming, GB/s read + written: " + "; ".join(
-          f"{label} {distinct(_sig(r[key] / 1e9) for r in roofs if r.get(key))}"
-          for label, key in streams))
-  return lines
-
-
-# The streaming rates a roofline record keeps beside its peak (sepconv.bench.roofline).
-_STREAMS = (("numpy copy into an existing buffer", "measured_copy_existing_Bps"),
-            ("numpy copy into a fresh buffer", "measured_copy_fresh_Bps"),
-            ("jitted x * a + b into a fresh output", "measured_jax_fresh_Bps"),
-            ("jitted donated x + 1 in place", "measured_jax_donated_Bps"))
 
 
 # Records from before the two-stage bench layer was named 'spatial_pointwise' say 'separable'.
@@ -196,7 +147,7 @@ def _summary_table(section: dict) -> tuple[list[str], list[list[str]]]:
     line = [str(g), str(next(iter(cells.values()))["config"]["groups"])]
     for impl in impls:
       r = cells.get(impl)
-      line.append("" if r is None else (_sig(r["median_ms"]) if r["status"] == "ok" else r["status"]))
+      line.append("" if r is None else (sig(r["median_ms"]) if r["status"] == "ok" else r["status"]))
     jax_ok = [(r["median_ms"], i) for i, r in cells.items()
               if r["status"] == "ok" and not i.startswith("torch_")]
     if jax_ok:
@@ -219,11 +170,11 @@ def _detail_table(section: dict) -> tuple[list[str], list[list[str]]]:
       rows.append([str(r["group_size"]), r["impl"], r["status"]] + [""] * (len(headers) - 3))
       continue
     rows.append([
-        str(r["group_size"]), r["impl"], _sig(r["median_ms"]),
-        f"{_sig(r['p25_ms'])}-{_sig(r['p75_ms'])}", str(r["repeats"]), _sig(r["compile_ms"]),
+        str(r["group_size"]), r["impl"], sig(r["median_ms"]),
+        f"{sig(r['p25_ms'])}-{sig(r['p75_ms'])}", str(r["repeats"]), sig(r["compile_ms"]),
         _ratio(r["speedup_vs_xla"]), _ratio(r["speedup_vs_torch_best"]),
-        _sig(r["achieved_GBps"]), _pct(r["fraction_of_peak_bandwidth"]),
-        _sig(r["achieved_GFLOPps"]), _pct(r["fraction_of_peak_flops"]),
+        sig(r["achieved_GBps"]), _pct(r["fraction_of_peak_bandwidth"]),
+        sig(r["achieved_GFLOPps"]), _pct(r["fraction_of_peak_flops"]),
         _ratio(r["work_ratio"]), _err(r["max_rel_err_vs_xla"]), r["auto_plan"]])
   return headers, rows
 
@@ -246,8 +197,8 @@ def _train_sections(records: Sequence[dict]) -> list[dict]:
       if r["status"] != "ok":
         rows.append([r["impl"], r["status"], "", "", "", ""])
         continue
-      rows.append([r["impl"], _sig(r["median_ms"]), f"{_sig(r['p25_ms'])}-{_sig(r['p75_ms'])}",
-                   _sig(r["images_per_s"]), _sig(r["compile_ms"]),
+      rows.append([r["impl"], sig(r["median_ms"]), f"{sig(r['p25_ms'])}-{sig(r['p75_ms'])}",
+                   sig(r["images_per_s"]), sig(r["compile_ms"]),
                    _ratio(xla / r["median_ms"] if xla else None)])
     title = (f"training step (forward, backward, SGD+momentum update): {cfg['model']} "
              f"({cfg.get('conv', 'dws')}) width {cfg['width_multiplier']}, {cfg['image_size']}x{cfg['image_size']}, "
@@ -270,42 +221,10 @@ LEGEND = (
     "'auto plan' names what 'auto' ran for the forward, input and kernel gradients.")
 
 
-def _markdown(title: str, sections: list[tuple[dict, list[tuple[list, list]]]],
-              legend: str | None = None) -> str:
-  parts = [f"# {title}", "", "Generated by `sepconv report` from raw records; do not edit.", ""]
-  if legend:
-    parts += [legend, ""]
-  for section, tables in sections:
-    parts += [f"## {section['title']}", ""]
-    parts += [f"- {line}" for line in _provenance_lines(section["records"])] + [""]
-    for headers, rows in tables:
-      parts += [tabulate.tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True,
-                                  colalign=("right",) * len(headers)), ""]
-  return "\n".join(parts)
-
-
-def _latex(title: str, sections: list[tuple[dict, list[tuple[list, list]]]]) -> str:
-  parts = [f"% {title}", "% Generated by `sepconv report` from raw records; do not edit.", ""]
-  for section, tables in sections:
-    parts += [f"% {section['title']}"] + [f"% {line}" for line in _provenance_lines(section["records"])]
-    for headers, rows in tables:
-      parts += [tabulate.tabulate(rows, headers=headers, tablefmt="latex_booktabs",
-                                  disable_numparse=True, colalign=("right",) * len(headers)), ""]
-  return "\n".join(parts)
-
-
-def _csv(columns: Sequence[str], rows: Iterable[dict]) -> str:
-  buf = io.StringIO()
-  writer = csv.writer(buf, lineterminator="\n")
-  writer.writerow(columns)
-  for row in rows:
-    writer.writerow(["" if row.get(c) is None else
-                     (f"{row[c]:.6g}" if isinstance(row[c], float) else row[c]) for c in columns])
-  return buf.getvalue()
-
-
-def _write(path: Path, text: str) -> None:
-  path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+def section(part: dict, grids: list[tuple[list, list]]) -> Section:
+  """A document section of ``part`` (its title and records) with its provenance lines."""
+  return Section(part["title"], tuple(provenance.section_lines(part["records"], sig)),
+                 tuple(grids))
 
 
 def render_lowering(records_path: str | os.PathLike | Sequence[str | os.PathLike],
@@ -332,20 +251,18 @@ def render_lowering(records_path: str | os.PathLike | Sequence[str | os.PathLike
   out_dir.mkdir(parents=True, exist_ok=True)
   written = []
   if conv:
-    tables = [(s, [_summary_table(s), _detail_table(s)]) for s in conv]
+    sections = [section(s, [_summary_table(s), _detail_table(s)]) for s in conv]
     title = "Convolution lowering: time per call by implementation and group size"
-    outputs = {"lowering.md": _markdown(title, tables, LEGEND), "lowering.tex": _latex(title, tables),
-               "lowering.csv": _csv(_CSV_COLUMNS, (r for s in conv for r in s["rows"]))}
-    for name, text in outputs.items():
-      _write(out_dir / name, text)
-      written.append(out_dir / name)
+    outputs = {"lowering.md": sections_markdown(title, sections, LEGEND),
+               "lowering.tex": sections_latex(title, sections),
+               "lowering.csv": rows_csv(_CSV_COLUMNS, (r for s in conv for r in s["rows"]))}
+    written += [write_text(out_dir / name, text) for name, text in outputs.items()]
   if train:
-    tables = [(s, [(s["headers"], s["rows"])]) for s in train]
+    sections = [section(s, [(s["headers"], s["rows"])]) for s in train]
     title = "Training step time by convolution implementation"
     csv_rows = [{"title": s["title"], **dict(zip(s["headers"], row))} for s in train for row in s["rows"]]
-    outputs = {"train_step.md": _markdown(title, tables), "train_step.tex": _latex(title, tables),
-               "train_step.csv": _csv(("title", *train[0]["headers"]), csv_rows)}
-    for name, text in outputs.items():
-      _write(out_dir / name, text)
-      written.append(out_dir / name)
+    outputs = {"train_step.md": sections_markdown(title, sections),
+               "train_step.tex": sections_latex(title, sections),
+               "train_step.csv": rows_csv(("title", *train[0]["headers"]), csv_rows)}
+    written += [write_text(out_dir / name, text) for name, text in outputs.items()]
   return written

@@ -19,11 +19,12 @@ from pathlib import Path
 import matplotlib
 import matplotlib.style
 import matplotlib.ticker
-import matplotlib.transforms
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from sepconv.records import metrics
+from sepconv.report.labels import place_labels
 from sepconv.report.aggregate import BenchRow, CkaGroup, DecompositionRow, TrainRow
 
 DPI = 200
@@ -132,54 +133,6 @@ def _freeze_layout(fig: Figure) -> None:
   fig.set_layout_engine("none")
 
 
-def _overlaps(box, boxes) -> bool:
-  return any(box.overlaps(b) for b in boxes)
-
-
-# Offsets (points) tried in turn for a label: right, above, left, below, then diagonals.
-_OFFSETS = ((4, -3), (-3, 5), (-4, -3), (-3, -11), (4, 5), (-4, 5), (4, -11), (-4, -11),
-            (8, 9), (-8, 9), (8, -15), (-8, -15))
-
-
-def place_labels(ax, points: Sequence[tuple[float, float, str, str]],
-                 obstacles: Sequence[tuple[float, float]] = ()) -> int:
-  """Annotates ``(x, y, text, colour)`` points where a label overlaps nothing; returns the dropped.
-
-  Each label takes the first offset at which it stays inside the axes and clear
-  of the other labels, the data markers (and ``obstacles``, unlabelled points) and
-  the legend; a label with no such
-  place is left out (the tables carry every value). Call after the layout is frozen.
-  """
-  fig = ax.figure
-  renderer = fig.canvas.get_renderer()
-  frame = ax.get_window_extent(renderer)
-  to_px = ax.transData.transform
-  marker = 4.0 * fig.dpi / 72.0
-  taken = []
-  for x, y in [*((x, y) for x, y, _, _ in points), *obstacles]:
-    px, py = to_px((x, y))
-    taken.append(matplotlib.transforms.Bbox([[px - marker, py - marker], [px + marker, py + marker]]))
-  legend = ax.get_legend()
-  if legend is not None:
-    taken.append(legend.get_window_extent(renderer))
-  dropped = 0
-  for x, y, text, colour in points:
-    for dx, dy in _OFFSETS:
-      ha = "left" if dx >= 0 else "right"
-      note = ax.annotate(text, (x, y), textcoords="offset points", xytext=(dx, dy), ha=ha,
-                         fontsize=FONT_SIZE - 2, color=colour)
-      box = note.get_window_extent(renderer)
-      inside = (box.x0 >= frame.x0 and box.x1 <= frame.x1 and box.y0 >= frame.y0
-                and box.y1 <= frame.y1)
-      if inside and not _overlaps(box, taken):
-        taken.append(box)
-        break
-      note.remove()
-    else:
-      dropped += 1
-  return dropped
-
-
 def _anchor_band(ax, mean: float, half: float | None, label: str) -> None:
   """The anchor as a horizontal reference line, with its interval shaded."""
   ax.axhline(mean, color="black", linestyle=":", linewidth=1.0, label=label, zorder=1)
@@ -193,7 +146,8 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
   The standard anchor is a dotted line with its interval shaded; points are
   labelled by group size and multiplier where a label fits.
   """
-  rows = [r for r in rows if "test_accuracy" in r.stats and "mult_adds" in r.stats]
+  primary = metrics.metric(metrics.PRIMARY)
+  rows = [r for r in rows if primary.name in r.stats and "mult_adds" in r.stats]
   if not rows:
     return []
   families = [family_of(r.config) for r in rows]
@@ -205,32 +159,32 @@ def accuracy_vs_mult_adds(rows: Sequence[TrainRow], stem: Path) -> list[Path]:
       pts = sorted(((r.stats["mult_adds"].mean, r) for r, f in zip(rows, families) if f == family),
                    key=lambda p: (p[0], p[1].label))
       xs = [x for x, _ in pts]
-      ys = [100.0 * r.stats["test_accuracy"].mean for _, r in pts]
-      es = [100.0 * _spread(r.stats["test_accuracy"]) for _, r in pts]
+      ys = [100.0 * r.stats[primary.name].mean for _, r in pts]
+      es = [100.0 * _spread(r.stats[primary.name]) for _, r in pts]
       colour = colour_of(family, families)
       ax.errorbar(xs, ys, yerr=_yerr(es), marker="o", color=colour, label=family or None)
       labels += [(x, y, _point_label(r.label), colour) for x, y, (_, r) in zip(xs, ys, pts)]
     for r, f in zip(rows, families):
       if f == ANCHOR:
-        acc = r.stats["test_accuracy"]
+        acc = r.stats[primary.name]
         _anchor_band(ax, 100.0 * acc.mean, 100.0 * _spread(acc) or None, "standard (anchor)")
         ax.errorbar([r.stats["mult_adds"].mean], [100.0 * acc.mean], yerr=[100.0 * _spread(acc)],
                     marker="*", markersize=8, color="black", linestyle="none")
         break
     ax.set_xscale("log")
     ax.set_xlabel("mult-adds per example")
-    ax.set_ylabel("test accuracy (%)")
+    ax.set_ylabel(f"{primary.title} ({primary.unit})")
     ax.grid(True, which="major", alpha=0.3)
     if ax.get_legend_handles_labels()[0]:
       fig.legend(loc="outside lower center", ncol=2, frameon=False)
     _freeze_layout(fig)
-    place_labels(ax, labels)
+    place_labels(ax, labels, font_size=FONT_SIZE - 2)
     return save(fig, stem)
 
 
-PANELS = (("infer_images_per_s", "inference (forward)"),
-          ("fwdbwd_images_per_s", "forward + backward"),
-          ("train_images_per_s", "training step"))
+def _panels(source: str) -> list[tuple[str, str]]:
+  """(metric, title) of each registered metric of ``source`` (``sepconv.records.metrics``)."""
+  return [(name, metrics.metric(name).title) for name in metrics.names(source)]
 
 
 def _impl_styles(rows: Sequence[BenchRow]) -> dict[str, tuple[str, str]]:
@@ -259,7 +213,7 @@ def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]
   """
   anchors = [r for r in rows if family_of(r.config) == ANCHOR]
   rows = [r for r in rows if isinstance(r.config.get("group_size"), int)]
-  panels = [(m, t) for m, t in PANELS if any(m in r.stats for r in rows)]
+  panels = [(m, t) for m, t in _panels("throughput") if any(m in r.stats for r in rows)]
   if not panels:
     return []
   families = [family_of(r.config) for r in rows]
@@ -294,8 +248,6 @@ def throughput_vs_group_size(rows: Sequence[BenchRow], stem: Path) -> list[Path]
     return save(fig, stem)
 
 
-TIME_PANELS = (("fwd_ms", "forward"), ("infer_ms", "inference"),
-               ("fwdbwd_ms", "forward + backward"), ("train_step_ms", "training step"))
 
 
 def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
@@ -305,7 +257,7 @@ def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
   the first implementation's points are labelled where a label fits.
   """
   rows = [r for r in rows if "mult_adds" in r.stats]
-  panels = [(m, t) for m, t in TIME_PANELS if any(m in r.stats for r in rows)]
+  panels = [(m, t) for m, t in _panels("timing") if any(m in r.stats for r in rows)]
   if not panels:
     return []
   families = [family_of(r.config) for r in rows]
@@ -345,7 +297,7 @@ def time_vs_mult_adds(rows: Sequence[BenchRow], stem: Path) -> list[Path]:
     fig.legend(handles=handles, loc="outside lower center", ncol=3, frameon=False)
     _freeze_layout(fig)
     for ax, pts in labels.items():
-      place_labels(ax, pts, others[ax])
+      place_labels(ax, pts, others[ax], font_size=FONT_SIZE - 2)
     return save(fig, stem)
 
 

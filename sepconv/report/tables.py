@@ -1,227 +1,23 @@
-"""Tables from aggregated rows, written as Markdown (GitHub), LaTeX (booktabs) and CSV.
+"""The report's tables, built from aggregated rows (written by ``sepconv.report.writer``).
 
-A ``Table`` holds typed cells (text, ints, ``Stat``, ``stats.Interval``); each
-writer formats them its own way from the same cells: Markdown and LaTeX show
-"mean ± spread" rounded for reading, the spread being the std or, for columns
-over seeds, the half-width of the 95% t-interval (omitted for a single seed);
-CSV keeps full precision in separate mean, std (and ``_ci95`` half-width)
-columns for further processing. A column appears only if at least one row has a
-value for it. A table's caption follows the Markdown table and is the LaTeX
-``table`` float's caption.
+Each builder turns rows into a ``Table`` of typed cells; the writer formats them as
+Markdown, LaTeX and CSV. A column appears only if at least one row has a value for it.
+The training and speed tables show the registered metrics (``sepconv.records.metrics``)
+in their layouts' order, each with its registered header and format.
 """
 
 from __future__ import annotations
 
-import csv
-import dataclasses
-import io
-import math
 from collections.abc import Sequence
 
-import tabulate
-
+from sepconv.records import metrics as _metrics
 from sepconv.report import anchor as _anchor
-from sepconv.report.aggregate import (BenchRow, CkaGroup, DecompositionRow, Stat, TrainRow,
-                                      is_number, varying_fields)
-from sepconv.report.stats import Interval
+from sepconv.report.aggregate import (BenchRow, CkaGroup, DecompositionRow, TrainRow,
+                                      varying_fields)
+from sepconv.report.writer import Column, Table, to_csv, to_latex, to_markdown
 
-# How a column's numbers read: text, count (integers), percent (fractions shown
-# x100), rate (images/s), ms, error (relative), ratio (in [0, 1]).
-FORMATS = ("text", "count", "percent", "rate", "ms", "error", "ratio")
-MISSING = {"md": "–", "tex": "--", "csv": ""}
-
-
-@dataclasses.dataclass(frozen=True)
-class Column:
-  """A table column: header text, CSV name, number format, whether only CSV shows it, and
-  the spread shown after a mean: 'std' or 'ci' (95% t-interval half-width)."""
-
-  header: str
-  key: str
-  fmt: str = "text"
-  csv_only: bool = False
-  spread: str = "std"
-
-
-@dataclasses.dataclass(frozen=True)
-class Table:
-  """A titled table of cells (str, int, float, Stat or None)."""
-
-  slug: str
-  title: str
-  columns: tuple[Column, ...]
-  rows: tuple[tuple, ...]
-  caption: str | None = None
-
-
-def _decimals(fmt: str, mean: float) -> int:
-  if fmt == "percent":
-    return 2
-  if fmt == "error":
-    return 4
-  if fmt == "ratio":
-    return 3
-  if fmt == "count":
-    return 0
-  if mean == 0 or not math.isfinite(mean):
-    return 2
-  # About three significant digits, as timings and throughputs merit.
-  return min(4, max(0, 2 - math.floor(math.log10(abs(mean)))))
-
-
-def _number(value: float, decimals: int) -> str:
-  if not math.isfinite(value):
-    return str(value)
-  return f"{value:,.{decimals}f}"
-
-
-def format_cell(cell, fmt: str, style: str, spread: str = "std") -> str:
-  """Human-readable text of one cell; ``style`` is 'md' or 'tex'."""
-  if cell is None:
-    return MISSING[style]
-  pm = " ± " if style == "md" else r" $\pm$ "
-  scale = 100.0 if fmt == "percent" else 1.0
-  if isinstance(cell, Stat):
-    mean = cell.mean * scale
-    decimals = _decimals(fmt, mean)
-    text = _number(mean, decimals)
-    width = cell.ci if spread == "ci" else cell.std
-    if width is not None and not (fmt == "count" and width == 0):
-      text += pm + _number(width * scale, decimals)
-    return text
-  if isinstance(cell, Interval):
-    mean = cell.mean * scale
-    decimals = _decimals(fmt, mean)
-    text = ("+" if mean > 0 else "−" if mean < 0 else "") + _number(abs(mean), decimals)
-    if style == "tex":
-      text = "$" + text.replace("−", "-") + "$"
-    if cell.half_width is not None:
-      text += pm + _number(cell.half_width * scale, decimals)
-    return text
-  if is_number(cell):
-    if fmt == "text":
-      return str(cell)
-    return _number(float(cell) * scale, _decimals(fmt, float(cell) * scale))
-  return str(cell)
-
-
-def _escape_md(text: str) -> str:
-  return text.replace("|", r"\|")
-
-
-_TEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
-                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-                "^": r"\textasciicircum{}"}
-
-
-def escape_tex(text: str) -> str:
-  """Escapes LaTeX special characters in plain text."""
-  return "".join(_TEX_ESCAPES.get(ch, ch) for ch in text)
-
-
-def _comment_block(lines: Sequence[str], prefix: str) -> str:
-  return "".join(f"{prefix}{line}\n".replace(" \n", "\n") for line in lines)
-
-
-def _for_reading(table: Table) -> Table:
-  """The table without its CSV-only columns."""
-  keep = [i for i, c in enumerate(table.columns) if not c.csv_only]
-  return dataclasses.replace(table, columns=tuple(table.columns[i] for i in keep),
-                             rows=tuple(tuple(row[i] for i in keep) for row in table.rows))
-
-
-def to_markdown(table: Table, header: Sequence[str] = ()) -> str:
-  """GitHub Markdown; ``header`` lines go first as an HTML comment."""
-  table = _for_reading(table)
-  body = tabulate.tabulate(
-      [[_escape_md(format_cell(c, col.fmt, "md", col.spread)) for c, col in zip(row, table.columns)]
-       for row in table.rows],
-      headers=[_escape_md(c.header) for c in table.columns], tablefmt="github",
-      disable_numparse=True,
-      colalign=["left" if c.fmt == "text" else "right" for c in table.columns])
-  comment = "<!--\n" + _comment_block(header, "  ") + "-->\n" if header else ""
-  caption = f"\n{table.caption}\n" if table.caption else ""
-  return f"{comment}**{table.title}**\n\n{body}\n{caption}"
-
-
-def to_latex(table: Table, header: Sequence[str] = ()) -> str:
-  """A booktabs ``tabular``; ``header`` lines as % comments.
-
-  With a caption, the tabular sits in a ``table`` float whose ``\\caption`` is the
-  title and caption, labelled ``tab:<slug>``; without one there is no float wrapper.
-  """
-  table = _for_reading(table)
-  spec = "".join("l" if c.fmt == "text" else "r" for c in table.columns)
-  lines = [_comment_block(header, "% ") + f"% {table.title}\n" if header else f"% {table.title}\n"]
-  if table.caption:
-    lines += ["\\begin{table}\n", "\\centering\n",
-              f"\\caption{{{_tex_text(table.title)}. {_tex_text(table.caption)}}}\n",
-              f"\\label{{tab:{table.slug}}}\n"]
-  lines += [f"\\begin{{tabular}}{{{spec}}}\n", "\\toprule\n",
-           " & ".join(_tex_text(c.header) for c in table.columns) + " \\\\\n", "\\midrule\n"]
-  for row in table.rows:
-    cells = []
-    for cell, col in zip(row, table.columns):
-      text = format_cell(cell, col.fmt, "tex", col.spread)
-      cells.append(text if isinstance(cell, (Stat, Interval)) or (is_number(cell) and col.fmt != "text")
-                   else escape_tex(text))
-    lines.append(" & ".join(cells) + " \\\\\n")
-  lines += ["\\bottomrule\n", "\\end{tabular}\n"]
-  if table.caption:
-    lines.append("\\end{table}\n")
-  return "".join(lines)
-
-
-def _tex_text(text: str) -> str:
-  """Caption prose in LaTeX: escaped, with ± and Δ as math."""
-  return escape_tex(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("−", "-")
-
-
-def _csv_value(value, fmt: str = "text") -> str:
-  if value is None:
-    return ""
-  if isinstance(value, float):
-    if fmt == "count" and value.is_integer():
-      return str(int(value))
-    return repr(value)
-  return str(value)
-
-
-def to_csv(table: Table) -> str:
-  """CSV with full-precision numbers.
-
-  A Stat column becomes <key>_mean and <key>_std, plus <key>_ci95 (95% t-interval
-  half-width) where its spread is the interval; an Interval column <key>_mean and
-  <key>_ci95.
-  """
-  kinds = {}
-  for i, col in enumerate(table.columns):
-    if any(isinstance(row[i], Stat) for row in table.rows):
-      kinds[i] = ("mean", "std", "ci95") if col.spread == "ci" else ("mean", "std")
-    elif any(isinstance(row[i], Interval) for row in table.rows):
-      kinds[i] = ("mean", "ci95")
-  names = []
-  for i, col in enumerate(table.columns):
-    names += [f"{col.key}_{k}" for k in kinds[i]] if i in kinds else [col.key]
-  buf = io.StringIO()
-  writer = csv.writer(buf, lineterminator="\n")
-  writer.writerow(names)
-  for row in table.rows:
-    out = []
-    for i, (cell, col) in enumerate(zip(row, table.columns)):
-      if i not in kinds:
-        out.append(_csv_value(cell, col.fmt))
-        continue
-      for k in kinds[i]:
-        if isinstance(cell, Stat):
-          value = {"mean": cell.mean, "std": cell.std, "ci95": cell.ci}[k]
-        elif isinstance(cell, Interval):
-          value = {"mean": cell.mean, "std": None, "ci95": cell.half_width}[k]
-        else:
-          value = cell if k == "mean" else None
-        out.append(_csv_value(value, col.fmt))
-    writer.writerow(out)
-  return buf.getvalue()
+__all__ = ["Column", "Table", "bench_table", "cka_table", "decomposition_table",
+           "effective_rank_table", "to_csv", "to_latex", "to_markdown", "train_table"]
 
 
 def _drop_empty(columns: list[Column], rows: list[list]) -> tuple[tuple[Column, ...], tuple]:
@@ -235,19 +31,22 @@ def _context_columns(configs: Sequence[dict]) -> list[str]:
   return [k for k in ("dataset", "model") if k in varying_fields(configs)]
 
 
-TRAIN_COLUMNS = (
-    Column("test acc. (%)", "test_accuracy", "percent", spread="ci"),
-    Column("Δ vs standard (pp)", "test_accuracy_vs_standard", "percent"),
-    Column("resolved", "resolved"),
-    Column("train acc. (%)", "train_accuracy", "percent", spread="ci"),
-    Column("probe test acc. (%)", "probe_test_accuracy", "percent", spread="ci"),
-    Column("params", "params", "count", spread="ci"),
-    Column("params incl. BN", "params_with_bn", "count", spread="ci"),
-    Column("mult-adds", "mult_adds", "count", spread="ci"),
-    Column("train img/s", "train_images_per_s", "rate", spread="ci"),
-    Column("infer img/s", "infer_images_per_s", "rate", spread="ci"),
-    Column("train time (s)", "train_seconds", "rate", spread="ci"),
-)
+def _metric_column(name: str, spread: str = "std") -> Column:
+  m = _metrics.metric(name)
+  return Column(m.header, m.name, m.fmt, spread=spread)
+
+
+def _train_columns() -> tuple[Column, ...]:
+  """The registered training metrics, the anchor comparison right after the primary one."""
+  out = []
+  for name in _metrics.TRAIN_TABLE:
+    out.append(_metric_column(name, "ci"))
+    if name == _anchor.METRIC:
+      out += [Column("Δ vs standard (pp)", f"{name}_vs_standard", "percent"),
+              Column("resolved", "resolved")]
+  return tuple(out)
+
+
 
 
 def _resolved(v: _anchor.Versus) -> str | None:
@@ -274,11 +73,12 @@ def train_table(rows: Sequence[TrainRow]) -> Table | None:
   columns = [Column(k, k) for k in context] + [Column("label", "label"), Column("seeds", "seeds", "count")]
   # Other numeric metrics (e.g. test loss) travel in the CSV only.
   extra = sorted({k for r in rows for k in r.extra})
-  columns += list(TRAIN_COLUMNS) + [Column(k, k, "rate", csv_only=True, spread="ci") for k in extra]
+  metric_columns = _train_columns()
+  columns += list(metric_columns) + [Column(k, k, "rate", csv_only=True, spread="ci") for k in extra]
   versus = _anchor.versus_anchor(rows)
-  derived = {"test_accuracy_vs_standard": lambda v: v.difference, "resolved": _resolved}
+  derived = {f"{_anchor.METRIC}_vs_standard": lambda v: v.difference, "resolved": _resolved}
   cells = [[r.config.get(k) for k in context] + [r.label, r.seeds]
-           + [derived[c.key](v) if c.key in derived else r.stats.get(c.key) for c in TRAIN_COLUMNS]
+           + [derived[c.key](v) if c.key in derived else r.stats.get(c.key) for c in metric_columns]
            + [r.extra.get(k) for k in extra]
            for r, v in zip(rows, versus)]
   cols, body = _drop_empty(columns, cells)
@@ -304,16 +104,6 @@ def effective_rank_table(rows: Sequence[TrainRow]) -> Table | None:
                caption=caption)
 
 
-BENCH_COLUMNS = (
-    Column("mult-adds", "mult_adds", "count"),
-    Column("fwd (ms)", "fwd_ms", "ms"),
-    Column("infer (ms)", "infer_ms", "ms"),
-    Column("fwd+bwd (ms)", "fwdbwd_ms", "ms"),
-    Column("train step (ms)", "train_step_ms", "ms"),
-    Column("infer img/s", "infer_images_per_s", "rate"),
-    Column("fwd+bwd img/s", "fwdbwd_images_per_s", "rate"),
-    Column("train img/s", "train_images_per_s", "rate"),
-)
 
 
 def bench_table(rows: Sequence[BenchRow]) -> Table | None:
@@ -323,10 +113,11 @@ def bench_table(rows: Sequence[BenchRow]) -> Table | None:
   context = _context_columns([r.config for r in rows])
   columns = [Column(k, k) for k in context] + [Column("label", "label"), Column("impl", "impl"),
                                                Column("runs", "runs", "count")]
-  columns += list(BENCH_COLUMNS)
+  metric_columns = [_metric_column(name) for name in _metrics.BENCH_TABLE]
+  columns += metric_columns
   cells = [[r.config.get(k) for k in context]
            + [r.label, r.impl, max((s.n for s in r.stats.values()), default=0)]
-           + [r.stats.get(c.key) for c in BENCH_COLUMNS] for r in rows]
+           + [r.stats.get(c.key) for c in metric_columns] for r in rows]
   cols, body = _drop_empty(columns, cells)
   return Table("bench", "Measured speed (mean ± std over runs)", cols, body)
 

@@ -144,6 +144,31 @@ def _cross_entropy(logits, labels, num_classes: int, label_smoothing: float):
   return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
 
+def update(module: nn.Module, tx: optax.GradientTransformation, params, batch_stats, opt_state,
+           x: jax.Array, labels: jax.Array, *, num_classes: int | None = None,
+           label_smoothing: float = 0.0, rngs: dict | None = None):
+  """One optimiser update: forward in training mode, cross-entropy, backward, ``tx``'s step.
+
+  The step every training path takes (``train_step`` here, the training-step benchmark in
+  ``sepconv.bench.train_step``). ``module`` follows the model protocol
+  (``apply(variables, x, train=True, mutable=['batch_stats'])`` gives
+  ``((logits, features), updates)``); the loss is taken in float32.
+
+  Returns:
+    (params, batch_stats, opt_state, mean loss, float32 logits) after the update.
+  """
+  def loss_fn(p):
+    (logits, _), updates = module.apply({"params": p, "batch_stats": batch_stats}, x,
+                                        train=True, mutable=["batch_stats"], rngs=rngs)
+    logits = logits.astype(jnp.float32)
+    loss = _cross_entropy(logits, labels, num_classes, label_smoothing).mean()
+    return loss, (logits, updates.get("batch_stats", {}))
+
+  (loss, (logits, new_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+  changes, opt_state = tx.update(grads, opt_state, params)
+  return optax.apply_updates(params, changes), new_stats, opt_state, loss, logits
+
+
 @functools.partial(jax.jit, static_argnames="spec", donate_argnums=0)
 def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *, spec: StepSpec
                ) -> TrainState:
@@ -154,18 +179,10 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *, spec:
   if spec.augmentation is not None:
     x = spec.augmentation(aug_key, x)
   x = x.astype(spec.dtype)
-
-  def loss_fn(params):
-    (logits, _), updates = spec.module.apply(
-        {"params": params, "batch_stats": state.batch_stats}, x, train=True,
-        mutable=["batch_stats"], rngs={"dropout": dropout_key})
-    logits = logits.astype(jnp.float32)
-    loss = _cross_entropy(logits, labels, spec.num_classes, spec.config.label_smoothing).mean()
-    return loss, (logits, updates.get("batch_stats", {}))
-
-  (loss, (logits, batch_stats)), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
-  updates, opt_state = spec.tx.update(grads, state.opt_state, state.params)
-  params = optax.apply_updates(state.params, updates)
+  params, batch_stats, opt_state, loss, logits = update(
+      spec.module, spec.tx, state.params, state.batch_stats, state.opt_state, x, labels,
+      num_classes=spec.num_classes, label_smoothing=spec.config.label_smoothing,
+      rngs={"dropout": dropout_key})
   correct = jnp.sum(jnp.argmax(logits, -1) == labels).astype(jnp.float32)
   n = jnp.float32(labels.shape[0])
   return spec.replicate(state.replace(

@@ -21,7 +21,7 @@ from sepconv.bench.roofline import (PUBLISHED_PEAKS, _check_pass, default_copy_m
                                     measure_matmul_flops, published_peaks, roofline)
 from sepconv.timing import measure
 from sepconv.cli.main import main
-from sepconv.records import read_records
+from sepconv.records import RECORDS_FILE, read_records
 
 TINY = LayerConfig(batch=1, height=6, width=6, in_channels=8, out_channels=8, group_size=2)
 FAST = BenchOptions(repeats=1, warmup=0, torch=False, copy_mib=2, matmul_n=32)
@@ -262,7 +262,7 @@ def test_cli_layer_json_lines(capsys):
 
 
 def test_cli_sweep_appends_records(tmp_path, capsys):
-  out = tmp_path / "records.jsonl"
+  out = tmp_path / RECORDS_FILE
   assert main(["bench", "sweep", *TINY_FLAGS, "--group-sizes", "1,8", "--mode", "fwd",
                "--impls", "xla", "--out", str(out)]) == 0
   assert "median ms" in capsys.readouterr().out

@@ -6,11 +6,12 @@ import csv
 import json
 
 from sepconv.cli.main import main
+from sepconv.records import RECORDS_FILE
 from sepconv.report.render import render_experiment
 
 
 def test_blocks_benchmark_records_and_renders(tmp_path, capsys):
-  out = tmp_path / "flax_blocks" / "records.jsonl"
+  out = tmp_path / "flax_blocks" / RECORDS_FILE
   code = main(["bench", "blocks", "--batch", "1", "--size", "8", "--repeats", "1", "--warmup", "0",
                "--budget-s", "1", "--quiet", "--out", str(out)])
   assert code == 0

@@ -13,7 +13,7 @@ import pytest
 from sepconv.bench.config import LAYERS
 from sepconv.bench.train_step import TrainStepConfig, bench_train_step
 from sepconv.conv import grouped_conv
-from sepconv.records import read_records
+from sepconv.records import RECORDS_FILE, read_records
 
 
 class TinyNet(nn.Module):
@@ -63,7 +63,7 @@ def test_gpu_check_quick_runs_on_cpu(tmp_path):
   # The tiny model stands in for MobileNet, whose compile alone would take most of a minute.
   gpu_check["run"].__globals__["model_factory"] = lambda config: TinyNet
   assert gpu_check["main"](["--quick", "--out", str(tmp_path), "--git-revision", "rev0"]) == 0
-  records = read_records(tmp_path / "records.jsonl")
+  records = read_records(tmp_path / RECORDS_FILE)
   assert {r["config"]["dtype"] for r in records if r["kind"] == "conv_layer"} == {
       "float32", "bfloat16"}
   assert all(r["provenance"]["git_revision"] for r in records)

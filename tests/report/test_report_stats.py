@@ -10,6 +10,7 @@ import math
 
 import pytest
 
+from sepconv.records import RECORDS_FILE
 from sepconv.report import aggregate, anchor, compare, stats, tables
 
 
@@ -130,7 +131,7 @@ def test_cli_compare_prints_markdown_or_latex_and_fails_in_one_line(tmp_path, ca
   from sepconv.records import append_record
   for name in ("ref", "run"):
     for r in _records():
-      append_record(tmp_path / name / "records.jsonl", r)
+      append_record(tmp_path / name / RECORDS_FILE, r)
   assert main(["report", "--compare", str(tmp_path / "ref"), str(tmp_path / "run")]) == 0
   assert "3 of 3 compared rows reproduced" in capsys.readouterr().out
   assert main(["report", "--compare", str(tmp_path / "ref"), str(tmp_path / "run"), "--latex"]) == 0

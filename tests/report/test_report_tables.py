@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from sepconv.report.aggregate import Stat, group_records, label_of
-from sepconv.report.tables import Column, Table, escape_tex, format_cell, to_csv, to_latex, to_markdown
+from sepconv.report.writer import Column, Table, escape_tex, format_cell, to_csv, to_latex, to_markdown
 
 
 def test_stat_is_mean_and_sample_std_of_numbers_only():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from sepconv.records import RECORDS_FILE
 from sepconv.report import render_all
 from sepconv.report.embed import embed
 
@@ -28,6 +29,6 @@ def test_the_readme_results_block_is_the_rendered_one(tmp_path):
   shutil.copytree(ROOT / "results", tmp_path / "results")
   readme = tmp_path / "README.md"
   shutil.copy(ROOT / "README.md", readme)
-  for folder in sorted(p.parent for p in (tmp_path / "results").glob("*/records.jsonl")):
+  for folder in sorted(p.parent for p in (tmp_path / "results").glob(f"*/{RECORDS_FILE}")):
     embed(readme, folder)
   assert readme.read_text(encoding="utf-8") == (ROOT / "README.md").read_text(encoding="utf-8")
