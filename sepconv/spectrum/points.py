@@ -271,10 +271,10 @@ def unregister_point(name: str) -> None:
 def legend_of(config: Mapping) -> str:
   """A record config's family as plot legends name it ('standard', 'grouped + pw', ...).
 
-  The kind comes from the config's ``conv`` point, else from its ``family``, else (older
-  records) from its ``pointwise`` field; a kind's ``multiplier_legend`` applies where
-  ``depth_multiplier`` is above 1. A family no kind has is its own name; '' where the
-  config says nothing.
+  The kind is the anchor where the config's ``conv`` is, else the first kind of the
+  config's ``family``, else (older records) the first with its ``pointwise`` field; the
+  kind's ``multiplier_legend`` applies where ``depth_multiplier`` is above 1. A family no
+  kind has is its own name; '' where the config says nothing.
   """
   kind = _kind_of(config)
   if kind is None:
@@ -287,15 +287,11 @@ def legend_of(config: Mapping) -> str:
 
 
 def _kind_of(config: Mapping) -> PointKind | None:
-  conv, family, pointwise = config.get("conv"), config.get("family"), config.get("pointwise")
-  if isinstance(conv, str):
-    try:
-      return parse_point(conv).kind
-    except ValueError:
-      pass
-  for kind in POINT_KINDS.values():
-    if family is not None and kind.family == family:
-      return kind
-  if family is None and isinstance(pointwise, bool):
+  family, pointwise = config.get("family"), config.get("pointwise")
+  if config.get("conv") == ANCHOR:
+    return POINT_KINDS[ANCHOR]
+  if family is not None:
+    return next((k for k in POINT_KINDS.values() if k.family == family), None)
+  if isinstance(pointwise, bool):
     return next(k for k in POINT_KINDS.values() if k.name != ANCHOR and k.pointwise == pointwise)
   return None
