@@ -12,14 +12,7 @@ Shows:    weights and mult-adds of the design notes' five schemes and the plain 
 from sepconv import worked_example as w
 from sepconv.ablation import LayerSweep, Variant
 
-_NAMED = (
-    Variant("standard", "standard conv"),
-    Variant("dws:m=32", "naive split (m=32) + pw"),
-    Variant("dws", "depthwise + pw"),
-    Variant("dws:m=4", "depthwise (m=4) + pw"),
-    Variant("dws:g=4", "grouped spatial (g=4) + pw"),
-    Variant("grouped:g=6", "grouped conv (g=6)"),
-)
+_NAMED = tuple(Variant(example.point, example.label) for example in w.examples())
 # Spatial group size swept with a pointwise stage (any divisor of 192 works) and without
 # one (32 outputs allow group sizes 6 * 2^j only).
 _SWEEP = tuple(Variant(f"dws:g={g}") for g in (2, 8, 16, 32, 64, 192)) + tuple(

@@ -1,4 +1,10 @@
-"""Flax (linen) modules for the spectrum. They hold parameters and call ``sepconv.conv``.
+"""Flax modules for the spectrum: one definition, run by Linen here and by NNX in ``sepconv.nnx``.
+
+A layer is the program ``ConvSpec.ops`` writes (stages, norms, shuffle, activation, each
+with its name); ``run_layer`` runs it and ``apply_stage`` runs one stage on
+``sepconv.conv``. The Linen modules below and the NNX modules of ``sepconv.nnx.layers``
+only create the variables the program names and hand them to these functions, so both
+APIs hold one parameter tree and compute one function.
 
 Parameters follow ``flax.linen.Conv`` exactly: an HWIO kernel of shape
 ``kernel_size + (in_channels // feature_group_count, features)`` and an optional bias,
@@ -17,11 +23,15 @@ import jax
 import jax.numpy as jnp
 
 from sepconv import conv as conv_ops, validate
-from sepconv.spectrum import ConvSpec, Stage, mid_norm_name
+from sepconv.spectrum import ConvSpec, Norm, Op, Shuffle, Stage
 
 Initializer = Callable[..., jax.Array]
 # Fan-in of a grouped kernel (kh, kw, C_in/G, C_out) is kh*kw*C_in/G: what each output sees.
 default_kernel_init = nn.initializers.lecun_normal()
+default_bias_init = nn.initializers.zeros_init()
+# BatchNorm settings of a layer (Keras MobileNet: momentum 0.99, epsilon 1e-3).
+NORM_MOMENTUM = 0.99
+NORM_EPSILON = 1e-3
 
 
 def channel_shuffle(x: jax.Array, groups: int) -> jax.Array:
@@ -50,6 +60,7 @@ class _StageParams(nn.Module):
 
 
 def apply_stage(x, stage: Stage, kernel, bias, impl: str, dtype):
+  """One convolution stage on ``sepconv.conv.grouped_conv``, plus its bias."""
   x, kernel = jnp.asarray(x, dtype), jnp.asarray(kernel, dtype)
   y = conv_ops.grouped_conv(x, kernel, feature_group_count=stage.feature_group_count,
                             strides=stage.stride, padding=stage.padding,
@@ -57,6 +68,36 @@ def apply_stage(x, stage: Stage, kernel, bias, impl: str, dtype):
   if bias is not None:
     y = y + jnp.asarray(bias, dtype).reshape(1, 1, 1, -1)
   return y
+
+
+def check_input(spec: ConvSpec, x: jax.Array) -> None:
+  if x.ndim != 4 or x.shape[-1] != spec.in_channels:
+    raise ValueError(f"input shape (={x.shape}) must be NHWC with {spec.in_channels} channels")
+
+
+def run_layer(ops: Sequence[Op], x: jax.Array, *, conv: Callable[[Stage, jax.Array], jax.Array],
+              norm: Callable[[Norm, jax.Array], jax.Array],
+              activation: Callable[[jax.Array], jax.Array]) -> jax.Array:
+  """Runs a layer's program (``ConvSpec.ops``); ``conv`` and ``norm`` hold the variables."""
+  for op in ops:
+    if isinstance(op, Stage):
+      x = conv(op, x)
+    elif isinstance(op, Norm):
+      x = norm(op, x)
+    elif isinstance(op, Shuffle):
+      x = channel_shuffle(x, op.groups)
+    else:
+      x = activation(x)
+  return x
+
+
+def grouped_stage(in_channels: int, features: int, kernel_size: Sequence[int], *,
+                  feature_group_count: int, strides, padding, kernel_dilation) -> Stage:
+  """The one stage of a ``GroupedConv`` (the ``nn.Conv``/``nnx.Conv`` drop-in)."""
+  spec = ConvSpec(in_channels, features, tuple(kernel_size), strides, kernel_dilation, padding,
+                  group_size=group_size_of(in_channels, feature_group_count))
+  (stage,) = spec.stages()
+  return stage
 
 
 class GroupedConv(nn.Module):
@@ -82,14 +123,13 @@ class GroupedConv(nn.Module):
   dtype: Any = None
   param_dtype: Any = jnp.float32
   kernel_init: Initializer = default_kernel_init
-  bias_init: Initializer = nn.initializers.zeros_init()
+  bias_init: Initializer = default_bias_init
 
   @nn.compact
   def __call__(self, x: jax.Array) -> jax.Array:
-    spec = ConvSpec(x.shape[-1], self.features, tuple(self.kernel_size), self.strides,
-                    self.kernel_dilation, self.padding,
-                    group_size=group_size_of(x.shape[-1], self.feature_group_count))
-    (stage,) = spec.stages()
+    stage = grouped_stage(x.shape[-1], self.features, self.kernel_size,
+                          feature_group_count=self.feature_group_count, strides=self.strides,
+                          padding=self.padding, kernel_dilation=self.kernel_dilation)
     kernel = self.param("kernel", self.kernel_init, stage.kernel_shape, self.param_dtype)
     bias = self.param("bias", self.bias_init, (self.features,), self.param_dtype) if self.use_bias else None
     return apply_stage(x, stage, kernel, bias, self.impl, self.dtype or x.dtype)
@@ -119,36 +159,27 @@ class SpectrumConv(nn.Module):
   norm: bool = False
   impl: str = "auto"
   activation: Callable[[jax.Array], jax.Array] = nn.relu
-  norm_momentum: float = 0.99
-  norm_epsilon: float = 1e-3
+  norm_momentum: float = NORM_MOMENTUM
+  norm_epsilon: float = NORM_EPSILON
   dtype: Any = None
   param_dtype: Any = jnp.float32
   kernel_init: Initializer = default_kernel_init
-  bias_init: Initializer = nn.initializers.zeros_init()
-
-  def _norm(self, name: str, train: bool):
-    return nn.BatchNorm(use_running_average=not train, momentum=self.norm_momentum,
-                        epsilon=self.norm_epsilon, dtype=self.dtype, param_dtype=self.param_dtype,
-                        name=name)
+  bias_init: Initializer = default_bias_init
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    spec = self.spec
-    if x.ndim != 4 or x.shape[-1] != spec.in_channels:
-      raise ValueError(f"input shape (={x.shape}) must be NHWC with {spec.in_channels} channels")
+    check_input(self.spec, x)
     dtype = self.dtype or x.dtype
-    stages = spec.stages()
-    for i, stage in enumerate(stages):
+
+    def conv(stage: Stage, y: jax.Array) -> jax.Array:
       kernel, bias = _StageParams(stage.kernel_shape, self.use_bias, self.kernel_init,
                                   self.bias_init, self.param_dtype, name=stage.name)()
-      x = apply_stage(x, stage, kernel, bias, self.impl, dtype)
-      if stage.name == "pointwise" and spec.shuffle:
-        x = channel_shuffle(x, stage.feature_group_count)
-      if i < len(stages) - 1:
-        if spec.between in ("norm", "norm_act"):
-          x = self._norm(mid_norm_name(i), train)(x)
-        if spec.between in ("act", "norm_act"):
-          x = self.activation(x)
-    if self.norm:
-      x = self._norm("norm", train)(x)
-    return x
+      return apply_stage(y, stage, kernel, bias, self.impl, dtype)
+
+    def norm(op: Norm, y: jax.Array) -> jax.Array:
+      return nn.BatchNorm(use_running_average=not train, momentum=self.norm_momentum,
+                          epsilon=self.norm_epsilon, dtype=self.dtype,
+                          param_dtype=self.param_dtype, name=op.name)(y)
+
+    return run_layer(self.spec.ops(norm=self.norm), x, conv=conv, norm=norm,
+                     activation=self.activation)

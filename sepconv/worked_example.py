@@ -1,6 +1,7 @@
 """The worked example of the design notes: 28x28x192 input, 32 outputs, 5x5 kernel, no bias.
 
-Each scheme is a point of the spectrum; ``sepconv cost seed`` prints their costs.
+Each scheme is a point of the spectrum, named in the registry (``spectrum.WORKED_EXAMPLE``);
+``sepconv cost seed`` prints their costs.
 """
 
 from __future__ import annotations
@@ -14,18 +15,17 @@ KERNEL_SIZE = 5
 
 
 def schemes() -> dict[str, spectrum.ConvSpec]:
-  """The five schemes of the notes, plus the plain grouped conv with no pointwise stage."""
-  c, n, k = IN_CHANNELS, OUT_CHANNELS, KERNEL_SIZE
-  return {
-      "standard conv": spectrum.standard(c, n, k),
-      "naive split (depth multiplier 32) + pointwise":
-          spectrum.depthwise_separable(c, n, k, depth_multiplier=n),
-      "depthwise + pointwise": spectrum.depthwise_separable(c, n, k),
-      "depthwise (multiplier 4) + pointwise": spectrum.depthwise_separable(c, n, k, depth_multiplier=4),
-      "grouped spatial (group size 4) + pointwise": spectrum.grouped_separable(c, n, k, group_size=4),
-      # 32 outputs allow at most 32 groups: each filter then sees 192 / 32 = 6 input maps.
-      "grouped conv (group size 6, 32 groups)": spectrum.grouped(c, n, k, group_size=6),
-  }
+  """The five schemes of the notes, plus the plain grouped conv with no pointwise stage.
+
+  One per ``spectrum.WORKED_EXAMPLE`` entry, in its order, by full name.
+  """
+  return {name: spectrum.parse_point(example.point).spec(IN_CHANNELS, OUT_CHANNELS, KERNEL_SIZE)
+          for name, example in spectrum.WORKED_EXAMPLE.items()}
+
+
+def examples() -> tuple[spectrum.Example, ...]:
+  """The schemes as spectrum points with their short table labels (the ``seed_example`` grid)."""
+  return tuple(spectrum.WORKED_EXAMPLE.values())
 
 
 def rows(dtype_bytes: int = 4) -> list[dict]:

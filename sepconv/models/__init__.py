@@ -24,7 +24,7 @@ from sepconv.models import mobilenet_v1, mobilenet_v2
 from sepconv.models.arch import (Architecture, ConvUnit, InvertedResidual, architecture_cost,
                                  check_input_size, fit_point)
 from sepconv.models.net import SpectrumNet
-from sepconv.spectrum import SpectrumPoint
+from sepconv.spectrum import SpectrumPoint, parse_point
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,6 +56,10 @@ def model_architecture(name: str, *, num_classes: int = 1000, conv: str | Spectr
   """The model as data; arguments as in ``build_model``; ``in_channels`` of the images."""
   variant = _variant(name)
   validate.positive_int(in_channels, "in_channels")
+  point = parse_point(conv)
+  if point.kind.models is not None and name not in point.kind.models:
+    raise ValueError(f"model name (={name!r}) must be one of {point.kind.models}, the models "
+                     f"spectrum point '{point}' is registered for")
   arch = variant.build(num_classes=num_classes, conv=conv, width_multiplier=width_multiplier,
                        small_input=resolve_small_input(input_size, small_input))
   return arch.with_in_channels(in_channels)

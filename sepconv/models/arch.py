@@ -1,9 +1,9 @@
 """Architectures as data: resolved unit tables, the spectrum knob's rule, and the cost walk.
 
 A model is an ``Architecture``: a tuple of frozen units whose ``ConvSpec``s carry every
-channel count, stride and group. The Flax network (``sepconv.models.net``) and the cost
-walk (``architecture_cost``) both read the same tuple, so the analytic costs and the
-parameter tree cannot drift apart. Nothing here imports JAX.
+channel count, stride and group. The Flax networks (``sepconv.models.net`` and
+``sepconv.nnx.net``) and the cost walk (``architecture_cost``) all read the same tuple
+through ``unit_layers``, so the analytic costs and the parameter trees cannot drift apart. Nothing here imports JAX.
 
 Layer names are the Flax parameter paths: a ``ConvUnit`` named "block3" gives
 "block3/spatial", "block3/mid_norm", "block3/pointwise", "block3/norm"; an
@@ -170,17 +170,31 @@ def check_input_size(input_size: int) -> int:
   return validate.positive_int(input_size, "input_size")
 
 
+@dataclasses.dataclass(frozen=True)
+class UnitLayer:
+  """One spectrum layer of a unit, followed by BatchNorm ("norm").
+
+  ``role`` is its name inside the unit ("expand", "conv"), or None where the unit is this
+  one layer (a ``ConvUnit``: its parameters sit at the unit's own name); ``activation``
+  runs between its stages where ``spec.between`` includes 'act'.
+  """
+  role: str | None
+  spec: ConvSpec
+  activation: Activation
+
+
+def unit_layers(unit: Unit) -> tuple[UnitLayer, ...]:
+  """The unit's spectrum layers in execution order: what the Flax networks hold and the cost walk counts."""
+  if isinstance(unit, ConvUnit):
+    return (UnitLayer(None, unit.spec, unit.inner_activation),)
+  expand = () if unit.expand is None else (UnitLayer("expand", unit.expand, unit.activation),)
+  return (*expand, UnitLayer("conv", unit.conv, unit.activation))
+
+
 def layer_specs(arch: Architecture) -> list[tuple[str, ConvSpec]]:
   """(parameter path, spectrum layer) of every conv layer, in execution order."""
-  out = []
-  for unit in arch.units:
-    if isinstance(unit, ConvUnit):
-      out.append((unit.name, unit.spec))
-      continue
-    if unit.expand is not None:
-      out.append((f"{unit.name}/expand", unit.expand))
-    out.append((f"{unit.name}/conv", unit.conv))
-  return out
+  return [(unit.name if layer.role is None else f"{unit.name}/{layer.role}", layer.spec)
+          for unit in arch.units for layer in unit_layers(unit)]
 
 
 def architecture_cost(arch: Architecture, input_size: int | Sequence[int], *,

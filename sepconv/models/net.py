@@ -1,7 +1,15 @@
-"""One Flax network that runs any ``Architecture``: the models hold data, this holds parameters."""
+"""One network that runs any ``Architecture``, defined once; this module's Linen shell runs it.
+
+``run_unit`` and ``run_network`` are the forward pass, written once: which layers a unit
+holds (``arch.unit_layers``), how its activations and shortcut combine, pooling,
+features and logits. The Linen ``SpectrumNet`` below and the NNX one
+(``sepconv.nnx.net``) only create the layers under the names ``unit_layers`` gives and
+pass them in, so their parameter trees and outputs are one.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -10,15 +18,62 @@ import jax.numpy as jnp
 
 from sepconv.conv.geometry import ConvGeometry, make_geometry
 from sepconv.layers import SpectrumConv
-from sepconv.models.arch import Architecture, ConvUnit, InvertedResidual, layer_specs
+from sepconv.models.arch import Architecture, Unit, UnitLayer, layer_specs, unit_layers
 
 # Activation names of the architecture data (``arch.ACTIVATIONS``) as functions.
-ACTIVATION_FNS = {"relu": nn.relu, "relu6": jax.nn.relu6, "linear": lambda x: x}
+ACTIVATION_FNS = {"relu": jax.nn.relu, "relu6": jax.nn.relu6, "linear": lambda x: x}
+
+Layer = Callable[[UnitLayer, jax.Array], jax.Array]
 
 
-class _InvertedResidual(nn.Module):
-  """Expansion ("expand"), the knob's layer ("conv", linear output), optional shortcut."""
-  unit: InvertedResidual
+def run_unit(unit: Unit, x: jax.Array, layer: Layer) -> jax.Array:
+  """One unit: its layers (``layer`` runs each), activations, and shortcut.
+
+  A ``ConvUnit`` is its layer then its activation; an ``InvertedResidual`` is the
+  expansion and its activation, the knob's layer with a linear output, and the shortcut.
+  """
+  act = ACTIVATION_FNS[unit.activation]
+  *expand, conv = unit_layers(unit)
+  if conv.role is None:
+    return act(layer(conv, x))
+  y = x
+  for first in expand:
+    y = act(layer(first, y))
+  y = layer(conv, y)
+  return x + y if unit.residual else y
+
+
+def check_images(x: jax.Array) -> None:
+  if x.ndim != 4:
+    raise ValueError(f"input shape (={x.shape}) must be NHWC")
+
+
+def run_network(arch: Architecture, x: jax.Array, *, unit: Callable[[Unit, jax.Array], jax.Array],
+                head: Callable[[jax.Array], jax.Array], dtype: Any
+                ) -> tuple[jax.Array, dict[str, jax.Array]]:
+  """The forward pass: units in order, global average pool, ``head`` (dropout, classifier).
+
+  Returns float32 logits and the named features: each unit's output and "penultimate".
+  """
+  x = jnp.asarray(x, dtype)
+  features = {}
+  for u in arch.units:
+    x = unit(u, x)
+    features[u.name] = x
+  pooled = jnp.mean(x, axis=(1, 2))
+  features["penultimate"] = pooled
+  return jnp.asarray(head(pooled), jnp.float32), features
+
+
+def _layer(layer: UnitLayer, name: str, impl: str, dtype: Any, norm_momentum: float,
+           norm_epsilon: float) -> SpectrumConv:
+  return SpectrumConv(layer.spec, norm=True, impl=impl, activation=ACTIVATION_FNS[layer.activation],
+                      norm_momentum=norm_momentum, norm_epsilon=norm_epsilon, dtype=dtype, name=name)
+
+
+class _Unit(nn.Module):
+  """A unit whose layers have names of their own (MobileNet v2's "expand" and "conv")."""
+  unit: Unit
   impl: str
   dtype: Any
   norm_momentum: float
@@ -26,15 +81,8 @@ class _InvertedResidual(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    unit, act = self.unit, ACTIVATION_FNS[self.unit.activation]
-    layer = lambda spec, name: SpectrumConv(  # noqa: E731
-        spec, norm=True, impl=self.impl, activation=act, norm_momentum=self.norm_momentum,
-        norm_epsilon=self.norm_epsilon, dtype=self.dtype, name=name)
-    y = x
-    if unit.expand is not None:
-      y = act(layer(unit.expand, "expand")(y, train))
-    y = layer(unit.conv, "conv")(y, train)
-    return x + y if unit.residual else y
+    return run_unit(self.unit, x, lambda layer, y: _layer(
+        layer, layer.role, self.impl, self.dtype, self.norm_momentum, self.norm_epsilon)(y, train))
 
 
 class SpectrumNet(nn.Module):
@@ -67,28 +115,21 @@ class SpectrumNet(nn.Module):
 
   @nn.compact
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if x.ndim != 4:
-      raise ValueError(f"input shape (={x.shape}) must be NHWC")
+    check_images(x)
     arch = self.arch.with_in_channels(x.shape[-1])
-    x = jnp.asarray(x, self.dtype)
-    features = {}
-    for unit in arch.units:
-      if isinstance(unit, ConvUnit):
-        x = SpectrumConv(unit.spec, norm=True, impl=self.impl,
-                         activation=ACTIVATION_FNS[unit.inner_activation],
-                         norm_momentum=self.norm_momentum, norm_epsilon=self.norm_epsilon,
-                         dtype=self.dtype, name=unit.name)(x, train)
-        x = ACTIVATION_FNS[unit.activation](x)
-      else:
-        x = _InvertedResidual(unit, self.impl, self.dtype, self.norm_momentum, self.norm_epsilon,
-                              name=unit.name)(x, train)
-      features[unit.name] = x
-    pooled = jnp.mean(x, axis=(1, 2))
-    features["penultimate"] = pooled
-    if self.dropout_rate:
-      pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
-    logits = nn.Dense(arch.num_classes, dtype=self.dtype, name="classifier")(pooled)
-    return jnp.asarray(logits, jnp.float32), features
+    options = (self.impl, self.dtype, self.norm_momentum, self.norm_epsilon)
+
+    def unit(u: Unit, y: jax.Array) -> jax.Array:
+      if unit_layers(u)[-1].role is None:  # the unit is its one layer, named as the unit
+        return run_unit(u, y, lambda layer, z: _layer(layer, u.name, *options)(z, train))
+      return _Unit(u, *options, name=u.name)(y, train)
+
+    def head(pooled: jax.Array) -> jax.Array:
+      if self.dropout_rate:
+        pooled = nn.Dropout(self.dropout_rate, deterministic=not train)(pooled)
+      return nn.Dense(arch.num_classes, dtype=self.dtype, name="classifier")(pooled)
+
+    return run_network(arch, x, unit=unit, head=head, dtype=self.dtype)
 
 
 def conv_geometries(arch: Architecture, image_shape: tuple[int, int, int], batch: int,

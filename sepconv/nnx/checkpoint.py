@@ -1,8 +1,11 @@
 """Moving a checkpoint between the Linen and NNX modules of sepconv, both ways.
 
-A Linen model's variables are ``{"params": tree, "batch_stats": tree}``; an NNX model
-holds the same leaves in one tree of ``nnx.Param`` and ``nnx.BatchStat`` variables, at
-the same paths (the NNX modules use the Linen parameter names). So:
+The Linen and NNX modules create the variables one definition names (the layer program
+``ConvSpec.ops``, the network's ``unit_layers``), so the mapping between them is the
+identity on paths: a Linen model's ``{"params": tree, "batch_stats": tree}`` holds the
+leaves that the NNX model holds as ``nnx.Param`` and ``nnx.BatchStat`` variables, at the
+same paths. Both directions below read the model's variables through one flat view
+(``variables_by_path``):
 
 * ``linen_to_nnx(variables, model)`` writes Linen variables into an NNX model in place
   (every leaf must be present, with its shape and dtype; extra ones raise);
@@ -49,18 +52,30 @@ def _flat(tree, prefix=()):
   return out
 
 
+def _nest(flat: Mapping[tuple, object]) -> dict:
+  out: dict = {}
+  for path, value in flat.items():
+    node = out
+    for key in path[:-1]:
+      node = node.setdefault(key, {})
+    node[path[-1]] = value
+  return out
+
+
+def variables_by_path(model: nnx.Module) -> dict[str, dict[tuple, jax.Array]]:
+  """The model's variables as Linen collections, each ``{path: array}`` (the Linen paths)."""
+  return {collection: _flat(_prune(nnx.to_pure_dict(nnx.state(model, kind))))
+          for collection, kind in COLLECTIONS.items()}
+
+
 def nnx_to_linen(model: nnx.Module) -> dict:
   """The Linen variables (``{"params": ..., "batch_stats": ...}``) of an NNX model.
 
   Collections the model has no variables of are left out (a network without BatchNorm
   has no "batch_stats").
   """
-  variables = {}
-  for collection, kind in COLLECTIONS.items():
-    tree = _prune(nnx.to_pure_dict(nnx.state(model, kind)))
-    if tree:
-      variables[collection] = jax.tree.map(jnp.asarray, tree)
-  return variables
+  return {collection: _nest({path: jnp.asarray(v) for path, v in flat.items()})
+          for collection, flat in variables_by_path(model).items() if flat}
 
 
 def linen_to_nnx(variables: Mapping, model: nnx.Module) -> nnx.Module:
@@ -73,31 +88,25 @@ def linen_to_nnx(variables: Mapping, model: nnx.Module) -> nnx.Module:
   unknown = sorted(set(variables) - set(COLLECTIONS))
   if unknown:
     raise ValueError(f"variables collections (={unknown}) must be among {tuple(COLLECTIONS)}")
-  for collection, kind in COLLECTIONS.items():
-    state = nnx.state(model, kind)
-    want = _flat(_prune(nnx.to_pure_dict(state)))
+  name = lambda path: "/".join(map(str, path))  # noqa: E731
+  for collection, want in variables_by_path(model).items():
     got = _flat(_prune(dict(variables.get(collection, {}))))
     missing, extra = sorted(set(want) - set(got)), sorted(set(got) - set(want))
     if missing or extra:
       raise ValueError(f"{collection} paths must match the model's: missing "
-                       f"{['/'.join(map(str, p)) for p in missing]}, unexpected "
-                       f"{['/'.join(map(str, p)) for p in extra]}")
+                       f"{[name(p) for p in missing]}, unexpected {[name(p) for p in extra]}")
     for path, value in got.items():
       if np.shape(value) != np.shape(want[path]) or jnp.asarray(value).dtype != want[path].dtype:
-        raise ValueError(f"{collection}/{'/'.join(map(str, path))}: shape and dtype "
+        raise ValueError(f"{collection}/{name(path)}: shape and dtype "
                          f"(={np.shape(value)}, {jnp.asarray(value).dtype}) must equal the "
                          f"model's (={np.shape(want[path])}, {want[path].dtype})")
+    state = nnx.state(model, COLLECTIONS[collection])
     pure = nnx.to_pure_dict(state)
-    _fill(pure, variables.get(collection, {}))
+    for path, value in got.items():
+      node = pure
+      for key in path[:-1]:
+        node = node[key]
+      node[path[-1]] = jnp.asarray(value)
     nnx.replace_by_pure_dict(state, pure)
     nnx.update(model, state)
   return model
-
-
-def _fill(pure: dict, source: Mapping) -> None:
-  for key, value in pure.items():
-    if isinstance(value, Mapping):
-      if str(key) in source or key in source:
-        _fill(value, source[key] if key in source else source[str(key)])
-    elif key in source:
-      pure[key] = jnp.asarray(source[key])

@@ -1,11 +1,12 @@
 """Flax NNX modules for the spectrum: ``GroupedConv`` and ``SpectrumConv``.
 
-The counterparts of ``sepconv.layers``: the same stages (``ConvSpec.stages``), the same
-convolution (``sepconv.layers.apply_stage``, i.e. ``sepconv.conv.grouped_conv``), and the
-same parameter names and shapes ("spatial"/"pointwise" with "kernel" and "bias",
-"mid_norm"/"norm" BatchNorms with "scale", "bias", "mean", "var"), so a Linen checkpoint
-loads into them (``sepconv.nnx.checkpoint``). NNX modules know their input channels at
-construction (Linen reads them from the first input).
+Thin shells over the definition in ``sepconv.layers``: each creates the variables the
+layer's program (``ConvSpec.ops``) names and runs it with ``sepconv.layers.run_layer``,
+exactly as the Linen modules do, so both hold the same parameter names and shapes
+("spatial"/"pointwise" with "kernel" and "bias", "mid_norm"/"norm" BatchNorms with
+"scale", "bias", "mean", "var") and a Linen checkpoint loads into them
+(``sepconv.nnx.checkpoint``). NNX modules know their input channels at construction
+(Linen reads them from the first input).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from sepconv.layers import apply_stage, channel_shuffle, default_kernel_init, group_size_of
-from sepconv.spectrum import ConvSpec, Stage, mid_norm_name
+from sepconv.layers import (NORM_EPSILON, NORM_MOMENTUM, apply_stage, check_input,
+                            default_bias_init, default_kernel_init, grouped_stage, run_layer)
+from sepconv.spectrum import ConvSpec, Norm, Stage
 
 Initializer = Callable[..., jax.Array]
 
@@ -51,10 +53,10 @@ class GroupedConv(nnx.Module):
                kernel_dilation: int | Sequence[int] = 1, use_bias: bool = True, impl: str = "auto",
                dtype: Any = None, param_dtype: Any = jnp.float32,
                kernel_init: Initializer = default_kernel_init,
-               bias_init: Initializer = nnx.initializers.zeros_init(), rngs: nnx.Rngs):
-    spec = ConvSpec(in_features, features, tuple(kernel_size), strides, kernel_dilation, padding,
-                    group_size=group_size_of(in_features, feature_group_count))
-    (self.stage,) = spec.stages()
+               bias_init: Initializer = default_bias_init, rngs: nnx.Rngs):
+    self.stage = grouped_stage(in_features, features, kernel_size,
+                               feature_group_count=feature_group_count, strides=strides,
+                               padding=padding, kernel_dilation=kernel_dilation)
     self.impl, self.dtype = impl, dtype
     self.kernel = nnx.Param(kernel_init(rngs.params(), self.stage.kernel_shape, param_dtype))
     self.bias = nnx.Param(bias_init(rngs.params(), (features,), param_dtype)) if use_bias else None
@@ -73,40 +75,31 @@ class SpectrumConv(nnx.Module):
 
   def __init__(self, spec: ConvSpec, *, use_bias: bool = False, norm: bool = False,
                impl: str = "auto", activation: Callable[[jax.Array], jax.Array] = nnx.relu,
-               norm_momentum: float = 0.99, norm_epsilon: float = 1e-3, dtype: Any = None,
-               param_dtype: Any = jnp.float32, kernel_init: Initializer = default_kernel_init,
-               bias_init: Initializer = nnx.initializers.zeros_init(), rngs: nnx.Rngs):
+               norm_momentum: float = NORM_MOMENTUM, norm_epsilon: float = NORM_EPSILON,
+               dtype: Any = None, param_dtype: Any = jnp.float32,
+               kernel_init: Initializer = default_kernel_init,
+               bias_init: Initializer = default_bias_init, rngs: nnx.Rngs):
     self.spec, self.impl, self.activation, self.dtype = spec, impl, activation, dtype
-    self.stages = tuple(spec.stages())
-    norm_names = []
-    for i, stage in enumerate(self.stages):
+    self.ops = spec.ops(norm=norm)
+    # Stage parameters first, then the norms: the order the parameter keys are drawn in.
+    for stage in (op for op in self.ops if isinstance(op, Stage)):
       setattr(self, stage.name, _StageParams(stage, use_bias=use_bias, kernel_init=kernel_init,
                                              bias_init=bias_init, param_dtype=param_dtype,
                                              rngs=rngs))
-      if i < len(self.stages) - 1 and spec.between in ("norm", "norm_act"):
-        norm_names.append((mid_norm_name(i), stage.out_channels))
-    if norm:
-      norm_names.append(("norm", self.stages[-1].out_channels))
-    for name, channels in norm_names:
-      setattr(self, name, nnx.BatchNorm(channels, momentum=norm_momentum, epsilon=norm_epsilon,
-                                        dtype=dtype, param_dtype=param_dtype, rngs=rngs))
-    self.final_norm = norm
+    for op in (op for op in self.ops if isinstance(op, Norm)):
+      setattr(self, op.name, nnx.BatchNorm(op.channels, momentum=norm_momentum,
+                                           epsilon=norm_epsilon, dtype=dtype,
+                                           param_dtype=param_dtype, rngs=rngs))
 
   def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-    spec = self.spec
-    if x.ndim != 4 or x.shape[-1] != spec.in_channels:
-      raise ValueError(f"input shape (={x.shape}) must be NHWC with {spec.in_channels} channels")
+    check_input(self.spec, x)
     dtype = self.dtype or x.dtype
-    for i, stage in enumerate(self.stages):
+
+    def conv(stage: Stage, y: jax.Array) -> jax.Array:
       params = getattr(self, stage.name)
-      x = apply_stage(x, stage, _value(params.kernel), _value(params.bias), self.impl, dtype)
-      if stage.name == "pointwise" and spec.shuffle:
-        x = channel_shuffle(x, stage.feature_group_count)
-      if i < len(self.stages) - 1:
-        if spec.between in ("norm", "norm_act"):
-          x = getattr(self, mid_norm_name(i))(x, use_running_average=not train)
-        if spec.between in ("act", "norm_act"):
-          x = self.activation(x)
-    if self.final_norm:
-      x = self.norm(x, use_running_average=not train)
-    return x
+      return apply_stage(y, stage, _value(params.kernel), _value(params.bias), self.impl, dtype)
+
+    def norm(op: Norm, y: jax.Array) -> jax.Array:
+      return getattr(self, op.name)(y, use_running_average=not train)
+
+    return run_layer(self.ops, x, conv=conv, norm=norm, activation=self.activation)

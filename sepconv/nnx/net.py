@@ -1,13 +1,16 @@
-"""One NNX network that runs any ``Architecture``: the NNX counterpart of ``sepconv.models.net``.
+"""One NNX network that runs any ``Architecture``: a thin shell over ``sepconv.models.net``.
 
-Built from the same architecture data (``sepconv.models.model_architecture``), with the
-same unit names ("stem", "block1", ..., "head", "classifier") and, inside each unit, the
-same layers as ``sepconv.nnx.SpectrumConv``, so its parameters and batch statistics are
-those of the Linen ``SpectrumNet`` (``sepconv.nnx.checkpoint`` moves them either way).
+It creates the layers ``sepconv.models.arch.unit_layers`` names ("stem", "block1", ...,
+"head", "classifier"; "expand" and "conv" inside an inverted residual), each a
+``sepconv.nnx.SpectrumConv``, and runs the forward pass written once in
+``sepconv.models.net`` (``run_network``, ``run_unit``), so its parameters, batch
+statistics and logits are those of the Linen ``SpectrumNet`` (``sepconv.nnx.checkpoint``
+moves the variables either way).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -17,27 +20,21 @@ from flax import nnx
 from sepconv import conv as conv_ops
 from sepconv import validate
 from sepconv.models import model_architecture
-from sepconv.models.arch import Architecture, ConvUnit, InvertedResidual
-from sepconv.models.net import ACTIVATION_FNS
+from sepconv.models.arch import Architecture, Unit, UnitLayer, unit_layers
+from sepconv.models.net import ACTIVATION_FNS, check_images, run_network, run_unit
 from sepconv.nnx.layers import SpectrumConv
 
 
-class _InvertedResidual(nnx.Module):
-  """Expansion ("expand"), the knob's layer ("conv", linear output), optional shortcut."""
+class _Unit(nnx.Module):
+  """A unit whose layers have names of their own (MobileNet v2's "expand" and "conv")."""
 
-  def __init__(self, unit: InvertedResidual, *, rngs: nnx.Rngs, **layer_kwargs):
-    self.unit, self.act = unit, ACTIVATION_FNS[unit.activation]
-    layer = lambda spec: SpectrumConv(spec, norm=True, activation=self.act, rngs=rngs,  # noqa: E731
-                                      **layer_kwargs)
-    self.expand = layer(unit.expand) if unit.expand is not None else None
-    self.conv = layer(unit.conv)
+  def __init__(self, unit: Unit, make: Callable[[UnitLayer], SpectrumConv]):
+    self.unit = unit
+    for layer in unit_layers(unit):
+      setattr(self, layer.role, make(layer))
 
   def __call__(self, x: jax.Array, train: bool) -> jax.Array:
-    y = x
-    if self.expand is not None:
-      y = self.act(self.expand(y, train))
-    y = self.conv(y, train)
-    return x + y if self.unit.residual else y
+    return run_unit(self.unit, x, lambda layer, y: getattr(self, layer.role)(y, train))
 
 
 class SpectrumNet(nnx.Module):
@@ -61,37 +58,37 @@ class SpectrumNet(nnx.Module):
       raise ValueError(f"impl (={impl!r}) must be one of {conv_ops.IMPLS}")
     arch = arch.with_in_channels(validate.positive_int(in_channels, "in_channels"))
     self.arch, self.dtype = arch, dtype
-    kwargs = {"impl": impl, "norm_momentum": norm_momentum, "norm_epsilon": norm_epsilon,
-              "dtype": dtype}
+
+    def make(layer: UnitLayer) -> SpectrumConv:
+      return SpectrumConv(layer.spec, norm=True, activation=ACTIVATION_FNS[layer.activation],
+                          impl=impl, norm_momentum=norm_momentum, norm_epsilon=norm_epsilon,
+                          dtype=dtype, rngs=rngs)
+
     for unit in arch.units:
-      if isinstance(unit, ConvUnit):
-        module = SpectrumConv(unit.spec, norm=True, activation=ACTIVATION_FNS[unit.inner_activation],
-                              rngs=rngs, **kwargs)
-      else:
-        module = _InvertedResidual(unit, rngs=rngs, **kwargs)
-      setattr(self, unit.name, module)
+      layers = unit_layers(unit)
+      # A unit that is its one layer holds it under the unit's own name.
+      setattr(self, unit.name, make(layers[-1]) if layers[-1].role is None else _Unit(unit, make))
     self.dropout = nnx.Dropout(dropout_rate, rngs=rngs) if dropout_rate else None
     self.classifier = nnx.Linear(arch.features, arch.num_classes, dtype=dtype, rngs=rngs)
 
   def __call__(self, x: jax.Array, *, train: bool) -> tuple[jax.Array, dict[str, jax.Array]]:
-    if x.ndim != 4:
-      raise ValueError(f"input shape (={x.shape}) must be NHWC")
+    check_images(x)
     if x.shape[-1] != self.arch.in_channels:
       raise ValueError(f"input channels (={x.shape[-1]}) must equal in_channels "
                        f"(={self.arch.in_channels}) the network was built for")
-    x = jnp.asarray(x, self.dtype)
-    features = {}
-    for unit in self.arch.units:
-      x = getattr(self, unit.name)(x, train)
-      if isinstance(unit, ConvUnit):
-        x = ACTIVATION_FNS[unit.activation](x)
-      features[unit.name] = x
-    pooled = jnp.mean(x, axis=(1, 2))
-    features["penultimate"] = pooled
-    if self.dropout is not None:
-      pooled = self.dropout(pooled, deterministic=not train)
-    logits = self.classifier(pooled)
-    return jnp.asarray(logits, jnp.float32), features
+
+    def unit(u: Unit, y: jax.Array) -> jax.Array:
+      module = getattr(self, u.name)
+      if isinstance(module, _Unit):
+        return module(y, train)
+      return run_unit(u, y, lambda layer, z: module(z, train))
+
+    def head(pooled: jax.Array) -> jax.Array:
+      if self.dropout is not None:
+        pooled = self.dropout(pooled, deterministic=not train)
+      return self.classifier(pooled)
+
+    return run_network(self.arch, x, unit=unit, head=head, dtype=self.dtype)
 
 
 def build_model(name: str, *, num_classes: int, rngs: nnx.Rngs, conv="dws",

@@ -23,6 +23,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from sepconv import spectrum
 from sepconv.records import metrics
 from sepconv.report.labels import place_labels
 from sepconv.report.aggregate import BenchRow, CkaGroup, DecompositionRow, TrainRow
@@ -46,21 +47,9 @@ ANCHOR = "standard"
 def family_of(config: dict) -> str:
   """Short family name for legends: 'standard', 'grouped', 'grouped + pw', 'multiplier + pw'.
 
-  The family comes from the config's ``family`` (``SpectrumPoint.family``), else from its
-  ``pointwise`` field; a depth multiplier above 1 on a pointwise point is its own
-  family. '' where the config says neither.
+  As the spectrum registry names it (``sepconv.spectrum.legend_of``).
   """
-  family, pw = config.get("family"), config.get("pointwise")
-  if config.get("conv") == "standard" or family == "standard":
-    return ANCHOR
-  if family is None and not isinstance(pw, bool):
-    return ""
-  if pw is True or (isinstance(family, str) and "pointwise" in family):
-    m = config.get("depth_multiplier")
-    return "multiplier + pw" if isinstance(m, int) and m > 1 else "grouped + pw"
-  if isinstance(family, str) and family and family != "grouped":
-    return family
-  return "grouped"
+  return spectrum.legend_of(config)
 
 
 def colour_of(family: str, others: Sequence[str] = ()) -> str:

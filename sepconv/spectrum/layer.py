@@ -198,6 +198,52 @@ class ConvSpec:
     return (spatial, pointwise) if self.order == "spatial_first" else (pointwise, spatial)
 
 
+  def ops(self, *, norm: bool = False) -> tuple[Op, ...]:
+    """The layer as a program: what runs, in order, and under which names.
+
+    Every Flax API runs this one program (``sepconv.layers.run_layer``): a ``Stage`` is a
+    convolution holding "kernel" (and "bias") under the stage's name, ``Norm`` a
+    BatchNorm under its name, ``Shuffle`` ShuffleNet's channel shuffle, ``ACT`` the
+    layer's activation; ``norm`` ends the layer with the BatchNorm "norm".
+    """
+    stages = self.stages()
+    out: list[Op] = []
+    for i, stage in enumerate(stages):
+      out.append(stage)
+      if stage.name == "pointwise" and self.shuffle:
+        out.append(Shuffle(stage.feature_group_count))
+      if i < len(stages) - 1:
+        if self.between in ("norm", "norm_act"):
+          out.append(Norm(mid_norm_name(i), stage.out_channels))
+        if self.between in ("act", "norm_act"):
+          out.append(ACT)
+    if norm:
+      out.append(Norm("norm", stages[-1].out_channels))
+    return tuple(out)
+
+
+@dataclasses.dataclass(frozen=True)
+class Norm:
+  """A BatchNorm over ``channels``: the Flax module's name and the cost model's layer name."""
+  name: str
+  channels: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Shuffle:
+  """ShuffleNet's channel shuffle over ``groups`` groups."""
+  groups: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Act:
+  """The layer's activation (``ACT``, its one value)."""
+
+
+ACT = Act()
+Op = Stage | Norm | Shuffle | Act
+
+
 def mid_norm_name(index: int) -> str:
   """Name of the norm that ``between`` puts after stage ``index`` (all but the last stage)."""
   return "mid_norm" if index == 0 else f"mid_norm_{index}"

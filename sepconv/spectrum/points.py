@@ -1,10 +1,16 @@
-"""Spectrum points: the knob that moves a whole network along the spectrum, and its grammar.
+"""The registry of spectrum points: every kind, its grammar, and what reads it.
 
 A ``SpectrumPoint`` is a layer of the spectrum without channel counts, so one value can
 set every block of a network (``spec(in, out, k)`` makes the layer). Its kinds are one
-data table, ``POINT_KINDS``: what the grammar accepts, what layer each kind makes, how a
-model caps its group sizes (``sepconv.models.arch.fit_point``), and how tables label and
-group it. A new kind of point is one more row there.
+registry, ``POINT_KINDS``; each entry says what the grammar accepts, which named
+constructor makes its layer, what layer each point makes, how a model caps its group
+sizes (``sepconv.models.arch.fit_point``), which models accept it, and how records,
+tables and plots label and group it. ``WORKED_EXAMPLE`` names the points the design
+notes' worked example compares (``sepconv.worked_example``, the ``seed_example``
+experiment). Adding a point is one ``PointKind`` here (``register_point`` at run time),
+plus a named constructor in ``sepconv.spectrum.layer`` if its layer is a new structure;
+the grammar, the cost model, the Flax layers and networks, the plots and the worked
+example pick it up from here.
 
 Grammar (``parse_point``): ``NAME[:KEY=VALUE[,KEY=VALUE]...]`` with NAME a kind (or an
 alias) and keys ``g`` spatial group size, ``m`` depth multiplier, ``pg`` pointwise group
@@ -15,9 +21,11 @@ raise ``ValueError``; nothing is skipped.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable, Mapping
 
 from sepconv import validate
-from sepconv.spectrum.layer import BETWEENS, Between, ConvSpec, Order
+from sepconv.spectrum.layer import (BETWEENS, Between, ConvSpec, Order, bsconv, depthwise_separable,
+                                    grouped, shufflenet, standard)
 
 KEYS = ("g", "m", "pg", "shuffle", "between")
 _FIELD = {"g": "group_size", "m": "depth_multiplier", "pg": "pointwise_group_size",
@@ -43,11 +51,18 @@ class PointKind:
     label_suffix: appended to its table label ('+pw', 'pw-first'); ``label`` fixes it.
     label: a fixed table label (the anchor's), or None to build one from the keys.
     summary: one line for help texts.
+    constructor: the named constructor of ``sepconv.spectrum.layer`` that makes its
+      layer, ``constructor(in, out, k, **required keys)`` (the README's table).
+    legend: its family's short name in plot legends.
+    multiplier_legend: the legend name where its depth multiplier is above 1, or None.
+    models: the models (``sepconv.models.MODELS``) that accept it; None: every model.
   """
   name: str
   keys: tuple[str, ...]
   family: str
   summary: str
+  constructor: Callable[..., ConvSpec]
+  legend: str
   required: tuple[str, ...] = ()
   pointwise: bool = False
   order: Order = "spatial_first"
@@ -56,26 +71,53 @@ class PointKind:
   unshuffled: str | None = None
   label_suffix: str = ""
   label: str | None = None
+  multiplier_legend: str | None = None
+  models: tuple[str, ...] | None = None
 
 
 _TWO_STAGE_KEYS = ("g", "m", "pg", "shuffle", "between")
 POINT_KINDS: dict[str, PointKind] = {kind.name: kind for kind in (
-    PointKind("standard", (), "standard", "dense k x k conv", label="standard"),
+    PointKind("standard", (), "standard", "dense k x k conv", standard, "standard",
+              label="standard"),
     PointKind("grouped", ("g",), "grouped", "plain group conv (AlexNet, ResNeXt), g required",
-              required=("g",)),
+              grouped, "grouped", required=("g",)),
     PointKind("dws", _TWO_STAGE_KEYS, "grouped + pointwise",
               "spatial stage + pointwise (g=1: depthwise-separable, MobileNet, Xception)",
-              pointwise=True, default_group_size=1, label_suffix=" +pw"),
+              depthwise_separable, "grouped + pw", pointwise=True, default_group_size=1,
+              label_suffix=" +pw", multiplier_legend="multiplier + pw"),
     PointKind("bsconv", _TWO_STAGE_KEYS, "grouped + pointwise",
-              "pointwise first, then spatial (BSConv-U)", pointwise=True,
-              order="pointwise_first", default_group_size=1, label_suffix=" pw-first"),
+              "pointwise first, then spatial (BSConv-U)", bsconv, "grouped + pw", pointwise=True,
+              order="pointwise_first", default_group_size=1, label_suffix=" pw-first",
+              multiplier_legend="multiplier + pw"),
     PointKind("shufflenet", ("pg", "g", "m", "between"), "grouped + pointwise",
               "grouped pointwise pg + shuffle, then depthwise (ShuffleNet), pg required",
-              required=("pg",), pointwise=True, order="pointwise_first", shuffle=True,
-              default_group_size=1, unshuffled="bsconv", label_suffix=" +pw"),
+              shufflenet, "grouped + pw", required=("pg",), pointwise=True,
+              order="pointwise_first", shuffle=True, default_group_size=1, unshuffled="bsconv",
+              label_suffix=" +pw", multiplier_legend="multiplier + pw"),
 )}
 ALIASES = {"depthwise_separable": "dws", "conv": "standard"}
 FAMILIES = tuple(dict.fromkeys(kind.family for kind in POINT_KINDS.values()))
+# The kind every comparison is anchored on.
+ANCHOR = "standard"
+
+
+@dataclasses.dataclass(frozen=True)
+class Example:
+  """One scheme of the design notes' worked example: a point and its short table label."""
+  point: str
+  label: str
+
+
+# The worked example's schemes (28x28x192 -> 32, 5x5), in the notes' order, by full name.
+WORKED_EXAMPLE: dict[str, Example] = {
+    "standard conv": Example("standard", "standard conv"),
+    "naive split (depth multiplier 32) + pointwise": Example("dws:m=32", "naive split (m=32) + pw"),
+    "depthwise + pointwise": Example("dws", "depthwise + pw"),
+    "depthwise (multiplier 4) + pointwise": Example("dws:m=4", "depthwise (m=4) + pw"),
+    "grouped spatial (group size 4) + pointwise": Example("dws:g=4", "grouped spatial (g=4) + pw"),
+    # 32 outputs allow at most 32 groups: each filter then sees 192 / 32 = 6 input maps.
+    "grouped conv (group size 6, 32 groups)": Example("grouped:g=6", "grouped conv (g=6)"),
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,3 +238,60 @@ def parse_point(text: str | SpectrumPoint) -> SpectrumPoint:
 def grammar_help() -> str:
   """The point kinds in one line each, for command-line help."""
   return "; ".join(f"{k.name}: {k.summary}" for k in POINT_KINDS.values())
+
+
+def register_point(kind: PointKind, examples: Mapping[str, Example] = ()) -> PointKind:
+  """Adds a kind (and worked-example schemes at it) to the registry; returns the kind.
+
+  Raises:
+    ValueError: a name already taken, or keys outside the grammar's.
+  """
+  if kind.name in POINT_KINDS or kind.name in ALIASES:
+    raise ValueError(f"spectrum point name (={kind.name!r}) is already registered")
+  unknown = sorted(set(kind.keys) - set(KEYS)) + sorted(set(kind.required) - set(kind.keys))
+  if unknown:
+    raise ValueError(f"spectrum point {kind.name!r}: keys (={unknown}) must be among its keys "
+                     f"and the grammar's {KEYS}")
+  taken = sorted(set(dict(examples)) & set(WORKED_EXAMPLE))
+  if taken:
+    raise ValueError(f"worked example schemes (={taken}) are already registered")
+  POINT_KINDS[kind.name] = kind
+  WORKED_EXAMPLE.update(examples)
+  return kind
+
+
+def unregister_point(name: str) -> None:
+  """Removes a kind and its worked-example schemes from the registry."""
+  POINT_KINDS.pop(name)
+  for scheme, example in list(WORKED_EXAMPLE.items()):
+    if example.point.partition(":")[0] == name:
+      del WORKED_EXAMPLE[scheme]
+
+
+def legend_of(config: Mapping) -> str:
+  """A record config's family as plot legends name it ('standard', 'grouped + pw', ...).
+
+  The kind is the anchor where the config's ``conv`` is, else the first kind of the
+  config's ``family``, else (older records) the first with its ``pointwise`` field; the
+  kind's ``multiplier_legend`` applies where ``depth_multiplier`` is above 1. A family no
+  kind has is its own name; '' where the config says nothing.
+  """
+  kind = _kind_of(config)
+  if kind is None:
+    family = config.get("family")
+    return family if isinstance(family, str) and family else ""
+  m = config.get("depth_multiplier")
+  if kind.multiplier_legend is not None and isinstance(m, int) and m > 1:
+    return kind.multiplier_legend
+  return kind.legend
+
+
+def _kind_of(config: Mapping) -> PointKind | None:
+  family, pointwise = config.get("family"), config.get("pointwise")
+  if config.get("conv") == ANCHOR:
+    return POINT_KINDS[ANCHOR]
+  if family is not None:
+    return next((k for k in POINT_KINDS.values() if k.family == family), None)
+  if isinstance(pointwise, bool):
+    return next(k for k in POINT_KINDS.values() if k.name != ANCHOR and k.pointwise == pointwise)
+  return None
