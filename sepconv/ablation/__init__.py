@@ -2,7 +2,9 @@
 
 * ``experiment``: the definitions (``Variant``, ``GranularityAblation``, ``LayerSweep``,
   ``PaperTables``).
-* ``jobs``: ``Job``, the ``Runner`` protocol each experiment kind follows, ``RunOptions``.
+* ``jobs``: the job kinds (``TrainJob``, ``BenchJob``, ...), the ``Runner`` protocol each
+  experiment kind follows, ``RunOptions``, and ``Status``: what a record of a job that did
+  not finish says.
 * ``engine``: ``run(experiment, out_dir, ...)``: jobs, shards, resume, records; the table
   of runners (``RUNNERS``).
 * executors (where the jobs run; the engine's driver alone writes records): ``executor``
@@ -16,7 +18,7 @@
 from sepconv.ablation.engine import RUNNERS, parse_shard, run, runner_for
 from sepconv.ablation.experiment import (GranularityAblation, LayerSweep, PaperTables, Variant,
                                          spectrum_grid)
-from sepconv.ablation.jobs import Job, RunOptions
+from sepconv.ablation.jobs import Job, RunOptions, Status
 
 __all__ = ["GranularityAblation", "Job", "LayerSweep", "PaperTables", "RUNNERS", "RunOptions",
-           "Variant", "parse_shard", "run", "runner_for", "spectrum_grid"]
+           "Status", "Variant", "parse_shard", "run", "runner_for", "spectrum_grid"]

@@ -11,7 +11,8 @@ import numpy as np
 from sepconv import analysis, cost
 from sepconv.ablation import trained
 from sepconv.ablation.experiment import GranularityAblation, Variant
-from sepconv.ablation.jobs import Job, RunOptions, log
+from sepconv.ablation.jobs import (BenchJob, CkaJob, DecompositionJob, Job, RunOptions, TrainJob,
+                                   log)
 from sepconv.conv import policy
 from sepconv.records import read_records
 from sepconv.data import load_dataset
@@ -40,8 +41,8 @@ BENCH_BUDGET_S = 2.0
 
 class GranularityRunner:
   """The jobs of one ablation on one data set, and how to run each (``jobs.Runner``)."""
-  exclusive_kinds = ("bench",)  # timings: run alone, after the other jobs
-  analysis_kinds = ("decomposition", "cka")
+  exclusive_kinds = (BenchJob.kind,)  # timings: run alone, after the other jobs
+  analysis_kinds = (DecompositionJob.kind, CkaJob.kind)
   replaces_records = False
 
   def __init__(self, experiment: GranularityAblation, out_dir: Path,
@@ -71,13 +72,15 @@ class GranularityRunner:
 
   def jobs(self) -> list[Job]:
     e = self.experiment
-    jobs = [Job("train", self._id(v.conv, f"seed={s}"), v, s) for v in e.variants for s in e.seeds]
-    jobs += [Job("bench", self._id(v.conv, "bench"), v) for v in e.variants]
+    jobs: list[Job] = [TrainJob(self._id(v.conv, f"seed={s}"), seed=s, variant=v)
+                       for v in e.variants for s in e.seeds]
+    jobs += [BenchJob(self._id(v.conv, "bench"), variant=v) for v in e.variants]
     seed = e.seeds[0]
     if e.anchor is not None:
-      jobs += [Job("decomposition", self._id("decomposition", layer, f"seed={seed}"), e.anchor, seed,
-                   layer) for layer in e.decomposition_layers]
-    jobs += [Job("cka", self._id("cka", layer, f"seed={seed}"), None, seed, layer)
+      jobs += [DecompositionJob(self._id("decomposition", layer, f"seed={seed}"), seed=seed,
+                                variant=e.anchor, layer=layer)
+               for layer in e.decomposition_layers]
+    jobs += [CkaJob(self._id("cka", layer, f"seed={seed}"), seed=seed, layer=layer)
              for layer in e.cka_layers]
     return jobs
 
@@ -115,9 +118,18 @@ class GranularityRunner:
 
   def run_job(self, job: Job) -> dict | None:
     with policy.replaying(self.replay):
-      return getattr(self, f"_{job.kind}")(job)
+      match job:
+        case TrainJob():
+          return self._train(job)
+        case BenchJob():
+          return self._bench(job)
+        case DecompositionJob():
+          return self._decomposition(job)
+        case CkaJob():
+          return self._cka(job)
+    raise TypeError(f"job (={job!r}) must be a TrainJob, BenchJob, DecompositionJob or CkaJob")
 
-  def _train(self, job: Job) -> dict:
+  def _train(self, job: TrainJob) -> dict:
     d, e = self.dataset, self.experiment
     config = self.config(job.variant, job.seed)
     measuring = policy.MEASURING["seconds"]
@@ -148,7 +160,7 @@ class GranularityRunner:
         "plans": trained.plans(config, d),
     }
 
-  def _bench(self, job: Job) -> dict:
+  def _bench(self, job: BenchJob) -> dict:
     """Median training-step and evaluation-step times per conv implementation.
 
     The steps are the training run's own (``sepconv.train.timed``), at its batch: for the
@@ -168,7 +180,7 @@ class GranularityRunner:
     return {"config": {**self._config_fields(job.variant, config), "bench_batch": batch},
             "timings": timings, "cost": self._cost(config)}
 
-  def _decomposition(self, job: Job) -> dict | None:
+  def _decomposition(self, job: DecompositionJob) -> dict | None:
     """Projects the trained standard model's kernel at one layer onto the spectrum."""
     e = self.experiment
     run_dir = self.run_dir(job.variant, job.seed)
@@ -190,7 +202,7 @@ class GranularityRunner:
             "decomposition": {"layer": layer, "kernel_shape": list(kernel.shape),
                               "errors": analysis.decomposition_errors(kernel, points)}}
 
-  def _cka(self, job: Job) -> dict | None:
+  def _cka(self, job: CkaJob) -> dict | None:
     """Variant-by-variant CKA at one layer, on the same test examples."""
     e = self.experiment
     layer = job.layer

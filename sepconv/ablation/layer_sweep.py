@@ -10,7 +10,7 @@ import numpy as np
 
 from sepconv import cost, timing
 from sepconv.ablation.experiment import LayerSweep
-from sepconv.ablation.jobs import Job, RunOptions, refuse_training_options
+from sepconv.ablation.jobs import BenchJob, RunOptions, refuse_training_options
 from sepconv.layers import SpectrumConv
 
 # Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``); a
@@ -21,7 +21,7 @@ BUDGET_S = 20.0
 
 class LayerSweepRunner:
   """One job per scheme: its analytic cost and forward / forward+backward times per impl."""
-  exclusive_kinds = ("bench",)  # timings: run alone, after the other jobs
+  exclusive_kinds = (BenchJob.kind,)  # timings: run alone, after the other jobs
   analysis_kinds = ()
   replaces_records = False
 
@@ -31,10 +31,10 @@ class LayerSweepRunner:
     self.name = experiment.name
     self.progress = options.progress
 
-  def jobs(self) -> list[Job]:
-    return [Job("bench", f"{self.name}/{v.conv}", v) for v in self.experiment.schemes]
+  def jobs(self) -> list[BenchJob]:
+    return [BenchJob(f"{self.name}/{v.conv}", variant=v) for v in self.experiment.schemes]
 
-  def run_job(self, job: Job) -> dict:
+  def run_job(self, job: BenchJob) -> dict:
     e = self.experiment
     spec = job.variant.point.spec(e.in_channels, e.out_channels, e.kernel_size)
     summary = cost.layer_summary(spec, e.input_size)

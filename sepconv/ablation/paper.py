@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from sepconv.ablation.experiment import PaperTables
-from sepconv.ablation.jobs import Job, RunOptions, refuse_training_options
+from sepconv.ablation.jobs import FigureJob, RunOptions, refuse_training_options
 
 
 class PaperTablesRunner:
@@ -18,8 +18,8 @@ class PaperTablesRunner:
     self.experiment = experiment
     self.name = experiment.name
 
-  def jobs(self) -> list[Job]:
-    return [Job(r["kind"], r["run_id"], payload=r) for r in self.experiment.compute()]
+  def jobs(self) -> list[FigureJob]:
+    return [FigureJob(r["run_id"], record=r) for r in self.experiment.compute()]
 
-  def run_job(self, job: Job) -> dict:
-    return {k: v for k, v in job.payload.items() if k not in ("run_id", "kind", "experiment")}
+  def run_job(self, job: FigureJob) -> dict:
+    return {k: v for k, v in job.record.items() if k not in ("run_id", "kind", "experiment")}

@@ -3,7 +3,7 @@
 
 import pytest
 
-import experiments
+from sepconv import experiments
 from sepconv.ablation import (GranularityAblation, LayerSweep, RunOptions, Variant, engine,
                               parse_shard, run)
 from sepconv.ablation.granularity import GranularityRunner

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-import experiments
+from sepconv import experiments
 from sepconv.ablation import GranularityAblation, Variant, run
 from sepconv.cli.main import main
 from sepconv.records import append_record, read_records

@@ -2,7 +2,7 @@
 
 Run:      sepconv ablate granularity                       (digits, the embedded default)
           sepconv ablate granularity --dataset cifar10 --data-dir PATH
-          (Colab TPU/GPU: experiments/granularity_colab.ipynb)
+          (Colab TPU/GPU: experiments/granularity_colab.ipynb in the repository)
 Hardware: digits: a 2-core CPU, about 8 minutes for 3 seeds (the time budget is in the
           results' tables). CIFAR-10: one accelerator,
           about an hour per seed.
