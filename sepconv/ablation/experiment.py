@@ -18,6 +18,10 @@ from typing import Any
 
 from sepconv import validate
 from sepconv.spectrum import SpectrumPoint, parse_point
+from sepconv.train.config import TrainConfig, default_config
+
+# TrainConfig fields each run of an ablation sets itself.
+_PER_RUN = ("dataset", "conv", "seed", "data_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,11 +80,12 @@ class GranularityAblation:
   Attributes:
     name: results go to ``results/<name>_<dataset>`` by default.
     variants: the grid.
-    model: ``sepconv.models`` name.
-    width_multiplier: the model's alpha.
     datasets: data set per ``--dataset`` choice; the first is the default.
     seeds: one training run per (variant, seed).
-    train: ``TrainConfig`` overrides per data set (on top of its preset).
+    train: ``TrainConfig`` fields set on every data set, on top of its preset (model,
+      width_multiplier, ...; each run sets dataset, conv, seed and data_dir itself).
+    train_by_dataset: data set -> ``TrainConfig`` fields set on that data set alone, on
+      top of ``train``.
     bench_impls: conv implementations whose train and evaluation steps are timed, at the
       training batch (the runs' own compiled steps).
     bench_repeats: timed repeats per step (median reported).
@@ -92,11 +97,10 @@ class GranularityAblation:
   """
   name: str
   variants: tuple[Variant, ...]
-  model: str = "mobilenet_v1"
-  width_multiplier: float = 1.0
   datasets: tuple[str, ...] = ("digits",)
   seeds: tuple[int, ...] = (0, 1, 2)
-  train: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+  train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  train_by_dataset: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   bench_impls: tuple[str, ...] = ("auto", "xla")
   bench_repeats: int = 10
   analysis_examples: int = 512
@@ -112,6 +116,24 @@ class GranularityAblation:
       raise ValueError(f"{self.name}: variant labels {labels} must be unique")
     if not self.seeds or len(set(self.seeds)) != len(self.seeds):
       raise ValueError(f"{self.name}: seeds (={self.seeds}) must be distinct and non-empty")
+    unknown = sorted(set(self.train_by_dataset) - set(self.datasets))
+    if unknown:
+      raise ValueError(f"{self.name}: train_by_dataset's data sets {unknown} must be among "
+                       f"datasets (={self.datasets})")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(_PER_RUN)
+    for where, overrides in (("train", self.train), *(
+        (f"train_by_dataset[{d!r}]", o) for d, o in self.train_by_dataset.items())):
+      unknown = sorted(set(overrides) - fields)
+      if unknown:
+        raise ValueError(f"{self.name}: {where}'s keys {unknown} must be TrainConfig fields "
+                         f"other than {_PER_RUN}")
+
+  def train_config(self, dataset: str, variant: Variant, seed: int,
+                   data_dir: str | None = None) -> TrainConfig:
+    """One run's ``TrainConfig``: the data set's preset, then ``train``, then
+    ``train_by_dataset[dataset]``, then the run's own variant and seed."""
+    return default_config(dataset, **{**self.train, **self.train_by_dataset.get(dataset, {})},
+                          conv=variant.conv, seed=seed, data_dir=data_dir)
 
   def narrowed(self, *, variants=None, seeds=None, epochs: int | None = None
                ) -> GranularityAblation:
@@ -140,8 +162,8 @@ class GranularityAblation:
       out = dataclasses.replace(out, seeds=tuple(seeds))
     if epochs is not None:
       validate.positive_int(epochs, "epochs")
-      out = dataclasses.replace(out, train={d: {**self.train.get(d, {}), "epochs": epochs}
-                                            for d in self.datasets})
+      out = dataclasses.replace(out, train_by_dataset={
+          d: {**self.train_by_dataset.get(d, {}), "epochs": epochs} for d in self.datasets})
     return out
 
   def results_name(self, dataset: str | None = None) -> str:

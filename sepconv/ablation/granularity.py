@@ -16,7 +16,7 @@ from sepconv.ablation.jobs import (BenchJob, CkaJob, DecompositionJob, Job, RunO
 from sepconv.conv import policy
 from sepconv.records import read_records
 from sepconv.data import load_dataset
-from sepconv.train import default_config, train
+from sepconv.train import train
 from sepconv.train.timed import time_steps
 
 
@@ -88,10 +88,7 @@ class GranularityRunner:
 
   def config(self, variant: Variant, seed: int):
     """The TrainConfig of one run."""
-    e = self.experiment
-    return default_config(self.dataset_name, model=e.model, conv=variant.conv,
-                          width_multiplier=e.width_multiplier, seed=seed, data_dir=self.data_dir,
-                          **e.train.get(self.dataset_name, {}))
+    return self.experiment.train_config(self.dataset_name, variant, seed, self.data_dir)
 
   def run_dir(self, variant: Variant, seed: int) -> Path:
     return self.work_dir / "runs" / f"{variant.slug}-seed{seed}"
@@ -197,8 +194,8 @@ class GranularityRunner:
     sizes = [g for g in _powers_of_two(c_in) if c_in % g == 0]
     points = [(g, m, True) for g in sizes for m in e.decomposition_multipliers]
     points += [(g, None, False) for g in sizes if kernel.shape[3] % (c_in // g) == 0]
-    return {"config": {"model": e.model, "dataset": self.dataset_name, "conv": job.variant.conv,
-                       "width_multiplier": e.width_multiplier},
+    return {"config": {"model": config.model, "dataset": self.dataset_name,
+                       "conv": job.variant.conv, "width_multiplier": config.width_multiplier},
             "decomposition": {"layer": layer, "kernel_shape": list(kernel.shape),
                               "errors": analysis.decomposition_errors(kernel, points)}}
 
@@ -216,8 +213,9 @@ class GranularityRunner:
         feats[v.label] = {layer: f[layer]}
     labels = list(feats)
     matrix = analysis.variant_cka(feats)[layer]
-    return {"config": {"model": e.model, "dataset": self.dataset_name, "layer": layer,
-                       "width_multiplier": e.width_multiplier,
+    config = self.config(e.variants[0], job.seed)  # model and width: every variant's
+    return {"config": {"model": config.model, "dataset": self.dataset_name, "layer": layer,
+                       "width_multiplier": config.width_multiplier,
                        "examples": int(feats[labels[0]][layer].shape[0])},
             "cka": analysis.cka_record(matrix, labels=labels, layers=[layer])}
 

@@ -30,11 +30,10 @@ GROUP_SIZES = (1, 2, 4, 8, 16)
 EXPERIMENT = GranularityAblation(
     name="granularity",
     variants=spectrum_grid(GROUP_SIZES) + (Variant("dws:g=1,m=2"), Variant("dws:g=1,m=4")),
-    model="mobilenet_v1_shallow",
-    width_multiplier=0.25,
     datasets=("digits", "cifar10", "cifar100"),
     seeds=(0, 1, 2),
-    train={"cifar10": {"epochs": 60}, "cifar100": {"epochs": 60}},
+    train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"cifar10": {"epochs": 60}, "cifar100": {"epochs": 60}},
     bench_impls=("auto", "xla"),
     bench_repeats=10,
     analysis_examples=360,

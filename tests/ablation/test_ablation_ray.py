@@ -146,8 +146,8 @@ def test_a_killed_driver_started_again_loses_and_duplicates_nothing(tmp_path, lo
 
 TINY = GranularityAblation(
     name="tiny", variants=(Variant("standard"), Variant("dws")),
-    model="mobilenet_v1_shallow", width_multiplier=0.25, seeds=(0,),
-    train={"digits": {"epochs": 1, "batch_size": 128, "checkpoint_every_steps": 4}},
+    seeds=(0,), train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"digits": {"epochs": 1, "batch_size": 128, "checkpoint_every_steps": 4}},
     bench_impls=("xla",), bench_repeats=1, analysis_examples=64)
 
 SAME = ("test_accuracy", "train_accuracy", "test_loss", "probe_test_accuracy",
