@@ -14,9 +14,9 @@ process, in local worker processes, or on Ray); this driver alone writes the rec
 A job that raises gets a record with ``"status": "failed"`` and its ``"error"``, which
 does not count as done (``jobs.Status`` lists the statuses). One runner at a time holds a results folder (``lock``).
 
-Which runner runs an experiment is looked up by the experiment's type in ``RUNNERS``;
-a new experiment kind is a definition, a runner following ``jobs.Runner``, and one row
-there.
+An experiment's definition builds its own runner (``experiment.runner(out_dir,
+options)``); a new experiment kind is one module holding a definition with that method
+and a runner following ``jobs.Runner``.
 """
 
 from __future__ import annotations
@@ -32,12 +32,8 @@ from pathlib import Path
 import jax
 
 from sepconv.ablation.executor import Executor, Outcome, RunnerSpec, Sequential
-from sepconv.ablation.experiment import GranularityAblation, LayerSweep, PaperTables
-from sepconv.ablation.granularity import GranularityRunner
 from sepconv.ablation.jobs import STATUSES, Job, Runner, RunOptions, log, logging_enabled
-from sepconv.ablation.layer_sweep import LayerSweepRunner
 from sepconv.ablation.lock import folder_lock
-from sepconv.ablation.paper import PaperTablesRunner
 from sepconv.ablation.progress import SweepProgress
 from sepconv.provenance import provenance
 from sepconv.records import append_record, read_records
@@ -45,13 +41,6 @@ from sepconv.records import append_record, read_records
 RECORDS = "records.jsonl"
 
 EXECUTORS = ("sequential", "processes", "ray")
-
-# Experiment type -> (experiment, out_dir, options) -> runner.
-RUNNERS: dict[type, Callable[..., Runner]] = {
-    GranularityAblation: GranularityRunner,
-    LayerSweep: LayerSweepRunner,
-    PaperTables: PaperTablesRunner,
-}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -84,7 +73,7 @@ def select(jobs: list[Job], shard: tuple[int, int], analysis_kinds: tuple[str, .
 
 
 def runner_for(experiment, out_dir: str | Path, options: RunOptions = RunOptions()) -> Runner:
-  """The runner of ``experiment``'s kind (``RUNNERS``)."""
+  """The runner of ``experiment`` (its definition's ``runner`` method)."""
   return _factory(experiment)(experiment, Path(out_dir), options)
 
 
@@ -97,7 +86,7 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
   of jobs that did not finish, per ``jobs.Status`` ('failed').
 
   Args:
-    experiment: a definition from ``sepconv.ablation.experiment``.
+    experiment: a definition (``GranularityAblation``, ``LayerSweep``, ``PaperTables``).
     out_dir: where ``records.jsonl`` lives.
     dataset: which of the experiment's data sets (default: its first).
     data_dir: where the data set's files are (CIFAR).
@@ -123,10 +112,11 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
 
 
 def _factory(experiment) -> Callable[..., Runner]:
-  make = RUNNERS.get(type(experiment))
-  if make is None:
-    kinds = ", ".join(t.__name__ for t in RUNNERS)
-    raise ValueError(f"experiment (={experiment!r}) must be one of the kinds {kinds}")
+  make = getattr(type(experiment), "runner", None)
+  if not callable(make):
+    raise ValueError(f"experiment (={experiment!r}) must be an experiment definition, with a "
+                     "runner(out_dir, options) method (GranularityAblation, LayerSweep, "
+                     "PaperTables, ...)")
   return make
 
 
@@ -266,5 +256,5 @@ def make_executor(name: str = "sequential", *, workers: int | None = None,
   return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
 
 
-__all__ = ["EXECUTORS", "RECORDS", "RUNNERS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
+__all__ = ["EXECUTORS", "RECORDS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
            "select"]

@@ -3,8 +3,9 @@
 Each job kind is a frozen dataclass holding exactly what that kind needs (``TrainJob``,
 ``BenchJob``, ...); a runner dispatches on the type.
 
-An experiment kind (``sepconv.ablation.experiment``) plugs into the engine
-(``sepconv.ablation.engine``) through a runner:
+An experiment kind (a frozen definition such as ``GranularityAblation``) plugs into the
+engine (``sepconv.ablation.engine``) through its ``runner(out_dir, options)`` method,
+which returns a runner:
 
 * ``name``: the experiment's name, stored in every record.
 * ``analysis_kinds``: job kinds that read other jobs' outputs (cross-run analyses); they
@@ -28,7 +29,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from sepconv.ablation.experiment import Variant
+from sepconv.ablation.grid import Variant
 
 
 class Status(enum.StrEnum):

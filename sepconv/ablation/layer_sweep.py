@@ -1,7 +1,8 @@
-"""Running a ``LayerSweep``: one layer's cost and measured speed at each spectrum point."""
+"""``LayerSweep``: one layer's cost and measured speed at each spectrum point; definition and runner."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -9,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sepconv import cost, timing
-from sepconv.ablation.experiment import LayerSweep
+from sepconv.ablation.grid import Variant
 from sepconv.ablation.jobs import BenchJob, RunOptions, refuse_training_options
 from sepconv.layers import SpectrumConv
 
@@ -17,6 +18,37 @@ from sepconv.layers import SpectrumConv
 # single call slower than that is the whole measurement (XLA's native weight gradient of the
 # naive split takes minutes per call on a 2-core CPU).
 BUDGET_S = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class LayerSweep:
+  """One layer at several spectrum points: analytic cost and measured forward/backward speed.
+
+  Attributes:
+    name: results go to ``results/<name>`` by default.
+    schemes: label -> ``ConvSpec`` factory arguments: a spectrum point string.
+    input_size, in_channels, out_channels, kernel_size: the layer.
+    batch: batch of the timed calls.
+    impls: conv implementations timed (each that supports the layer).
+    repeats: timed repeats (median reported).
+  """
+  name: str
+  schemes: tuple[Variant, ...]
+  input_size: int
+  in_channels: int
+  out_channels: int
+  kernel_size: int
+  batch: int = 32
+  impls: tuple[str, ...] = ("auto", "xla")
+  repeats: int = 10
+
+  def results_name(self, dataset: str | None = None) -> str:
+    """Folder name of the results: the experiment's name (it trains on no data set)."""
+    return self.name
+
+  def runner(self, out_dir: Path, options: RunOptions = RunOptions()) -> LayerSweepRunner:
+    """How the engine runs this experiment (``jobs.Runner``)."""
+    return LayerSweepRunner(self, out_dir, options)
 
 
 class LayerSweepRunner:
