@@ -3,12 +3,15 @@
 Example: ``sepconv train --model mobilenet_v1 --conv dws --dataset digits --seed 0
 --out runs/digits-dws-0 --json``. Started again with the same ``--out`` after an
 interruption (Ctrl-C, a kill, a lost machine), it resumes from the latest checkpoint.
+Every field of ``sepconv.train.TrainConfig`` is a flag, generated from the field
+(``sepconv.cli.fields``); a flag not given takes the data set's preset.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+
 
 def default_text(field) -> str:
   """A field's default as ``sepconv train`` applies it: per data set where a preset sets it."""
