@@ -12,7 +12,8 @@ reported as deferred otherwise.
 Where the jobs run is the executor's business (``sepconv.ablation.executor``: in this
 process, in local worker processes, or on Ray); this driver alone writes the records.
 A job that raises gets a record with ``"status": "failed"`` and its ``"error"``, which
-does not count as done (``jobs.Status`` lists the statuses). One runner at a time holds a results folder (``lock``).
+does not count as done (``jobs.Status`` lists the statuses). One runner at a time holds a
+results folder (``lock``).
 
 An experiment's definition builds its own runner (``experiment.runner(out_dir,
 options)``); a new experiment kind is one module holding a definition with that method
@@ -256,5 +257,5 @@ def make_executor(name: str = "sequential", *, workers: int | None = None,
   return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
 
 
-__all__ = ["EXECUTORS", "RECORDS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
-           "select"]
+__all__ = ["EXECUTORS", "RECORDS", "execute", "make_executor", "parse_shard", "recorded_ids",
+           "run", "runner_for", "select"]

@@ -15,8 +15,9 @@ interleaved, whichever executor ran the jobs.
 A worker rebuilds the runner from a ``RunnerSpec`` (a picklable (factory, experiment,
 out_dir, options)) and runs ``run_in_worker(spec, job)``, the same function in a process
 pool and in a Ray task; a job that does not finish becomes an ``Outcome`` through
-``failure`` alone, whichever executor ran it. ``run(..., concurrent=False)`` runs jobs alone, one at a time
-(the engine does so for a runner's ``exclusive_kinds``, jobs that time things).
+``failure`` alone, whichever executor ran it. ``run(..., concurrent=False)`` runs jobs
+alone, one at a time (the engine does so for a runner's ``exclusive_kinds``, jobs that
+time things).
 """
 
 from __future__ import annotations
