@@ -12,11 +12,12 @@ reported as deferred otherwise.
 Where the jobs run is the executor's business (``sepconv.ablation.executor``: in this
 process, in local worker processes, or on Ray); this driver alone writes the records.
 A job that raises gets a record with ``"status": "failed"`` and its ``"error"``, which
-does not count as done. One runner at a time holds a results folder (``lock``).
+does not count as done (``jobs.Status`` lists the statuses). One runner at a time holds a
+results folder (``lock``).
 
-Which runner runs an experiment is looked up by the experiment's type in ``RUNNERS``;
-a new experiment kind is a definition, a runner following ``jobs.Runner``, and one row
-there.
+An experiment's definition builds its own runner (``experiment.runner(out_dir,
+options)``); a new experiment kind is one module holding a definition with that method
+and a runner following ``jobs.Runner``.
 """
 
 from __future__ import annotations
@@ -32,28 +33,15 @@ from pathlib import Path
 import jax
 
 from sepconv.ablation.executor import Executor, Outcome, RunnerSpec, Sequential
-from sepconv.ablation.experiment import GranularityAblation, LayerSweep, PaperTables
-from sepconv.ablation.granularity import GranularityRunner
-from sepconv.ablation.jobs import Job, Runner, RunOptions, log, logging_enabled
-from sepconv.ablation.layer_sweep import LayerSweepRunner
+from sepconv.ablation.jobs import STATUSES, Job, Runner, RunOptions, log, logging_enabled
 from sepconv.ablation.lock import folder_lock
-from sepconv.ablation.paper import PaperTablesRunner
 from sepconv.ablation.progress import SweepProgress
 from sepconv.provenance import provenance
 from sepconv.records import RECORDS_FILE, append_record, read_records
 
 RECORDS = RECORDS_FILE
-# The "status" of a job's record when the job raised ("error" names the error).
-FAILED = "failed"
 
 EXECUTORS = ("sequential", "processes", "ray")
-
-# Experiment type -> (experiment, out_dir, options) -> runner.
-RUNNERS: dict[type, Callable[..., Runner]] = {
-    GranularityAblation: GranularityRunner,
-    LayerSweep: LayerSweepRunner,
-    PaperTables: PaperTablesRunner,
-}
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -70,9 +58,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def recorded_ids(out_dir: Path) -> set[str]:
-  """The run_ids with a record in ``out_dir`` (failed jobs' records do not count)."""
+  """The run_ids with a record in ``out_dir`` (records of unfinished jobs, ``jobs.Status``,
+  do not count)."""
   path = out_dir / RECORDS
-  return ({r.get("run_id") for r in read_records(path) if r.get("status") != FAILED}
+  return ({r.get("run_id") for r in read_records(path) if r.get("status") not in STATUSES}
           if path.exists() else set())
 
 
@@ -85,7 +74,7 @@ def select(jobs: list[Job], shard: tuple[int, int], analysis_kinds: tuple[str, .
 
 
 def runner_for(experiment, out_dir: str | Path, options: RunOptions = RunOptions()) -> Runner:
-  """The runner of ``experiment``'s kind (``RUNNERS``)."""
+  """The runner of ``experiment`` (its definition's ``runner`` method)."""
   return _factory(experiment)(experiment, Path(out_dir), options)
 
 
@@ -94,10 +83,11 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
         seeds: tuple[int, ...] | None = None, variants: tuple[str, ...] | None = None,
         epochs: int | None = None, replay: str | Path | None = None,
         executor: Executor | str = "sequential") -> dict:
-  """Runs (or resumes) ``experiment``; returns counts of done, skipped, deferred and failed jobs.
+  """Runs (or resumes) ``experiment``; returns counts of done, skipped and deferred jobs, and
+  of jobs that did not finish, per ``jobs.Status`` ('failed').
 
   Args:
-    experiment: a definition from ``sepconv.ablation.experiment``.
+    experiment: a definition (``GranularityAblation``, ``LayerSweep``, ``PaperTables``).
     out_dir: where ``records.jsonl`` lives.
     dataset: which of the experiment's data sets (default: its first).
     data_dir: where the data set's files are (CIFAR).
@@ -123,10 +113,11 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
 
 
 def _factory(experiment) -> Callable[..., Runner]:
-  make = RUNNERS.get(type(experiment))
-  if make is None:
-    kinds = ", ".join(t.__name__ for t in RUNNERS)
-    raise ValueError(f"experiment (={experiment!r}) must be one of the kinds {kinds}")
+  make = getattr(type(experiment), "runner", None)
+  if not callable(make):
+    raise ValueError(f"experiment (={experiment!r}) must be an experiment definition, with a "
+                     "runner(out_dir, options) method (GranularityAblation, LayerSweep, "
+                     "PaperTables, ...)")
   return make
 
 
@@ -162,7 +153,8 @@ def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> di
       return _replace(runner, out_dir, jobs)
     done_ids = recorded_ids(out_dir)
     todo = [j for j in jobs if j.run_id not in done_ids]
-    counts = {"done": 0, "skipped": len(jobs) - len(todo), "deferred": 0, "failed": 0}
+    counts = {"done": 0, "skipped": len(jobs) - len(todo), "deferred": 0,
+              **dict.fromkeys(STATUSES, 0)}
     log(f"{len(todo)} of {len(jobs)} jobs to run ({counts['skipped']} already recorded) on "
         f"executor {executor.name} -> {out_dir / RECORDS}")
     analyses, exclusive = runner.analysis_kinds, getattr(runner, "exclusive_kinds", ())
@@ -179,9 +171,9 @@ def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> di
           driver_provenance.append(provenance())
         prov = driver_provenance[0]
       if outcome.failed:
-        log(f"failed {job.kind} {job.run_id}: {outcome.error}")
-        counts["failed"] += 1
-        append_record(out_dir / RECORDS, _failure(runner, job, outcome, prov))
+        log(f"{outcome.status} {job.kind} {job.run_id}: {outcome.error}")
+        counts[outcome.status] += 1
+        append_record(out_dir / RECORDS, _unfinished(runner, job, outcome, prov))
       elif outcome.fields is None:
         counts["deferred"] += 1
       else:
@@ -209,20 +201,16 @@ def _for_workers(spec: RunnerSpec, runner: Runner) -> RunnerSpec:
 
 
 def _full(runner: Runner, job: Job, fields: dict, prov: dict, seconds: float) -> dict:
-  record = {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind, **fields,
-            "provenance": prov, "seconds": seconds}
-  if job.seed is not None:
-    record["seed"] = job.seed
-  return record
+  return {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind, **fields,
+          "provenance": prov, "seconds": seconds, **job.labels()}
 
 
-def _failure(runner: Runner, job: Job, outcome: Outcome, prov: dict) -> dict:
-  record = {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind,
-            "status": FAILED, "error": outcome.error, "traceback": outcome.traceback,
-            "provenance": prov, "seconds": outcome.seconds}
-  if job.seed is not None:
-    record["seed"] = job.seed
-  return record
+def _unfinished(runner: Runner, job: Job, outcome: Outcome, prov: dict) -> dict:
+  """The record of a job that did not finish (``executor.failure``)."""
+  return {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind,
+          "status": outcome.status.value, "error": outcome.error,
+          "traceback": outcome.traceback, "provenance": prov, "seconds": outcome.seconds,
+          **job.labels()}
 
 
 def _record(runner: Runner, job: Job, prov: dict) -> dict | None:
@@ -248,7 +236,7 @@ def _replace(runner: Runner, out_dir: Path, jobs: list[Job]) -> dict:
     if os.path.exists(tmp):
       os.unlink(tmp)
   log(f"{len(jobs)} records computed -> {out_dir / RECORDS}")
-  return {"done": len(jobs), "skipped": 0, "deferred": 0, "failed": 0}
+  return {"done": len(jobs), "skipped": 0, "deferred": 0, **dict.fromkeys(STATUSES, 0)}
 
 
 def make_executor(name: str = "sequential", *, workers: int | None = None,
@@ -269,5 +257,5 @@ def make_executor(name: str = "sequential", *, workers: int | None = None,
   return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
 
 
-__all__ = ["EXECUTORS", "FAILED", "RECORDS", "RUNNERS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
-           "select"]
+__all__ = ["EXECUTORS", "RECORDS", "execute", "make_executor", "parse_shard", "recorded_ids",
+           "run", "runner_for", "select"]

@@ -14,8 +14,10 @@ interleaved, whichever executor ran the jobs.
 
 A worker rebuilds the runner from a ``RunnerSpec`` (a picklable (factory, experiment,
 out_dir, options)) and runs ``run_in_worker(spec, job)``, the same function in a process
-pool and in a Ray task. ``run(..., concurrent=False)`` runs jobs alone, one at a time
-(the engine does so for a runner's ``exclusive_kinds``, jobs that time things).
+pool and in a Ray task; a job that does not finish becomes an ``Outcome`` through
+``failure`` alone, whichever executor ran it. ``run(..., concurrent=False)`` runs jobs
+alone, one at a time (the engine does so for a runner's ``exclusive_kinds``, jobs that
+time things).
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from sepconv.ablation.jobs import Job, Runner, RunOptions, log, logging_enabled
+from sepconv.ablation.jobs import Job, Runner, RunOptions, Status, log, logging_enabled
 
 # The last lines of a failed job's traceback kept in its record.
 TRACEBACK_CHARS = 4000
@@ -49,16 +51,34 @@ class RunnerSpec:
 
 @dataclasses.dataclass(frozen=True)
 class Outcome:
-  """What running one job gave: its record fields (None: deferred), or the error it raised."""
+  """What running one job gave: its record fields (None: deferred), or why it did not finish."""
   fields: dict | None
   seconds: float
   error: str | None = None
   traceback: str | None = None
   provenance: dict | None = None  # the worker's, where the job ran outside the driver
+  status: Status | None = None  # set when the job did not finish (``failure``)
 
   @property
   def failed(self) -> bool:
-    return self.error is not None
+    return self.status is not None
+
+
+def failure(error: BaseException | str, seconds: float = 0.0, *,
+            provenance: dict | None = None) -> Outcome:
+  """The outcome of a job that did not finish, the one path every executor takes.
+
+  ``error`` is the exception the job (or its worker) raised, whose first line and
+  traceback go into the record, or a message where there is no exception (a worker
+  process that died).
+  """
+  if isinstance(error, BaseException):
+    text = f"{type(error).__name__}: {error}".strip().splitlines()[0]
+    trace = "".join(traceback.format_exception(error))[-TRACEBACK_CHARS:]
+  else:
+    text, trace = error, None
+  return Outcome(None, seconds, error=text[:500], traceback=trace, provenance=provenance,
+                 status=Status.FAILED)
 
 
 OnOutcome = Callable[[Job, Outcome], None]
@@ -79,15 +99,8 @@ def attempt(runner: Runner, job: Job) -> Outcome:
   try:
     fields = runner.run_job(job)
   except Exception as e:  # noqa: BLE001 -- a failed job is recorded, and the sweep goes on
-    return _failed(e, time.perf_counter() - start)
+    return failure(e, time.perf_counter() - start)
   return Outcome(fields, time.perf_counter() - start)
-
-
-def _failed(error: Exception, seconds: float, **fields) -> Outcome:
-  """The outcome of a job that raised ``error`` (call it in the ``except`` block)."""
-  text = f"{type(error).__name__}: {error}".strip()
-  return Outcome(None, seconds, error=text.splitlines()[0][:500],
-                 traceback=traceback.format_exc()[-TRACEBACK_CHARS:], **fields)
 
 
 class Sequential:
@@ -140,7 +153,7 @@ def run_in_worker(spec: RunnerSpec, job: Job) -> Outcome:
     try:
       runner = spec.build()
     except Exception as e:  # noqa: BLE001 -- e.g. the data set is missing on this worker
-      return _failed(e, 0.0, provenance={})
+      return failure(e, provenance={})
     _WORKER.update(spec=spec, runner=runner)
   if "provenance" not in _WORKER:
     from sepconv.provenance import provenance
@@ -149,5 +162,5 @@ def run_in_worker(spec: RunnerSpec, job: Job) -> Outcome:
   return dataclasses.replace(outcome, provenance=_WORKER["provenance"])
 
 
-__all__ = ["Executor", "Outcome", "RunnerSpec", "Sequential", "attempt",
+__all__ = ["Executor", "Outcome", "RunnerSpec", "Sequential", "attempt", "failure",
            "prepare_worker_environment", "run_in_worker"]

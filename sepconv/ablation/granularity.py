@@ -1,21 +1,24 @@
-"""Running a ``GranularityAblation``: train, time, and compare every variant."""
+"""``GranularityAblation``: train, time, and compare a model at every variant; its definition and runner."""
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import jax.numpy as jnp
 import numpy as np
 
-from sepconv import analysis, cost
+from sepconv import analysis, cost, validate
 from sepconv.ablation import trained
-from sepconv.ablation.experiment import GranularityAblation, Variant
-from sepconv.ablation.jobs import Job, RunOptions, log
+from sepconv.ablation.grid import Variant, explicit
+from sepconv.ablation.jobs import (BenchJob, CkaJob, DecompositionJob, Job, RunOptions, TrainJob,
+                                   log)
 from sepconv.conv import policy
 from sepconv.records import RECORDS_FILE, read_records
 from sepconv.data import load_dataset
-from sepconv.train import default_config, train
+from sepconv.train import TrainConfig, default_config, train
 from sepconv.train.timed import time_steps
 
 
@@ -33,6 +36,117 @@ def reference_plans(results_dir) -> dict[str, dict[str, str]]:
   return merged
 
 
+# TrainConfig fields each run of an ablation sets itself.
+_PER_RUN = ("dataset", "conv", "seed", "data_dir")
+
+
+@dataclasses.dataclass(frozen=True)
+class GranularityAblation:
+  """Train, benchmark and compare a model at every variant.
+
+  Attributes:
+    name: results go to ``results/<name>_<dataset>`` by default.
+    variants: the grid.
+    datasets: data set per ``--dataset`` choice; the first is the default.
+    seeds: one training run per (variant, seed).
+    train: ``TrainConfig`` fields set on every data set, on top of its preset (model,
+      width_multiplier, ...; each run sets dataset, conv, seed and data_dir itself).
+    train_by_dataset: data set -> ``TrainConfig`` fields set on that data set alone, on
+      top of ``train``.
+    bench_impls: conv implementations whose train and evaluation steps are timed, at the
+      training batch (the runs' own compiled steps).
+    bench_repeats: timed repeats per step (median reported).
+    analysis_examples: test examples whose features the analyses use.
+    cka_layers: feature names compared variant by variant (must be in every model).
+    decomposition_layers: parameter paths of the anchor's kernels that are projected
+      onto the spectrum (the standard model's 3x3 convs).
+    decomposition_multipliers: depth multipliers of the projection grid.
+  """
+  name: str
+  variants: tuple[Variant, ...]
+  datasets: tuple[str, ...] = ("digits",)
+  seeds: tuple[int, ...] = (0, 1, 2)
+  train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+  train_by_dataset: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
+  bench_impls: tuple[str, ...] = ("auto", "xla")
+  bench_repeats: int = 10
+  analysis_examples: int = 512
+  cka_layers: tuple[str, ...] = ()
+  decomposition_layers: tuple[str, ...] = ()
+  decomposition_multipliers: tuple[int, ...] = (1, 2, 4, 9)
+
+  def __post_init__(self):
+    if not self.variants:
+      raise ValueError(f"{self.name}: variants must not be empty")
+    labels = [v.label for v in self.variants]
+    if len(set(labels)) != len(labels):
+      raise ValueError(f"{self.name}: variant labels {labels} must be unique")
+    if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+      raise ValueError(f"{self.name}: seeds (={self.seeds}) must be distinct and non-empty")
+    unknown = sorted(set(self.train_by_dataset) - set(self.datasets))
+    if unknown:
+      raise ValueError(f"{self.name}: train_by_dataset's data sets {unknown} must be among "
+                       f"datasets (={self.datasets})")
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - set(_PER_RUN)
+    for where, overrides in (("train", self.train), *(
+        (f"train_by_dataset[{d!r}]", o) for d, o in self.train_by_dataset.items())):
+      unknown = sorted(set(overrides) - fields)
+      if unknown:
+        raise ValueError(f"{self.name}: {where}'s keys {unknown} must be TrainConfig fields "
+                         f"other than {_PER_RUN}")
+
+  def train_config(self, dataset: str, variant: Variant, seed: int,
+                   data_dir: str | None = None) -> TrainConfig:
+    """One run's ``TrainConfig``: the data set's preset, then ``train``, then
+    ``train_by_dataset[dataset]``, then the run's own variant and seed."""
+    return default_config(dataset, **{**self.train, **self.train_by_dataset.get(dataset, {})},
+                          conv=variant.conv, seed=seed, data_dir=data_dir)
+
+  def narrowed(self, *, variants=None, seeds=None, epochs: int | None = None
+               ) -> GranularityAblation:
+    """The same ablation on fewer variants or seeds, or another number of epochs.
+
+    Args:
+      variants: spectrum points (e.g. 'dws:g=4') or labels (e.g. 'g=4 +pw') to keep,
+        in the grid's order; None keeps all.
+      seeds: the seeds to run; None keeps the experiment's.
+      epochs: epochs of every training run on every data set; None keeps the presets.
+        Runs with other epochs are other runs: give them their own results folder.
+    """
+    out = self
+    if variants is not None:
+      known = {explicit(v.conv): v for v in self.variants}
+      labels = {v.label: v for v in self.variants}
+      keep = set()
+      for text in map(str, variants):
+        variant = labels.get(text) or known.get(explicit(text))
+        if variant is None:
+          raise ValueError(f"variant (={text!r}) must be one of the grid's "
+                           f"{[v.conv for v in self.variants]} or their labels")
+        keep.add(variant.conv)
+      out = dataclasses.replace(out, variants=tuple(v for v in self.variants if v.conv in keep))
+    if seeds is not None:
+      out = dataclasses.replace(out, seeds=tuple(seeds))
+    if epochs is not None:
+      validate.positive_int(epochs, "epochs")
+      out = dataclasses.replace(out, train_by_dataset={
+          d: {**self.train_by_dataset.get(d, {}), "epochs": epochs} for d in self.datasets})
+    return out
+
+  def results_name(self, dataset: str | None = None) -> str:
+    """Folder name of the results on ``dataset`` (default the first): ``<name>_<dataset>``."""
+    return f"{self.name}_{dataset or self.datasets[0]}"
+
+  @property
+  def anchor(self) -> Variant | None:
+    """The standard-conv variant the decomposition starts from."""
+    return next((v for v in self.variants if v.point.name == "standard"), None)
+
+  def runner(self, out_dir: Path, options: RunOptions = RunOptions()) -> GranularityRunner:
+    """How the engine runs this experiment (``jobs.Runner``)."""
+    return GranularityRunner(self, out_dir, options)
+
+
 # Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``):
 # native grouped training steps take up to a second each on a 2-core CPU.
 BENCH_BUDGET_S = 2.0
@@ -40,8 +154,8 @@ BENCH_BUDGET_S = 2.0
 
 class GranularityRunner:
   """The jobs of one ablation on one data set, and how to run each (``jobs.Runner``)."""
-  exclusive_kinds = ("bench",)  # timings: run alone, after the other jobs
-  analysis_kinds = ("decomposition", "cka")
+  exclusive_kinds = (BenchJob.kind,)  # timings: run alone, after the other jobs
+  analysis_kinds = (DecompositionJob.kind, CkaJob.kind)
   replaces_records = False
 
   def __init__(self, experiment: GranularityAblation, out_dir: Path,
@@ -71,13 +185,15 @@ class GranularityRunner:
 
   def jobs(self) -> list[Job]:
     e = self.experiment
-    jobs = [Job("train", self._id(v.conv, f"seed={s}"), v, s) for v in e.variants for s in e.seeds]
-    jobs += [Job("bench", self._id(v.conv, "bench"), v) for v in e.variants]
+    jobs: list[Job] = [TrainJob(self._id(v.conv, f"seed={s}"), seed=s, variant=v)
+                       for v in e.variants for s in e.seeds]
+    jobs += [BenchJob(self._id(v.conv, "bench"), variant=v) for v in e.variants]
     seed = e.seeds[0]
     if e.anchor is not None:
-      jobs += [Job("decomposition", self._id("decomposition", layer, f"seed={seed}"), e.anchor, seed,
-                   layer) for layer in e.decomposition_layers]
-    jobs += [Job("cka", self._id("cka", layer, f"seed={seed}"), None, seed, layer)
+      jobs += [DecompositionJob(self._id("decomposition", layer, f"seed={seed}"), seed=seed,
+                                variant=e.anchor, layer=layer)
+               for layer in e.decomposition_layers]
+    jobs += [CkaJob(self._id("cka", layer, f"seed={seed}"), seed=seed, layer=layer)
              for layer in e.cka_layers]
     return jobs
 
@@ -85,10 +201,7 @@ class GranularityRunner:
 
   def config(self, variant: Variant, seed: int):
     """The TrainConfig of one run."""
-    e = self.experiment
-    return default_config(self.dataset_name, model=e.model, conv=variant.conv,
-                          width_multiplier=e.width_multiplier, seed=seed, data_dir=self.data_dir,
-                          **e.train.get(self.dataset_name, {}))
+    return self.experiment.train_config(self.dataset_name, variant, seed, self.data_dir)
 
   def run_dir(self, variant: Variant, seed: int) -> Path:
     return self.work_dir / "runs" / f"{variant.slug}-seed{seed}"
@@ -115,9 +228,18 @@ class GranularityRunner:
 
   def run_job(self, job: Job) -> dict | None:
     with policy.replaying(self.replay):
-      return getattr(self, f"_{job.kind}")(job)
+      match job:
+        case TrainJob():
+          return self._train(job)
+        case BenchJob():
+          return self._bench(job)
+        case DecompositionJob():
+          return self._decomposition(job)
+        case CkaJob():
+          return self._cka(job)
+    raise TypeError(f"job (={job!r}) must be a TrainJob, BenchJob, DecompositionJob or CkaJob")
 
-  def _train(self, job: Job) -> dict:
+  def _train(self, job: TrainJob) -> dict:
     d, e = self.dataset, self.experiment
     config = self.config(job.variant, job.seed)
     measuring = policy.MEASURING["seconds"]
@@ -148,7 +270,7 @@ class GranularityRunner:
         "plans": trained.plans(config, d),
     }
 
-  def _bench(self, job: Job) -> dict:
+  def _bench(self, job: BenchJob) -> dict:
     """Median training-step and evaluation-step times per conv implementation.
 
     The steps are the training run's own (``sepconv.train.timed``), at its batch: for the
@@ -168,7 +290,7 @@ class GranularityRunner:
     return {"config": {**self._config_fields(job.variant, config), "bench_batch": batch},
             "timings": timings, "cost": self._cost(config)}
 
-  def _decomposition(self, job: Job) -> dict | None:
+  def _decomposition(self, job: DecompositionJob) -> dict | None:
     """Projects the trained standard model's kernel at one layer onto the spectrum."""
     e = self.experiment
     run_dir = self.run_dir(job.variant, job.seed)
@@ -185,12 +307,12 @@ class GranularityRunner:
     sizes = [g for g in _powers_of_two(c_in) if c_in % g == 0]
     points = [(g, m, True) for g in sizes for m in e.decomposition_multipliers]
     points += [(g, None, False) for g in sizes if kernel.shape[3] % (c_in // g) == 0]
-    return {"config": {"model": e.model, "dataset": self.dataset_name, "conv": job.variant.conv,
-                       "width_multiplier": e.width_multiplier},
+    return {"config": {"model": config.model, "dataset": self.dataset_name,
+                       "conv": job.variant.conv, "width_multiplier": config.width_multiplier},
             "decomposition": {"layer": layer, "kernel_shape": list(kernel.shape),
                               "errors": analysis.decomposition_errors(kernel, points)}}
 
-  def _cka(self, job: Job) -> dict | None:
+  def _cka(self, job: CkaJob) -> dict | None:
     """Variant-by-variant CKA at one layer, on the same test examples."""
     e = self.experiment
     layer = job.layer
@@ -204,8 +326,9 @@ class GranularityRunner:
         feats[v.label] = {layer: f[layer]}
     labels = list(feats)
     matrix = analysis.variant_cka(feats)[layer]
-    return {"config": {"model": e.model, "dataset": self.dataset_name, "layer": layer,
-                       "width_multiplier": e.width_multiplier,
+    config = self.config(e.variants[0], job.seed)  # model and width: every variant's
+    return {"config": {"model": config.model, "dataset": self.dataset_name, "layer": layer,
+                       "width_multiplier": config.width_multiplier,
                        "examples": int(feats[labels[0]][layer].shape[0])},
             "cka": analysis.cka_record(matrix, labels=labels, layers=[layer])}
 

@@ -1,7 +1,11 @@
-"""What the job engine runs: ``Job``, the ``Runner`` protocol every experiment kind follows, logging.
+"""What the job engine runs: the job kinds, the ``Runner`` protocol, a record's ``Status``, logging.
 
-An experiment kind (``sepconv.ablation.experiment``) plugs into the engine
-(``sepconv.ablation.engine``) through a runner:
+Each job kind is a frozen dataclass holding exactly what that kind needs (``TrainJob``,
+``BenchJob``, ...); a runner dispatches on the type.
+
+An experiment kind (a frozen definition such as ``GranularityAblation``) plugs into the
+engine (``sepconv.ablation.engine``) through its ``runner(out_dir, options)`` method,
+which returns a runner:
 
 * ``name``: the experiment's name, stored in every record.
 * ``analysis_kinds``: job kinds that read other jobs' outputs (cross-run analyses); they
@@ -19,22 +23,85 @@ An experiment kind (``sepconv.ablation.experiment``) plugs into the engine
 from __future__ import annotations
 
 import dataclasses
+import enum
 import sys
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
-from sepconv.ablation.experiment import Variant
+from sepconv.ablation.grid import Variant
+
+
+class Status(enum.StrEnum):
+  """The ``"status"`` of a record whose job did not finish (a finished job's record has none).
+
+  Such a record does not count as done: a later run retries its job. Each status is
+  counted apart in a run's summary, and any of them makes ``sepconv ablate`` exit 1.
+  """
+  FAILED = "failed"  # the job raised; "error" names the error, "traceback" where it was
+
+
+# Every status value: a record whose "status" is one of these is of a job that did not finish.
+STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
 
 
 @dataclasses.dataclass(frozen=True)
 class Job:
-  """One unit of work and the record it produces."""
-  kind: str  # e.g. "train", "bench", "decomposition", "cka", "paper_cost"
+  """One unit of work and the record it produces; each kind is a subclass naming its ``kind``."""
   run_id: str
-  variant: Variant | None = None
-  seed: int | None = None
-  layer: str | None = None  # for per-layer analyses
-  payload: Any = None  # a computed record, for experiments that only compute
+  kind: ClassVar[str] = ""
+
+  def labels(self) -> dict:
+    """Fields that name the job in its record besides run_id and kind (its seed, if any)."""
+    return {}
+
+
+@dataclasses.dataclass(frozen=True)
+class SeededJob(Job):
+  """A job of one training seed (its record carries ``"seed"``)."""
+  seed: int
+
+  def labels(self) -> dict:
+    return {"seed": self.seed}
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainJob(SeededJob):
+  """Train one variant at one seed, then evaluate, probe and keep its features."""
+  variant: Variant
+  kind: ClassVar[str] = "train"
+
+
+@dataclasses.dataclass(frozen=True)
+class BenchJob(Job):
+  """Time one variant's convolutions (a training and evaluation step, or one layer)."""
+  variant: Variant
+  kind: ClassVar[str] = "bench"
+
+
+@dataclasses.dataclass(frozen=True)
+class DecompositionJob(SeededJob):
+  """Project one layer of a trained run's kernels onto the spectrum."""
+  variant: Variant
+  layer: str  # the kernel's parameter path, e.g. 'block3/spatial'
+  kind: ClassVar[str] = "decomposition"
+
+
+@dataclasses.dataclass(frozen=True)
+class CkaJob(SeededJob):
+  """Compare every variant's features at one layer (linear CKA)."""
+  layer: str  # a named feature, e.g. 'penultimate'
+  kind: ClassVar[str] = "cka"
+
+
+@dataclasses.dataclass(frozen=True)
+class FigureJob(Job):
+  """A figure computed without training: ``record`` holds its fields (and its ``kind``)."""
+  record: Mapping[str, Any]
+
+  @property
+  def kind(self) -> str:  # type: ignore[override]
+    return self.record["kind"]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Running a ``LayerSweep``: one layer's cost and measured speed at each spectrum point."""
+"""``LayerSweep``: one layer's cost and measured speed at each spectrum point; definition and runner."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import jax
@@ -9,8 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sepconv import cost, timing
-from sepconv.ablation.experiment import LayerSweep
-from sepconv.ablation.jobs import Job, RunOptions, refuse_training_options
+from sepconv.ablation.grid import Variant
+from sepconv.ablation.jobs import BenchJob, RunOptions, refuse_training_options
 from sepconv.layers import SpectrumConv
 
 # Seconds of timed calls per measurement, past its minimum repeats (``sepconv.timing``); a
@@ -19,9 +20,40 @@ from sepconv.layers import SpectrumConv
 BUDGET_S = 20.0
 
 
+@dataclasses.dataclass(frozen=True)
+class LayerSweep:
+  """One layer at several spectrum points: analytic cost and measured forward/backward speed.
+
+  Attributes:
+    name: results go to ``results/<name>`` by default.
+    schemes: label -> ``ConvSpec`` factory arguments: a spectrum point string.
+    input_size, in_channels, out_channels, kernel_size: the layer.
+    batch: batch of the timed calls.
+    impls: conv implementations timed (each that supports the layer).
+    repeats: timed repeats (median reported).
+  """
+  name: str
+  schemes: tuple[Variant, ...]
+  input_size: int
+  in_channels: int
+  out_channels: int
+  kernel_size: int
+  batch: int = 32
+  impls: tuple[str, ...] = ("auto", "xla")
+  repeats: int = 10
+
+  def results_name(self, dataset: str | None = None) -> str:
+    """Folder name of the results: the experiment's name (it trains on no data set)."""
+    return self.name
+
+  def runner(self, out_dir: Path, options: RunOptions = RunOptions()) -> LayerSweepRunner:
+    """How the engine runs this experiment (``jobs.Runner``)."""
+    return LayerSweepRunner(self, out_dir, options)
+
+
 class LayerSweepRunner:
   """One job per scheme: its analytic cost and forward / forward+backward times per impl."""
-  exclusive_kinds = ("bench",)  # timings: run alone, after the other jobs
+  exclusive_kinds = (BenchJob.kind,)  # timings: run alone, after the other jobs
   analysis_kinds = ()
   replaces_records = False
 
@@ -31,10 +63,10 @@ class LayerSweepRunner:
     self.name = experiment.name
     self.progress = options.progress
 
-  def jobs(self) -> list[Job]:
-    return [Job("bench", f"{self.name}/{v.conv}", v) for v in self.experiment.schemes]
+  def jobs(self) -> list[BenchJob]:
+    return [BenchJob(f"{self.name}/{v.conv}", variant=v) for v in self.experiment.schemes]
 
-  def run_job(self, job: Job) -> dict:
+  def run_job(self, job: BenchJob) -> dict:
     e = self.experiment
     spec = job.variant.point.spec(e.in_channels, e.out_channels, e.kernel_size)
     summary = cost.layer_summary(spec, e.input_size)

@@ -15,7 +15,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
 
-from sepconv.ablation.executor import OnOutcome, Outcome, RunnerSpec, run_in_worker
+from sepconv.ablation.executor import OnOutcome, RunnerSpec, failure, run_in_worker
 from sepconv.ablation.jobs import Job, Runner, log
 
 
@@ -67,8 +67,8 @@ class Processes:
     except BrokenProcessPool:
       deaths[job.run_id] += 1
       if deaths[job.run_id] > self.max_retries:
-        on_outcome(job, Outcome(None, 0.0, provenance={},
-                                error=f"worker process died {deaths[job.run_id]} times"))
+        on_outcome(job, failure(f"worker process died {deaths[job.run_id]} times",
+                                provenance={}))
       else:
         retry.append(job)
       return False

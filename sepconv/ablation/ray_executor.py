@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 
-from sepconv.ablation.executor import OnOutcome, Outcome, RunnerSpec, run_in_worker
+from sepconv.ablation.executor import OnOutcome, Outcome, RunnerSpec, failure, run_in_worker
 from sepconv.ablation.jobs import Job, Runner, log
 
 MISSING = "--executor ray needs Ray: pip install 'sepconv[ray]'"
@@ -98,10 +98,7 @@ class RayExecutor:
     try:
       return self.ray.get(ref)
     except self.ray.exceptions.RayError as e:
-      text = str(e).strip().splitlines()
-      first = text[0] if text else type(e).__name__
-      return Outcome(None, 0.0, error=f"{type(e).__name__}: {first}"[:500], provenance={},
-                     traceback=str(e)[-4000:])
+      return failure(e, provenance={})
 
 
 __all__ = ["MISSING", "RayExecutor", "RayUnavailable"]

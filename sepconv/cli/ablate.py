@@ -1,91 +1,48 @@
-"""`sepconv ablate NAME`: run (or resume) an experiment from `experiments/`."""
+"""`sepconv ablate NAME`: run (or resume) an experiment from `sepconv.experiments`.
+
+A shell over ``sepconv.ablation.session.ablate``: it parses, calls, and prints.
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from sepconv.ablation import engine
+from sepconv.ablation.jobs import STATUSES
 from sepconv.ablation.lock import FolderLocked
 from sepconv.ablation.ray_executor import RayUnavailable
 from sepconv.cli.args import positive_int
-from sepconv.records import RECORDS_FILE
-
-
-# A run's own records go under runs/; results/ holds the committed reference each run is
-# compared with. Refreshing the reference is explicit: --out results/<name>.
-RUNS, REFERENCES = Path("runs"), Path("results")
-
-
-def default_out_dir(experiment, dataset: str | None) -> Path:
-  """runs/<the experiment's results name>: <name>, or <name>_<dataset> where it trains."""
-  return RUNS / experiment.results_name(dataset)
 
 
 def run_ablate(args) -> int:
-  import experiments
-
-  from sepconv import compile_cache
+  from sepconv import compile_cache, experiments
+  from sepconv.ablation.session import COMPARISON, ablate
   compile_cache.enable()
   experiment = experiments.get(args.name)
-  out_dir = Path(args.out) if args.out else default_out_dir(experiment, args.dataset)
   seeds = _parse_seeds(args.seeds) if args.seeds else None
-  if args.reference and not (Path(args.reference) / RECORDS_FILE).is_file():
-    raise ValueError(f"--reference (={args.reference}) must be a results folder with a "
-                     f"{RECORDS_FILE}")
   try:
     executor = engine.make_executor(args.executor, workers=args.workers, address=args.address,
                                    cpus_per_job=args.cpus_per_job)
-    counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
-                        work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
-                        progress=not args.quiet, seeds=seeds, variants=args.variant,
-                        epochs=args.epochs, replay=args.replay_plans, executor=executor)
+    result = ablate(experiment, args.out, dataset=args.dataset, reference=args.reference,
+                    render=not args.no_report, data_dir=args.data_dir, work_dir=args.work_dir,
+                    shard=engine.parse_shard(args.shard), progress=not args.quiet, seeds=seeds,
+                    variants=args.variant, epochs=args.epochs, replay=args.replay_plans,
+                    executor=executor)
   except (FolderLocked, RayUnavailable) as e:
     raise ValueError(str(e)) from None  # one line, exit 2
-  if not args.no_report and counts["done"]:
-    from sepconv.report import render_experiment
-    from sepconv.report.embed import embed
-    render_experiment(out_dir)
-    embed("README.md", out_dir)
-  reference = Path(args.reference) if args.reference else REFERENCES / experiment.results_name(
-      args.dataset)
-  comparison = None
-  if args.reference or _is_other_results(reference, out_dir):
-    comparison = compare_with_reference(reference, out_dir)
-  summary = {"out": str(out_dir), **counts}
-  if comparison is not None:
-    summary.update(reference=str(reference), reproduced=comparison.reproduced,
-                   comparison=str(out_dir / COMPARISON))
+  counts = result.counts
   if args.json:
-    print(json.dumps(summary))
+    print(json.dumps(result.summary()))
   else:
-    print(f"{out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
-          f"{counts['deferred']} deferred, {counts['failed']} failed")
-    if comparison is not None:
+    print(f"{result.out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
+          f"{counts['deferred']} deferred, "
+          + ", ".join(f"{counts[s]} {s}" for s in STATUSES))
+    if result.comparison is not None:
       from sepconv.report import compare
-      print(f"\nAgainst the reference {reference} (also in {out_dir / COMPARISON}):\n")
-      print(compare.to_markdown(comparison), end="")
-  return 1 if counts["failed"] else 0
-
-
-COMPARISON = "comparison.md"
-
-
-def _is_other_results(reference: Path, out_dir: Path) -> bool:
-  """Whether ``reference`` holds records and is not the run's own folder."""
-  return (reference / RECORDS_FILE).is_file() and reference.resolve() != out_dir.resolve()
-
-
-def compare_with_reference(reference: Path, out_dir: Path):
-  """Compares the run in ``out_dir`` with ``reference`` and writes comparison.{md,tex} there."""
-  from sepconv.report import compare
-  if not (out_dir / RECORDS_FILE).is_file():
-    return None
-  comparison = compare.compare_dirs(reference, out_dir)
-  (out_dir / COMPARISON).write_text(compare.to_markdown(comparison), encoding="utf-8")
-  (out_dir / COMPARISON).with_suffix(".tex").write_text(compare.to_latex(comparison),
-                                                        encoding="utf-8")
-  return comparison
+      print(f"\nAgainst the reference {result.reference} (also in "
+            f"{result.out_dir / COMPARISON}):\n")
+      print(compare.to_markdown(result.comparison), end="")
+  return 1 if result.unfinished else 0
 
 
 def _parse_seeds(text: str) -> tuple[int, ...]:
@@ -96,8 +53,9 @@ def _parse_seeds(text: str) -> tuple[int, ...]:
 
 
 def register(subparsers) -> None:
-  parser = subparsers.add_parser("ablate", help="run or resume an experiment (see experiments/)")
-  import experiments
+  from sepconv import experiments
+  parser = subparsers.add_parser("ablate",
+                                 help="run or resume an experiment (see sepconv/experiments/)")
   parser.add_argument("name", help=", ".join(experiments.NAMES))
   parser.add_argument("--dataset", default=None, help="digits (default) or cifar10/cifar100")
   parser.add_argument("--data-dir", default=None, help="where the CIFAR archive or folder is")

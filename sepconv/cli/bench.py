@@ -12,12 +12,14 @@ from __future__ import annotations
 import argparse
 import json
 
-from sepconv.bench.config import LAYERS
+from sepconv.bench.config import DTYPES, LAYERS, LayerConfig
 from sepconv.cli import args as cli_args
 from sepconv.cli.args import nonnegative_int, positive_float, positive_int
 from sepconv.records import RECORDS_FILE
 
 DEFAULT_RECORDS = f"results/lowering/{RECORDS_FILE}"
+# The defaults every flag states are the configurations' own.
+LAYER = LayerConfig()
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -30,40 +32,40 @@ def _modes(mode: str) -> tuple[str, ...]:
 
 
 def _add_layer_args(p: argparse.ArgumentParser, *, sweep: bool) -> None:
-  g = p.add_argument_group("layer (default: the reference 3x3, 56x56x128 -> 128, batch 32)")
-  g.add_argument("--batch", type=positive_int, default=32)
-  g.add_argument("--height", type=positive_int, default=56)
-  g.add_argument("--width", type=positive_int, default=56)
-  g.add_argument("--in-channels", type=positive_int, default=128)
-  g.add_argument("--out-channels", type=positive_int, default=128)
-  g.add_argument("--kernel", type=positive_int, default=3)
-  g.add_argument("--stride", type=positive_int, default=1)
-  g.add_argument("--dilation", type=positive_int, default=1)
-  g.add_argument("--padding", default="SAME", help="SAME, VALID or an int")
-  g.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
-  g.add_argument("--layer", choices=LAYERS, default="conv",
+  c = LAYER
+  g = p.add_argument_group(f"layer (default: the reference {c.kernel}x{c.kernel}, "
+                           f"{c.height}x{c.width}x{c.in_channels} -> {c.out_channels}, "
+                           f"batch {c.batch})")
+  for name in ("batch", "height", "width", "in_channels", "out_channels", "kernel", "stride",
+               "dilation"):
+    g.add_argument("--" + name.replace("_", "-"), type=positive_int, default=getattr(c, name))
+  g.add_argument("--padding", default=str(c.padding), help="SAME, VALID or an int")
+  g.add_argument("--dtype", choices=DTYPES, default=c.dtype)
+  g.add_argument("--layer", choices=LAYERS, default=c.layer,
                  help="a grouped conv, or a grouped spatial conv followed by a dense 1x1 (spatial_pointwise)")
   if sweep:
     g.add_argument("--group-sizes", type=_int_list, default=None,
                    help="comma list of channels per group (default 1, 2, 4, ..., in_channels)")
   else:
-    g.add_argument("--group-size", type=positive_int, default=1,
+    g.add_argument("--group-size", type=positive_int, default=c.group_size,
                    help="channels per group: 1 = depthwise, in_channels = dense")
 
 
 def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> None:
+  from sepconv.bench.layer import BenchOptions
+  o = BenchOptions()
   g = p.add_argument_group("timing and output")
   g.add_argument("--mode", choices=("fwd", "fwdbwd", "both"), default="both")
   g.add_argument("--impls", default="all", help="comma list of sepconv.conv.IMPLS (default all)")
-  g.add_argument("--repeats", type=positive_int, default=10)
-  g.add_argument("--warmup", type=nonnegative_int, default=2)
-  g.add_argument("--budget-s", type=positive_float, default=30.0,
+  g.add_argument("--repeats", type=positive_int, default=o.repeats)
+  g.add_argument("--warmup", type=nonnegative_int, default=o.warmup)
+  g.add_argument("--budget-s", type=positive_float, default=o.budget_s,
                  help="per case: stop repeating after this many seconds...")
-  g.add_argument("--min-repeats", type=positive_int, default=3,
+  g.add_argument("--min-repeats", type=positive_int, default=o.min_repeats,
                  help="...once this many timed calls are done")
-  g.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+  g.add_argument("--torch", action=argparse.BooleanOptionalAction, default=o.torch,
                  help="also time torch.nn.functional.conv2d (NCHW and channels-last) if installed")
-  g.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
+  g.add_argument("--check", action=argparse.BooleanOptionalAction, default=o.check,
                  help="record each impl's largest relative error against 'xla'")
   g.add_argument("--copy-mib", type=positive_int, default=None,
                  help="array size of the bandwidth measurements (MiB; default 4x the "
@@ -202,14 +204,16 @@ def register(subparsers) -> None:
   p = sub.add_parser("train-step", help="time a MobileNet training step per conv impl")
   p.add_argument("--impl", "--impls", dest="impl", default="all",
                  help="comma list of sepconv.conv.IMPLS (default all)")
-  p.add_argument("--model", default="mobilenet_v1", help="a name in sepconv.models.MODELS")
-  p.add_argument("--conv", default="dws",
+  from sepconv.bench.train_step import TrainStepConfig
+  step = TrainStepConfig()
+  p.add_argument("--model", default=step.model, help="a name in sepconv.models.MODELS")
+  p.add_argument("--conv", default=step.conv,
                  help="spectrum point of every block, e.g. dws, standard, grouped:g=8")
-  p.add_argument("--batch", type=positive_int, default=32)
-  p.add_argument("--image-size", type=positive_int, default=64)
-  p.add_argument("--width-multiplier", type=positive_float, default=0.5)
-  p.add_argument("--num-classes", type=positive_int, default=10)
-  p.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32")
+  p.add_argument("--batch", type=positive_int, default=step.batch)
+  p.add_argument("--image-size", type=positive_int, default=step.image_size)
+  p.add_argument("--width-multiplier", type=positive_float, default=step.width_multiplier)
+  p.add_argument("--num-classes", type=positive_int, default=step.num_classes)
+  p.add_argument("--dtype", choices=DTYPES, default=step.dtype)
   p.add_argument("--repeats", type=positive_int, default=10)
   p.add_argument("--warmup", type=nonnegative_int, default=2)
   p.add_argument("--budget-s", type=positive_float, default=60.0)

@@ -3,6 +3,8 @@
 Example: ``sepconv train --model mobilenet_v1 --conv dws --dataset digits --seed 0
 --out runs/digits-dws-0 --json``. Started again with the same ``--out`` after an
 interruption (Ctrl-C, a kill, a lost machine), it resumes from the latest checkpoint.
+Every field of ``sepconv.train.TrainConfig`` is a flag, generated from the field
+(``sepconv.cli.fields``); a flag not given takes the data set's preset.
 """
 
 from __future__ import annotations
@@ -10,45 +12,28 @@ from __future__ import annotations
 import argparse
 import json
 
-# Flags whose value, when given, overrides the data set's preset (flag dest -> field).
-_OVERRIDES = {
-    "model": "model", "conv": "conv", "width_multiplier": "width_multiplier",
-    "data_dir": "data_dir", "epochs": "epochs", "batch_size": "batch_size",
-    "optimizer": "optimizer", "lr": "base_lr", "momentum": "momentum",
-    "weight_decay": "weight_decay", "schedule": "schedule", "warmup_epochs": "warmup_epochs",
-    "label_smoothing": "label_smoothing", "seed": "seed", "dtype": "dtype", "impl": "impl",
-    "checkpoint_every": "checkpoint_every_steps",
-}
+
+def default_text(field) -> str:
+  """A field's default as ``sepconv train`` applies it: per data set where a preset sets it."""
+  from sepconv.cli.fields import show
+  from sepconv.train.config import PRESETS, default_config
+  if field.name == "dataset":
+    return show(field.default)
+  values = {d: getattr(default_config(d), field.name) for d in PRESETS}
+  if len(set(values.values())) == 1:
+    return show(field.default)
+  return "by --dataset: " + ", ".join(f"{d} {show(v)}" for d, v in values.items())
 
 
 def register(subparsers) -> None:
-  from sepconv.data import DATASETS
-  from sepconv.train.config import DTYPES, OPTIMIZERS, SCHEDULES
+  from sepconv.cli.fields import add_field_flags
+  from sepconv.train.config import TrainConfig
 
   p = subparsers.add_parser("train", help=__doc__.splitlines()[0].split(": ", 1)[1],
                             description=__doc__.splitlines()[0])
-  p.add_argument("--model", help="mobilenet_v1 (default) or mobilenet_v2")
-  p.add_argument("--conv", help="spectrum point, e.g. dws (default), standard, grouped:g=4, "
-                 "dws:g=4,m=2 (grammar: sepconv.spectrum.points)")
-  p.add_argument("--width-multiplier", type=float, help="MobileNet alpha (default 1.0)")
-  p.add_argument("--dataset", choices=DATASETS, default="digits", help="default: digits")
-  p.add_argument("--data-dir", help="CIFAR archive, extracted folder, or a folder holding either")
-  p.add_argument("--download", action="store_true",
-                 help="fetch the official CIFAR archive into --data-dir if missing (MD5-checked)")
-  p.add_argument("--epochs", type=int)
-  p.add_argument("--batch-size", type=int, help="global batch over all devices")
-  p.add_argument("--optimizer", choices=OPTIMIZERS)
-  p.add_argument("--lr", type=float, help="base learning rate per 256 images (scaled linearly)")
-  p.add_argument("--momentum", type=float)
-  p.add_argument("--weight-decay", type=float)
-  p.add_argument("--schedule", choices=SCHEDULES)
-  p.add_argument("--warmup-epochs", type=float)
-  p.add_argument("--label-smoothing", type=float)
-  p.add_argument("--no-augment", action="store_true", help="turn training augmentation off")
-  p.add_argument("--seed", type=int)
-  p.add_argument("--dtype", choices=DTYPES, help="compute dtype (default float32)")
-  p.add_argument("--impl", help="convolution implementation (default auto)")
-  p.add_argument("--checkpoint-every", type=int, help="also checkpoint every N steps")
+  add_field_flags(p.add_argument_group("the run (sepconv.train.TrainConfig; the data set's "
+                                       "preset supplies what is not given)"),
+                  TrainConfig, default_text=default_text)
   p.add_argument("--out", required=True, help="run directory; an existing run there resumes")
   p.add_argument("--json", action="store_true", help="print the final result as one JSON object")
   p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -57,14 +42,10 @@ def register(subparsers) -> None:
 
 def config_from_args(args: argparse.Namespace):
   """The ``TrainConfig`` the flags describe: the data set's preset plus given flags."""
-  from sepconv.train import default_config
-  overrides = {field: getattr(args, dest) for dest, field in _OVERRIDES.items()
-               if getattr(args, dest) is not None}
-  if args.download:
-    overrides["download"] = True
-  if args.no_augment:
-    overrides["augment"] = False
-  return default_config(args.dataset, **overrides)
+  from sepconv.cli.fields import given
+  from sepconv.train import TrainConfig, default_config
+  overrides = given(args, TrainConfig)
+  return default_config(overrides.pop("dataset", TrainConfig.dataset), **overrides)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -1,6 +1,6 @@
 """MobileNet v1 (Howard et al. 2017, arXiv:1704.04861) as data, on any point of the spectrum.
 
-Reproduces the paper's cost tables (see ``experiments/mobilenet_paper.py``): Table 4
+Reproduces the paper's cost tables (see ``sepconv/experiments/mobilenet_paper.py``): Table 4
 (depthwise-separable vs standard-conv MobileNet), Table 5 (shallow), Table 6 (width
 multiplier) and Table 7 (resolution multiplier).
 

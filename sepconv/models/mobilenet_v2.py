@@ -1,7 +1,7 @@
 """MobileNet v2 (Sandler et al. 2018, arXiv:1801.04381) as data, on any point of the spectrum.
 
 Reproduces the paper's headline cost (Table 4: 3.4M parameters, 300M mult-adds) and the
-reference implementation's width x resolution table (see ``experiments/mobilenet_paper.py``).
+reference implementation's width x resolution table (see ``sepconv/experiments/mobilenet_paper.py``).
 
 The body is Table 2 (arXiv:1801.04381v4, p. 5): a 3x3 stem conv with stride 2 to 32
 channels, 17 inverted-residual blocks in 7 rows (expansion t, channels c, repeats n,

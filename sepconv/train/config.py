@@ -15,67 +15,73 @@ DTYPES = ("float32", "bfloat16")
 _RESUME_FREE = ("data_dir", "download", "checkpoint_every_steps")
 
 
+def _models() -> tuple[str, ...]:
+  from sepconv.models import MODELS
+  return tuple(MODELS)
+
+
+def _datasets() -> tuple[str, ...]:
+  return tuple(PRESETS)
+
+
+def _field(default, help: str, **cli):
+  """A field with its documentation, from which ``sepconv train``'s flag is generated.
+
+  ``cli`` may name ``choices`` (a tuple, or a function returning one, called when the
+  command line is built) and ``aliases`` (further flag names).
+  """
+  return dataclasses.field(default=default, metadata={"help": help, **cli})
+
+
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """One training run.
+  """One training run; every field's meaning is its ``help`` (``dataclasses.fields``).
 
-  Attributes:
-    model: 'mobilenet_v1' or 'mobilenet_v2' (``sepconv.models.build_model``).
-    conv: the convolution point on the spectrum, a ``sepconv.spectrum`` string, e.g. 'dws'.
-    width_multiplier: MobileNet's alpha.
-    dataset: 'digits', 'cifar10', 'cifar100' or 'synthetic'.
-    data_dir: where CIFAR lives (archive, extracted folder, or a folder holding either).
-    download: fetch the official CIFAR archive into ``data_dir`` when it is missing.
-    epochs: passes over the training split.
-    batch_size: global batch, over all devices and hosts; must divide by the device count.
-    optimizer: 'sgd' (heavy-ball momentum, optionally Nesterov) or 'adamw'.
-    base_lr: learning rate per 256 images; the peak rate is ``lr`` (linear scaling rule).
-    momentum: SGD momentum (AdamW uses its own b1 = 0.9).
-    nesterov: Nesterov momentum for SGD.
-    weight_decay: L2 coefficient; coupled (added to the gradient) for SGD, decoupled
-      (scaled by the learning rate) for AdamW.
-    decay_depthwise: also decay depthwise kernels; MobileNet (Howard et al. 2017, sec. 3.3)
-      puts "very little or no weight decay" on them, so off by default.
-    decay_norm_and_bias: also decay BatchNorm scale/bias and conv/dense biases.
-    schedule: 'cosine' (to zero), 'step' (x ``step_factor`` at each of ``step_milestones``)
-      or 'constant', each after a linear warm-up.
-    warmup_epochs: epochs of linear warm-up from ~0 to ``lr``.
-    step_milestones: for 'step', fractions of the run at which the rate drops.
-    step_factor: for 'step', the factor applied at each milestone.
-    label_smoothing: cross-entropy label smoothing.
-    augment: apply the data set's training augmentation.
-    seed: seeds initialisation, data order and augmentation.
-    dtype: compute dtype, 'float32' or 'bfloat16' (parameters stay float32).
-    impl: convolution implementation passed to the model ('auto' lets it choose).
-    checkpoint_every_steps: also checkpoint every this many steps; 0 checkpoints at
-      the end of each epoch only.
+  Each field is also a flag of ``sepconv train`` (``--width-multiplier`` for
+  ``width_multiplier``), generated from the field, so the two cannot disagree. A data
+  set's preset (``PRESETS``) overrides some defaults; ``default_config`` applies it.
   """
 
-  model: str = "mobilenet_v1"
-  conv: str = "dws"
-  width_multiplier: float = 1.0
-  dataset: str = "digits"
-  data_dir: str | None = None
-  download: bool = False
-  epochs: int = 12
-  batch_size: int = 32
-  optimizer: str = "sgd"
-  base_lr: float = 0.4
-  momentum: float = 0.9
-  nesterov: bool = True
-  weight_decay: float = 5e-4
-  decay_depthwise: bool = False
-  decay_norm_and_bias: bool = False
-  schedule: str = "cosine"
-  warmup_epochs: float = 1.0
-  step_milestones: tuple[float, ...] = (0.5, 0.75)
-  step_factor: float = 0.1
-  label_smoothing: float = 0.0
-  augment: bool = True
-  seed: int = 0
-  dtype: str = "float32"
-  impl: str = "auto"
-  checkpoint_every_steps: int = 0
+  model: str = _field("mobilenet_v1", "the network (sepconv.models.build_model)", choices=_models)
+  conv: str = _field("dws", "the convolution point on the spectrum of every block, e.g. dws, "
+                     "standard, grouped:g=4, dws:g=4,m=2 (grammar: sepconv.spectrum.points)")
+  width_multiplier: float = _field(1.0, "MobileNet's width multiplier alpha")
+  dataset: str = _field("digits", "the data set", choices=_datasets)
+  data_dir: str | None = _field(None, "where CIFAR lives: the archive, its extracted folder, or "
+                                "a folder holding either")
+  download: bool = _field(False, "fetch the official CIFAR archive into the data dir when it is "
+                          "missing (MD5-checked)")
+  epochs: int = _field(12, "passes over the training split")
+  batch_size: int = _field(32, "global batch, over all devices and hosts; must divide by the "
+                           "device count")
+  optimizer: str = _field("sgd", "sgd (heavy-ball momentum, optionally Nesterov) or adamw",
+                          choices=OPTIMIZERS)
+  base_lr: float = _field(0.4, "learning rate per 256 images; the peak rate is base_lr x "
+                          "batch_size / 256 (linear scaling rule)", aliases=("--lr",))
+  momentum: float = _field(0.9, "SGD momentum (AdamW uses its own b1 = 0.9)")
+  nesterov: bool = _field(True, "Nesterov momentum for SGD")
+  weight_decay: float = _field(5e-4, "L2 coefficient; coupled (added to the gradient) for SGD, "
+                               "decoupled (scaled by the learning rate) for AdamW")
+  decay_depthwise: bool = _field(False, "also decay depthwise kernels (MobileNet, Howard et al. "
+                                 "2017, sec. 3.3, puts very little or no weight decay on them)")
+  decay_norm_and_bias: bool = _field(False, "also decay BatchNorm scale/bias and conv/dense "
+                                     "biases")
+  schedule: str = _field("cosine", "cosine (to zero), step (x step_factor at each of "
+                         "step_milestones) or constant, each after a linear warm-up",
+                         choices=SCHEDULES)
+  warmup_epochs: float = _field(1.0, "epochs of linear warm-up from ~0 to the peak rate")
+  step_milestones: tuple[float, ...] = _field((0.5, 0.75), "for the step schedule, fractions of "
+                                              "the run at which the rate drops")
+  step_factor: float = _field(0.1, "for the step schedule, the factor applied at each milestone")
+  label_smoothing: float = _field(0.0, "cross-entropy label smoothing")
+  augment: bool = _field(True, "apply the data set's training augmentation")
+  seed: int = _field(0, "seeds initialisation, data order and augmentation")
+  dtype: str = _field("float32", "compute dtype (parameters stay float32)", choices=DTYPES)
+  impl: str = _field("auto", "convolution implementation passed to the model ('auto' lets it "
+                     "choose)")
+  checkpoint_every_steps: int = _field(0, "also checkpoint every this many steps; 0 checkpoints "
+                                       "at the end of each epoch only",
+                                       aliases=("--checkpoint-every",))
 
   def __post_init__(self):
     for field, value, choices in (("optimizer", self.optimizer, OPTIMIZERS),
@@ -120,19 +126,18 @@ class TrainConfig:
     return cls(**data)
 
 
-# Per-data-set starting points; a field given explicitly overrides these.
-# digits: MobileNet v1 at width 0.25 (small-input variant), 44 steps of 32 images per
-# epoch; on a 2-core CPU a run takes well under 2 minutes with depthwise-separable and
-# with standard convolutions alike and reaches >= 95% test accuracy (mean of 3 seeds;
-# width 1.0 with standard convs would take ~15x longer). cifar: the usual 32x32 recipe
-# (SGD 0.1 per 128 images, wd 5e-4, cosine, crop+flip).
+# Per-data-set departures from TrainConfig's defaults; a field given explicitly overrides
+# these. digits: the defaults (12 epochs, 44 steps of 32 images each, base_lr 0.4, wd 5e-4,
+# cosine after 1 warm-up epoch) with MobileNet v1 at width 0.25 (small-input variant); on a
+# 2-core CPU a run takes well under 2 minutes with depthwise-separable and with standard
+# convolutions alike and reaches >= 95% test accuracy (mean of 3 seeds; width 1.0 with
+# standard convs would take ~15x longer). cifar: the usual 32x32 recipe (SGD 0.1 per 128
+# images, wd 5e-4, cosine, crop+flip).
 PRESETS: dict[str, dict] = {
-    "digits": dict(epochs=12, batch_size=32, base_lr=0.4, weight_decay=5e-4, warmup_epochs=1.0,
-                   width_multiplier=0.25),
-    "cifar10": dict(epochs=100, batch_size=128, base_lr=0.2, weight_decay=5e-4, warmup_epochs=2.0),
-    "cifar100": dict(epochs=100, batch_size=128, base_lr=0.2, weight_decay=5e-4,
-                     warmup_epochs=2.0),
-    "synthetic": dict(epochs=2, batch_size=128, base_lr=0.2, weight_decay=5e-4, warmup_epochs=0.0),
+    "digits": dict(width_multiplier=0.25),
+    "cifar10": dict(epochs=100, batch_size=128, base_lr=0.2, warmup_epochs=2.0),
+    "cifar100": dict(epochs=100, batch_size=128, base_lr=0.2, warmup_epochs=2.0),
+    "synthetic": dict(epochs=2, batch_size=128, base_lr=0.2, warmup_epochs=0.0),
 }
 
 

@@ -10,9 +10,10 @@ import dataclasses
 import os
 import time
 from pathlib import Path
+from typing import ClassVar
 
 from sepconv.ablation.granularity import GranularityRunner
-from sepconv.ablation.jobs import Job
+from sepconv.ablation.jobs import Job, SeededJob, TrainJob
 from sepconv.train import train
 
 
@@ -24,6 +25,21 @@ class FakeSweep:
   fail: tuple[str, ...] = ()  # run_ids that raise
   die_once: tuple[str, ...] = ()  # run_ids whose worker process exits on the first attempt
   only_in_pid: int | None = None  # the runner cannot be built in any other process
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkJob(SeededJob):
+  kind: ClassVar[str] = "work"
+
+
+@dataclasses.dataclass(frozen=True)
+class TimedJob(Job):
+  kind: ClassVar[str] = "timed"
+
+
+@dataclasses.dataclass(frozen=True)
+class SummaryJob(Job):
+  kind: ClassVar[str] = "summary"
 
 
 class FakeRunner:
@@ -40,14 +56,14 @@ class FakeRunner:
 
   def jobs(self) -> list[Job]:
     e = self.experiment
-    return ([Job("work", f"fake/{i}", seed=i) for i in range(e.n)] + [Job("timed", "fake/timed")]
-            + [Job("summary", "fake/summary")])
+    return ([WorkJob(f"fake/{i}", seed=i) for i in range(e.n)] + [TimedJob("fake/timed")]
+            + [SummaryJob("fake/summary")])
 
   def run_job(self, job: Job) -> dict | None:
     e = self.experiment
     start = time.time()
     outputs = [self.work_dir / f"{i}.txt" for i in range(e.n)]
-    if job.kind == "summary":
+    if isinstance(job, SummaryJob):
       if not all(p.exists() for p in outputs):
         return None
       return {"metrics": {"total": sum(int(p.read_text()) for p in outputs)}}
@@ -59,17 +75,18 @@ class FakeRunner:
       marker.touch()
       os._exit(3)  # the worker process dies mid-job
     time.sleep(e.seconds)
-    if job.kind == "work":
+    seed = job.seed if isinstance(job, WorkJob) else 0
+    if isinstance(job, WorkJob):
       self.work_dir.mkdir(parents=True, exist_ok=True)
-      outputs[job.seed].write_text(str(job.seed ** 2))
-    return {"metrics": {"value": (job.seed or 0) ** 2, "start": start, "end": time.time(),
+      outputs[seed].write_text(str(seed ** 2))
+    return {"metrics": {"value": seed ** 2, "start": start, "end": time.time(),
                         "pid": os.getpid()}}
 
 
 class DyingTrainRunner(GranularityRunner):
   """The 'dws' run's worker process exits after 6 steps (a checkpoint was saved at step 4)."""
 
-  def _train(self, job: Job) -> dict:
+  def _train(self, job: TrainJob) -> dict:
     marker = self.work_dir / f"died-{job.variant.slug}-seed{job.seed}"
     if job.variant.conv == "dws" and not marker.exists():
       train(self.config(job.variant, job.seed), self.run_dir(job.variant, job.seed),

@@ -3,7 +3,7 @@
 
 import pytest
 
-import experiments
+from sepconv import experiments
 from sepconv.ablation import (GranularityAblation, LayerSweep, RunOptions, Variant, engine,
                               parse_shard, run)
 from sepconv.ablation.granularity import GranularityRunner
@@ -12,8 +12,8 @@ from sepconv.records import read_records
 
 TINY = GranularityAblation(
     name="tiny", variants=(Variant("standard"), Variant("dws")),
-    model="mobilenet_v1_shallow", width_multiplier=0.25, seeds=(0,),
-    train={"digits": {"epochs": 1, "batch_size": 128}}, bench_repeats=2,
+    seeds=(0,), train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"digits": {"epochs": 1, "batch_size": 128}}, bench_repeats=2,
     analysis_examples=64, cka_layers=("block4", "penultimate"),
     decomposition_layers=("block3/spatial",))
 

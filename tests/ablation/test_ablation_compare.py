@@ -6,14 +6,15 @@ import json
 
 import pytest
 
-import experiments
+from sepconv import experiments
 from sepconv.ablation import GranularityAblation, Variant, run
 from sepconv.cli.main import main
 from sepconv.records import append_record, read_records
 
 TINY = GranularityAblation(
-    name="tiny", variants=(Variant("standard"), Variant("dws")), model="mobilenet_v1_shallow",
-    width_multiplier=0.25, seeds=(0,), train={"digits": {"epochs": 1, "batch_size": 128}},
+    name="tiny", variants=(Variant("standard"), Variant("dws")),
+    seeds=(0,), train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"digits": {"epochs": 1, "batch_size": 128}},
     bench_impls=("auto",), bench_repeats=1, analysis_examples=64, cka_layers=("penultimate",),
     decomposition_layers=())
 

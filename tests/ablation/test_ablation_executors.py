@@ -13,7 +13,7 @@ from ablation_fakes import FakeRunner, FakeSweep
 
 from sepconv.ablation import engine
 from sepconv.ablation.executor import RunnerSpec, Sequential
-from sepconv.ablation.jobs import RunOptions
+from sepconv.ablation.jobs import RunOptions, Status
 from sepconv.ablation.lock import FolderLocked, folder_lock
 from sepconv.ablation.processes import Processes
 from sepconv.ablation.progress import SweepProgress
@@ -27,7 +27,7 @@ def _spec(tmp_path, sweep: FakeSweep, out: str = "out") -> RunnerSpec:
 
 
 def _ok(records):
-  return [r for r in records if r.get("status") != engine.FAILED]
+  return [r for r in records if r.get("status") != Status.FAILED]
 
 
 def test_a_failed_job_is_recorded_and_retried_by_a_later_run(tmp_path):
@@ -36,7 +36,7 @@ def test_a_failed_job_is_recorded_and_retried_by_a_later_run(tmp_path):
   # The summary reads every 'work' output: it waits for the failed one.
   assert counts == {"done": 3, "skipped": 0, "deferred": 1, "failed": 1}
   records = read_records(tmp_path / "out" / engine.RECORDS)
-  (failed,) = [r for r in records if r.get("status") == engine.FAILED]
+  (failed,) = [r for r in records if r.get("status") == Status.FAILED]
   assert failed["run_id"] == "fake/1" and failed["kind"] == "work"
   assert failed["error"] == "ValueError: job fake/1 (=broken on purpose) must fail"
   assert "Traceback" in failed["traceback"]

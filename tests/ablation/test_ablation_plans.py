@@ -10,8 +10,9 @@ from sepconv.conv import policy
 from sepconv.records import read_records
 
 TINY = GranularityAblation(
-    name="tiny", variants=(Variant("grouped:g=2"),), model="mobilenet_v1_shallow",
-    width_multiplier=0.25, seeds=(0,), train={"digits": {"epochs": 1, "batch_size": 128}},
+    name="tiny", variants=(Variant("grouped:g=2"),),
+    seeds=(0,), train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"digits": {"epochs": 1, "batch_size": 128}},
     bench_impls=("auto",), bench_repeats=1, analysis_examples=64)
 
 

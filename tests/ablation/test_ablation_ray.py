@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from ablation_fakes import DyingTrainRunner, FakeRunner, FakeSweep
 
-from sepconv.ablation import GranularityAblation, Variant, engine
+from sepconv.ablation import GranularityAblation, Status, Variant, engine
 from sepconv.ablation.executor import RunnerSpec, prepare_worker_environment
 from sepconv.ablation.jobs import RunOptions
 from sepconv.records import read_records
@@ -50,7 +50,7 @@ def _spec(tmp_path, experiment, make=FakeRunner, out="out") -> RunnerSpec:
 
 
 def _by_id(path):
-  records = [r for r in read_records(path / engine.RECORDS) if r.get("status") != engine.FAILED]
+  records = [r for r in read_records(path / engine.RECORDS) if r.get("status") != Status.FAILED]
   by_id = {r["run_id"]: r for r in records}
   assert len(by_id) == len(records)  # no duplicates
   return by_id
@@ -61,7 +61,7 @@ def test_failed_job_recorded_dead_worker_retried_others_complete(tmp_path, local
   counts = engine.execute(_spec(tmp_path, sweep), executor=RayExecutor())
   assert counts == {"done": 4, "skipped": 0, "deferred": 1, "failed": 1}
   records = read_records(tmp_path / "out" / engine.RECORDS)
-  (failed,) = [r for r in records if r.get("status") == engine.FAILED]
+  (failed,) = [r for r in records if r.get("status") == Status.FAILED]
   assert failed["run_id"] == "fake/1"
   assert failed["error"] == "ValueError: job fake/1 (=broken on purpose) must fail"
   assert (tmp_path / "work" / "died-fake-3").exists()  # its worker died, and the retry ran it
@@ -146,8 +146,8 @@ def test_a_killed_driver_started_again_loses_and_duplicates_nothing(tmp_path, lo
 
 TINY = GranularityAblation(
     name="tiny", variants=(Variant("standard"), Variant("dws")),
-    model="mobilenet_v1_shallow", width_multiplier=0.25, seeds=(0,),
-    train={"digits": {"epochs": 1, "batch_size": 128, "checkpoint_every_steps": 4}},
+    seeds=(0,), train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"digits": {"epochs": 1, "batch_size": 128, "checkpoint_every_steps": 4}},
     bench_impls=("xla",), bench_repeats=1, analysis_examples=64)
 
 SAME = ("test_accuracy", "train_accuracy", "test_loss", "probe_test_accuracy",

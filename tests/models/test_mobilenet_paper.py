@@ -2,7 +2,7 @@
 
 import json
 
-from experiments import mobilenet_paper
+from sepconv.experiments import mobilenet_paper
 from sepconv.ablation import run
 from sepconv.records import read_records
 from sepconv.report import render_experiment

@@ -2,7 +2,7 @@
 
 Run:      sepconv ablate granularity                       (digits, the embedded default)
           sepconv ablate granularity --dataset cifar10 --data-dir PATH
-          (Colab TPU/GPU: experiments/granularity_colab.ipynb)
+          (Colab TPU/GPU: experiments/granularity_colab.ipynb in the repository)
 Hardware: digits: a 2-core CPU, about 8 minutes for 3 seeds (the time budget is in the
           results' tables). CIFAR-10: one accelerator,
           about an hour per seed.
@@ -30,11 +30,10 @@ GROUP_SIZES = (1, 2, 4, 8, 16)
 EXPERIMENT = GranularityAblation(
     name="granularity",
     variants=spectrum_grid(GROUP_SIZES) + (Variant("dws:g=1,m=2"), Variant("dws:g=1,m=4")),
-    model="mobilenet_v1_shallow",
-    width_multiplier=0.25,
     datasets=("digits", "cifar10", "cifar100"),
     seeds=(0, 1, 2),
-    train={"cifar10": {"epochs": 60}, "cifar100": {"epochs": 60}},
+    train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"cifar10": {"epochs": 60}, "cifar100": {"epochs": 60}},
     bench_impls=("auto", "xla"),
     bench_repeats=10,
     analysis_examples=360,

@@ -4,8 +4,8 @@ Each experiment module defines ``EXPERIMENT``: a frozen definition from
 ``sepconv.ablation`` (``GranularityAblation``, ``LayerSweep``, ``PaperTables``). Its
 docstring says how to run it, on what hardware, how long it takes and what it shows.
 The experiments are the modules of this package that assign ``EXPERIMENT`` at top
-level, found by reading their source (nothing is imported to list them); other modules
-here (``gpu_check``) are scripts.
+level, found by reading their source (nothing is imported to list them): adding one is
+adding its module here.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ NAMES = tuple(sorted(info.name for info in pkgutil.iter_modules([str(Path(__file
 
 
 def get(name: str):
-  """The ``EXPERIMENT`` of ``experiments.<name>``."""
+  """The ``EXPERIMENT`` of ``sepconv.experiments.<name>``."""
   if name not in NAMES:
     raise ValueError(f"experiment (={name!r}) must be one of {NAMES}")
-  return importlib.import_module(f"experiments.{name}").EXPERIMENT
+  return importlib.import_module(f"{__name__}.{name}").EXPERIMENT
