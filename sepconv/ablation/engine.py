@@ -45,6 +45,8 @@ from sepconv.records import append_record, read_records
 RECORDS = "records.jsonl"
 # The "status" of a job's record when the job raised ("error" names the error).
 FAILED = "failed"
+# ... when its training run diverged (``sepconv.train.faults.Diverged``): a result, not retried.
+DIVERGED = "diverged"
 
 EXECUTORS = ("sequential", "processes", "ray")
 
@@ -93,8 +95,9 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
         work_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
         seeds: tuple[int, ...] | None = None, variants: tuple[str, ...] | None = None,
         epochs: int | None = None, replay: str | Path | None = None,
-        executor: Executor | str = "sequential") -> dict:
-  """Runs (or resumes) ``experiment``; returns counts of done, skipped, deferred and failed jobs.
+        executor: Executor | str = "sequential", keep_going: bool = False) -> dict:
+  """Runs (or resumes) ``experiment``; returns counts of done, skipped, deferred and failed jobs
+  (and of diverged ones, where there are any).
 
   Args:
     experiment: a definition from ``sepconv.ablation.experiment``.
@@ -112,6 +115,8 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
       software and CPU, the run then reproduces them bit for bit).
     executor: where the jobs run: an ``Executor`` or the name of one
       (``sepconv.ablation.executor``: 'sequential', 'processes', 'ray').
+    keep_going: run past jobs whose training diverged; by default the sweep stops at the
+      first one (a learning rate too high for one variant is usually too high for others).
   """
   options = RunOptions(dataset=dataset, data_dir=data_dir,
                        work_dir=Path(work_dir) if work_dir else None, progress=progress,
@@ -119,7 +124,7 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
                        variants=None if variants is None else tuple(variants), epochs=epochs,
                        replay=Path(replay) if replay else None)
   return execute(RunnerSpec(_factory(experiment), experiment, Path(out_dir), options), shard,
-                 executor)
+                 executor, keep_going=keep_going)
 
 
 def _factory(experiment) -> Callable[..., Runner]:
@@ -131,13 +136,15 @@ def _factory(experiment) -> Callable[..., Runner]:
 
 
 def execute(spec: RunnerSpec, shard: tuple[int, int] = (0, 1),
-            executor: Executor | str = "sequential") -> dict:
+            executor: Executor | str = "sequential", *, keep_going: bool = False) -> dict:
   """Runs the jobs of ``spec``'s runner that this shard owns and that have no record yet.
 
   Grid jobs go to the executor together; a runner's ``exclusive_kinds`` then run alone,
   one at a time; the analyses last, once the grid jobs they read are done. A job that
   raises is recorded as failed (``"status": "failed"``, ``"error"``) and the sweep goes
-  on; failed records do not count as done, so a later run retries the job.
+  on; failed records do not count as done, so a later run retries the job. A job whose
+  training diverged is recorded with ``"status": "diverged"`` (done: a later run skips it);
+  the sweep then stops unless ``keep_going``.
   """
   executor = make_executor(executor) if isinstance(executor, str) else executor
   work_dir = spec.options.work_dir
@@ -146,12 +153,17 @@ def execute(spec: RunnerSpec, shard: tuple[int, int] = (0, 1),
                      f"where workers run elsewhere); mount a bucket, e.g. with gcsfuse")
   was_logging = logging_enabled(spec.options.progress)
   try:
-    return _execute(spec, shard, executor)
+    return _execute(spec, shard, executor, keep_going)
   finally:
     logging_enabled(was_logging)
 
 
-def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> dict:
+class _StopSweep(Exception):
+  """A job diverged and the sweep does not keep going."""
+
+
+def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor, keep_going: bool
+             ) -> dict:
   out_dir = spec.out_dir
   runner = spec.build()
   if not isinstance(executor, Sequential):
@@ -179,19 +191,26 @@ def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> di
           driver_provenance.append(provenance())
         prov = driver_provenance[0]
       if outcome.failed:
-        log(f"failed {job.kind} {job.run_id}: {outcome.error}")
-        counts["failed"] += 1
-        append_record(out_dir / RECORDS, _failure(runner, job, outcome, prov))
+        status = DIVERGED if outcome.diverged else FAILED
+        log(f"{status} {job.kind} {job.run_id}: {outcome.error}")
+        counts[status] = counts.get(status, 0) + 1
+        append_record(out_dir / RECORDS, _failure(runner, job, outcome, prov, status))
       elif outcome.fields is None:
         counts["deferred"] += 1
       else:
         append_record(out_dir / RECORDS, _full(runner, job, outcome.fields, prov, outcome.seconds))
         counts["done"] += 1
       sweep.job_finished(failed=outcome.failed)
+      if outcome.diverged and not keep_going:
+        raise _StopSweep
 
-    for phase, concurrent in phases:
-      if phase:
-        executor.run(spec, runner, phase, on_outcome, concurrent=concurrent)
+    try:
+      for phase, concurrent in phases:
+        if phase:
+          executor.run(spec, runner, phase, on_outcome, concurrent=concurrent)
+    except _StopSweep:
+      log("stopped at the first diverged job (--keep-going runs past diverged jobs); "
+          "a run started again continues with the jobs not recorded")
     return counts
 
 
@@ -216,10 +235,13 @@ def _full(runner: Runner, job: Job, fields: dict, prov: dict, seconds: float) ->
   return record
 
 
-def _failure(runner: Runner, job: Job, outcome: Outcome, prov: dict) -> dict:
+def _failure(runner: Runner, job: Job, outcome: Outcome, prov: dict, status: str = FAILED
+             ) -> dict:
   record = {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind,
-            "status": FAILED, "error": outcome.error, "traceback": outcome.traceback,
+            "status": status, "error": outcome.error, "traceback": outcome.traceback,
             "provenance": prov, "seconds": outcome.seconds}
+  if job.variant is not None:
+    record["config"] = job.variant.fields()
   if job.seed is not None:
     record["seed"] = job.seed
   return record
@@ -269,5 +291,5 @@ def make_executor(name: str = "sequential", *, workers: int | None = None,
   return RayExecutor(address=address, cpus_per_job=cpus_per_job or 1.0)
 
 
-__all__ = ["EXECUTORS", "FAILED", "RECORDS", "RUNNERS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
+__all__ = ["DIVERGED", "EXECUTORS", "FAILED", "RECORDS", "RUNNERS", "execute", "make_executor", "parse_shard", "recorded_ids", "run", "runner_for",
            "select"]

@@ -55,6 +55,7 @@ class Outcome:
   error: str | None = None
   traceback: str | None = None
   provenance: dict | None = None  # the worker's, where the job ran outside the driver
+  diverged: bool = False  # the error is a training run's divergence (``train.faults.Diverged``)
 
   @property
   def failed(self) -> bool:
@@ -79,7 +80,7 @@ def attempt(runner: Runner, job: Job) -> Outcome:
   try:
     fields = runner.run_job(job)
   except Exception as e:  # noqa: BLE001 -- a failed job is recorded, and the sweep goes on
-    return _failed(e, time.perf_counter() - start)
+    return _failed(e, time.perf_counter() - start, diverged=isinstance(e, FloatingPointError))
   return Outcome(fields, time.perf_counter() - start)
 
 

@@ -38,7 +38,8 @@ def run_ablate(args) -> int:
     counts = engine.run(experiment, out_dir, dataset=args.dataset, data_dir=args.data_dir,
                         work_dir=args.work_dir, shard=engine.parse_shard(args.shard),
                         progress=not args.quiet, seeds=seeds, variants=args.variant,
-                        epochs=args.epochs, replay=args.replay_plans, executor=executor)
+                        epochs=args.epochs, replay=args.replay_plans, executor=executor,
+                        keep_going=args.keep_going)
   except (FolderLocked, RayUnavailable) as e:
     raise ValueError(str(e)) from None  # one line, exit 2
   if not args.no_report and counts["done"]:
@@ -59,12 +60,13 @@ def run_ablate(args) -> int:
     print(json.dumps(summary))
   else:
     print(f"{out_dir}: {counts['done']} run, {counts['skipped']} already recorded, "
-          f"{counts['deferred']} deferred, {counts['failed']} failed")
+          f"{counts['deferred']} deferred, {counts['failed']} failed"
+          + (f", {counts['diverged']} diverged" if counts.get("diverged") else ""))
     if comparison is not None:
       from sepconv.report import compare
       print(f"\nAgainst the reference {reference} (also in {out_dir / COMPARISON}):\n")
       print(compare.to_markdown(comparison), end="")
-  return 1 if counts["failed"] else 0
+  return 1 if counts["failed"] or counts.get("diverged") else 0
 
 
 COMPARISON = "comparison.md"
@@ -126,6 +128,9 @@ def register(subparsers) -> None:
   parser.add_argument("--reference", default=None, metavar="RESULTS_DIR",
                       help="compare the run with this folder's records (default: the committed "
                            "results/NAME[_DATASET], where it exists and is not --out)")
+  parser.add_argument("--keep-going", action="store_true",
+                      help="run past jobs whose training diverged (default: stop at the first; "
+                           "each is recorded with status diverged and left out of the tables)")
   parser.add_argument("--no-report", action="store_true", help="do not re-render tables and plots")
   parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
   parser.add_argument("--json", action="store_true", help="print a JSON summary")

@@ -83,6 +83,12 @@ def _run_label(record: dict) -> str:
   return re.sub(r"/?seed=[^/]*$", "", run_id)
 
 
+def diverged_runs(records: Sequence) -> list[str]:
+  """'label (seed s)' of every job recorded as diverged (left out of tables and comparisons)."""
+  return [label_of(r) + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
+          for r in records if isinstance(r, dict) and r.get("status") == "diverged"]
+
+
 def label_of(record: dict) -> str:
   """Display label: config label, else conv spec, else run id without its seed."""
   config = config_of(record)

@@ -61,6 +61,7 @@ class Comparison:
 
   lines: tuple[Line, ...]
   provenance: dict[str, tuple[str, str]]
+  diverged: tuple[str, ...] = ()  # runs recorded as diverged, left out ("label (seed s), set")
 
   @property
   def reproduced(self) -> bool:
@@ -73,7 +74,8 @@ class Comparison:
     ok = sum(x.verdict == "reproduced" for x in both)
     text = f"{ok} of {len(both)} compared rows reproduced within the seed spread (95%)"
     missing = len(self.lines) - len(both)
-    return text + (f"; {missing} in one set only." if missing else ".")
+    text += f"; {missing} in one set only." if missing else "."
+    return text + (f" Diverged, left out: {', '.join(self.diverged)}." if self.diverged else "")
 
 
 def _key(config: dict, label: str, extra: str = "") -> tuple:
@@ -130,7 +132,9 @@ def compare(reference: Sequence[dict], run: Sequence[dict]) -> Comparison:
     ra, rb = _distinct(reference, key), _distinct(run, key)
     if ra != rb:
       provenance[title] = (ra, rb)
-  return Comparison(tuple(lines), provenance)
+  diverged = tuple([f"{d}, reference" for d in aggregate.diverged_runs(reference)]
+                   + [f"{d}, run" for d in aggregate.diverged_runs(run)])
+  return Comparison(tuple(lines), provenance, diverged)
 
 
 def compare_dirs(reference_dir: str | Path, run_dir: str | Path) -> Comparison:

@@ -83,6 +83,8 @@ def _usable(records: list) -> tuple[list[dict], Counter]:
       skipped["not an object"] += 1
     elif r.get("status") == "failed":  # a job that raised (sepconv.ablation.engine.FAILED)
       skipped["failed job"] += 1
+    elif r.get("status") == "diverged":  # a training run that diverged (engine.DIVERGED)
+      skipped["diverged job"] += 1
     elif r.get("kind") not in aggregate.KINDS:
       skipped[f"kind {r.get('kind')!r}"] += 1
     else:
@@ -115,6 +117,9 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   records, skipped = _usable(raw)
   name = results_dir.resolve().name
   header = provenance_lines(name, records, skipped)
+  if aggregate.diverged_runs(raw):
+    header.append("diverged: " + ", ".join(aggregate.diverged_runs(raw))
+                  + " (left out of every table)")
   tables_dir, plots_dir = results_dir / TABLES_DIR, results_dir / PLOTS_DIR
   _clean(tables_dir)
   _clean(plots_dir)
