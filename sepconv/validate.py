@@ -54,7 +54,8 @@ def number_in(value, name: str, low: float, high: float, *, low_open: bool = Fal
   left, right = "(" if low_open else "[", ")" if high_open else "]"
   if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
       or not np.isfinite(value)):
-    raise ValueError(f"{name} (={value!r}) must be a finite number in {left}{low:g}, {high:g}{right}")
+    raise ValueError(f"{name} (={value!r}) must be a finite number in "
+                     f"{left}{low:g}, {high:g}{right}")
   below = value <= low if low_open else value < low
   above = value >= high if high_open else value > high
   if below or above:

@@ -89,8 +89,8 @@ class TrainConfig:
     for field in ("epochs", "batch_size"):
       value = getattr(self, field)
       if not validate.is_int(value) or value < 1:
-        raise ValueError(f"{field} (={value!r}) must be " + ("an int " * (not validate.is_int(value)))
-                         + ">= 1")
+        kind = "" if validate.is_int(value) else "an int "
+        raise ValueError(f"{field} (={value!r}) must be {kind}>= 1")
     validate.nonnegative_int(self.checkpoint_every_steps, "checkpoint_every_steps")
     if not validate.is_int(self.seed) or not 0 <= self.seed < 2**31:
       raise ValueError(f"seed (={self.seed!r}) must be an int in [0, 2**31)")

@@ -38,7 +38,7 @@ from sepconv.records import append_record, read_records
 from sepconv.train.checkpoint import Checkpoints
 from sepconv.train.config import check_resumable, TrainConfig
 from sepconv.train.faults import (check_finite, Diverged, Interrupted, likely_cause, NonFinite,
-                                  StopSignals)
+                                  params_finite, StopSignals)
 from sepconv.train.parallel import (batch_sharded, check_batch, make_mesh,
                                     maybe_initialize_distributed, put_global_batch)
 from sepconv.train.progress import Progress
@@ -263,8 +263,8 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
 
 def _first_nonfinite_step(setup: Setup, step_fn, checkpoints: Checkpoints, like: TrainState,
                           detected: int) -> tuple[int, int]:
-  """(first step with a non-finite loss, last checkpoint's step), found by replaying the
-  steps since the last checkpoint (at most one checkpoint interval, failure path only)."""
+  """(first step with a non-finite loss or parameter, last checkpoint's step), found by
+  replaying the steps since the last checkpoint (at most one epoch, failure path only)."""
   config, dataset, mesh, spe = setup.config, setup.dataset, setup.mesh, setup.steps_per_epoch
   checkpoints.wait()
   start = checkpoints.latest_step() or 0
@@ -277,7 +277,7 @@ def _first_nonfinite_step(setup: Setup, step_fn, checkpoints: Checkpoints, like:
       state = reset_metrics(state, mesh)
     idx = epoch_order(config.seed, epoch, dataset.num_train)[i * batch:(i + 1) * batch]
     state = step_fn(state, *put_global_batch(mesh, dataset.x_train[idx], dataset.y_train[idx]))
-    if not np.isfinite(_fetch(state.loss_sum)):
+    if not (np.isfinite(_fetch(state.loss_sum)) and params_finite(state.params)):
       return step + 1, start
   return detected, start
 
