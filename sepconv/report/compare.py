@@ -61,7 +61,7 @@ class Comparison:
 
   lines: tuple[Line, ...]
   provenance: dict[str, tuple[str, str]]
-  diverged: tuple[str, ...] = ()  # runs recorded as diverged, left out ("label (seed s), set")
+  diverged: tuple[str, ...] = ()  # runs recorded as diverged, left out ("label (seed s) in ...")
 
   @property
   def reproduced(self) -> bool:
@@ -84,7 +84,9 @@ def _key(config: dict, label: str, extra: str = "") -> tuple:
 
 def _train_values(records: Sequence[dict]) -> dict[tuple, list[float]]:
   out = {}
-  for g in aggregate.group_records([r for r in records if r.get("kind") == "train"]):
+  # Failed and diverged jobs' records (a "status") carry no result.
+  for g in aggregate.group_records([r for r in records
+                                    if r.get("kind") == "train" and "status" not in r]):
     vals = [float(r["metrics"][TRAIN_METRIC]) for r in g.records
             if isinstance(r.get("metrics"), dict) and aggregate.is_number(r["metrics"].get(TRAIN_METRIC))]
     if vals:
@@ -132,8 +134,8 @@ def compare(reference: Sequence[dict], run: Sequence[dict]) -> Comparison:
     ra, rb = _distinct(reference, key), _distinct(run, key)
     if ra != rb:
       provenance[title] = (ra, rb)
-  diverged = tuple([f"{d}, reference" for d in aggregate.diverged_runs(reference)]
-                   + [f"{d}, run" for d in aggregate.diverged_runs(run)])
+  diverged = tuple([f"{d} in the reference" for d in aggregate.diverged_runs(reference)]
+                   + [f"{d} in the run" for d in aggregate.diverged_runs(run)])
   return Comparison(tuple(lines), provenance, diverged)
 
 

@@ -60,7 +60,8 @@ def test_diverged_jobs_are_recorded_not_retried_and_left_out_of_tables(tmp_path)
   assert len(table) == 3  # header, standard and g=1 +pw from seed 0 alone
   engine.execute(_spec(tmp_path, TinyTrainRunner, out="clean", work="clean_work"))
   comparison = compare.compare_dirs(tmp_path / "clean", tmp_path / "out")
-  assert "Diverged, left out: standard (seed 1), run; g=1 +pw (seed 1), run" in comparison.summary()
+  assert comparison.summary().endswith(
+      "Diverged, left out: standard (seed 1) in the run, g=1 +pw (seed 1) in the run.")
   by_label = {x.label: x for x in comparison.lines}
   assert by_label["standard"].run.n == 1 and by_label["standard"].reference.n == 2
 
