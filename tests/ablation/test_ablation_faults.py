@@ -74,6 +74,7 @@ from sepconv.ablation import engine
 from sepconv.ablation.executor import RunnerSpec
 from sepconv.ablation.jobs import RunOptions
 tmp = Path(sys.argv[1])
+print("started", flush=True)
 try:
   engine.execute(RunnerSpec(TinyTrainRunner, SWEEP, tmp / "out",
                             RunOptions(work_dir=tmp / "work", progress=False)))
@@ -98,20 +99,17 @@ def test_a_sweep_killed_at_random_points_ends_with_every_record_once_and_the_sam
          "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), str(ROOT),
                                                      os.environ.get("PYTHONPATH")]))}
   rng = random.Random(25)
-  kills = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT] * 2
+  kills = [signal.SIGKILL, signal.SIGTERM, signal.SIGINT]
+  kills.append(rng.choice(kills))
   rng.shuffle(kills)
   records = tmp_path / "out" / engine.RECORDS
   outcomes = []
   for signum in [*kills, None]:  # None: the last run, left to finish
     driver = subprocess.Popen([sys.executable, "-c", DRIVER, str(tmp_path)], env=env,
-                              stderr=subprocess.PIPE, text=True)
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert driver.stdout.readline() == "started\n"  # imports done: compiling, then training
     if signum is not None:
-      # A random point once the driver has started training (its jobs take ~1-3 s each).
-      deadline = time.monotonic() + 120
-      while not (tmp_path / "work" / "runs").exists() and driver.poll() is None:
-        assert time.monotonic() < deadline
-        time.sleep(0.02)
-      time.sleep(rng.uniform(0.0, 3.0))
+      time.sleep(rng.uniform(0.5, 4.0))  # a random point of the sweep
       if driver.poll() is None:
         driver.send_signal(signum)
     _, err = driver.communicate(timeout=300)
@@ -132,4 +130,4 @@ def test_a_sweep_killed_at_random_points_ends_with_every_record_once_and_the_sam
                                                    for k in METRICS}, run_id
   assert not list((tmp_path / "work").rglob("*.orbax-checkpoint-tmp*"))  # none left half-written
   interrupted = sum(code != 0 for signum, code in outcomes if signum is not None)
-  assert interrupted >= 4, outcomes  # most kills landed mid-sweep
+  assert interrupted >= 3, outcomes  # the kills landed mid-sweep
