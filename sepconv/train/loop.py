@@ -216,8 +216,8 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
         return _evaluate(eval_fn, state, mesh, images, labels, batch)
 
       for epoch in range(start // steps_per_epoch, config.epochs):
-        if stop.requested is not None:  # arrived during an evaluation: the checkpoint is on disk
-          raise Interrupted(stop.requested, epoch * steps_per_epoch)
+        if stop.requested is not None:  # arrived before a step: the checkpoint is on disk
+          raise Interrupted(stop.requested, max(start, epoch * steps_per_epoch) or None)
         first = max(start - epoch * steps_per_epoch, 0)  # > 0 only when resuming mid-epoch
         try:
           done = _train_epoch(step_fn, state, dataset, mesh, config, epoch, first,
