@@ -41,7 +41,33 @@ def positive_number(value, name: str) -> float:
   """``value`` as a float > 0 (a finite real number, not a bool)."""
   if (isinstance(value, bool) or not isinstance(value, numbers.Real)
       or not np.isfinite(value) or value <= 0):
-    raise ValueError(f"{name} (={value!r}) must be a positive number")
+    raise ValueError(f"{name} (={value!r}) must be a positive number (finite, > 0)")
+  return float(value)
+
+
+def number_in(value, name: str, low: float, high: float, *, low_open: bool = False,
+              high_open: bool = True) -> float:
+  """``value`` as a finite float in the interval from ``low`` to ``high`` (inf: unbounded).
+
+  ``low_open``/``high_open`` exclude the ends: the defaults give [low, high).
+  """
+  left, right = "(" if low_open else "[", ")" if high_open else "]"
+  if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+      or not np.isfinite(value)):
+    raise ValueError(f"{name} (={value!r}) must be a finite number in "
+                     f"{left}{low:g}, {high:g}{right}")
+  below = value <= low if low_open else value < low
+  above = value >= high if high_open else value > high
+  if below or above:
+    raise ValueError(f"{name} (={value!r}) must be in {left}{low:g}, {high:g}{right}")
+  return float(value)
+
+
+def nonnegative_number(value, name: str) -> float:
+  """``value`` as a finite float >= 0 (not a bool)."""
+  if (isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real)
+      or not np.isfinite(value) or value < 0):
+    raise ValueError(f"{name} (={value!r}) must be a finite number >= 0")
   return float(value)
 
 

@@ -33,7 +33,7 @@ from pathlib import Path
 import jax
 
 from sepconv.ablation.executor import Executor, Outcome, RunnerSpec, Sequential
-from sepconv.ablation.jobs import STATUSES, Job, Runner, RunOptions, log, logging_enabled
+from sepconv.ablation.jobs import RETRIED, STATUSES, Job, Runner, RunOptions, log, logging_enabled
 from sepconv.ablation.lock import folder_lock
 from sepconv.ablation.progress import SweepProgress
 from sepconv.provenance import provenance
@@ -58,10 +58,10 @@ def parse_shard(text: str | None) -> tuple[int, int]:
 
 
 def recorded_ids(out_dir: Path) -> set[str]:
-  """The run_ids with a record in ``out_dir`` (records of unfinished jobs, ``jobs.Status``,
-  do not count)."""
+  """The run_ids with a record in ``out_dir`` (records of failed jobs, ``jobs.RETRIED``, do
+  not count)."""
   path = out_dir / RECORDS
-  return ({r.get("run_id") for r in read_records(path) if r.get("status") not in STATUSES}
+  return ({r.get("run_id") for r in read_records(path) if r.get("status") not in RETRIED}
           if path.exists() else set())
 
 
@@ -82,9 +82,9 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
         work_dir: str | Path | None = None, shard: tuple[int, int] = (0, 1), progress: bool = True,
         seeds: tuple[int, ...] | None = None, variants: tuple[str, ...] | None = None,
         epochs: int | None = None, replay: str | Path | None = None,
-        executor: Executor | str = "sequential") -> dict:
+        executor: Executor | str = "sequential", keep_going: bool = False) -> dict:
   """Runs (or resumes) ``experiment``; returns counts of done, skipped and deferred jobs, and
-  of jobs that did not finish, per ``jobs.Status`` ('failed').
+  of jobs that did not finish, per ``jobs.Status`` ('failed', 'diverged').
 
   Args:
     experiment: a definition (``GranularityAblation``, ``LayerSweep``, ``PaperTables``).
@@ -102,6 +102,8 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
       software and CPU, the run then reproduces them bit for bit).
     executor: where the jobs run: an ``Executor`` or the name of one
       (``sepconv.ablation.executor``: 'sequential', 'processes', 'ray').
+    keep_going: run past jobs whose training diverged; by default the sweep stops at the
+      first one (a learning rate too high for one variant is usually too high for others).
   """
   options = RunOptions(dataset=dataset, data_dir=data_dir,
                        work_dir=Path(work_dir) if work_dir else None, progress=progress,
@@ -109,7 +111,7 @@ def run(experiment, out_dir: str | Path, *, dataset: str | None = None, data_dir
                        variants=None if variants is None else tuple(variants), epochs=epochs,
                        replay=Path(replay) if replay else None)
   return execute(RunnerSpec(_factory(experiment), experiment, Path(out_dir), options), shard,
-                 executor)
+                 executor, keep_going=keep_going)
 
 
 def _factory(experiment) -> Callable[..., Runner]:
@@ -122,13 +124,15 @@ def _factory(experiment) -> Callable[..., Runner]:
 
 
 def execute(spec: RunnerSpec, shard: tuple[int, int] = (0, 1),
-            executor: Executor | str = "sequential") -> dict:
+            executor: Executor | str = "sequential", *, keep_going: bool = False) -> dict:
   """Runs the jobs of ``spec``'s runner that this shard owns and that have no record yet.
 
   Grid jobs go to the executor together; a runner's ``exclusive_kinds`` then run alone,
   one at a time; the analyses last, once the grid jobs they read are done. A job that
   raises is recorded as failed (``"status": "failed"``, ``"error"``) and the sweep goes
-  on; failed records do not count as done, so a later run retries the job.
+  on; failed records do not count as done, so a later run retries the job. A job whose
+  training diverged is recorded with ``"status": "diverged"`` (done: a later run skips it);
+  the sweep then stops unless ``keep_going``.
   """
   executor = make_executor(executor) if isinstance(executor, str) else executor
   work_dir = spec.options.work_dir
@@ -137,12 +141,17 @@ def execute(spec: RunnerSpec, shard: tuple[int, int] = (0, 1),
                      f"where workers run elsewhere); mount a bucket, e.g. with gcsfuse")
   was_logging = logging_enabled(spec.options.progress)
   try:
-    return _execute(spec, shard, executor)
+    return _execute(spec, shard, executor, keep_going)
   finally:
     logging_enabled(was_logging)
 
 
-def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> dict:
+class _StopSweep(Exception):
+  """A job diverged and the sweep does not keep going."""
+
+
+def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor, keep_going: bool
+             ) -> dict:
   out_dir = spec.out_dir
   runner = spec.build()
   if not isinstance(executor, Sequential):
@@ -180,10 +189,16 @@ def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor) -> di
         append_record(out_dir / RECORDS, _full(runner, job, outcome.fields, prov, outcome.seconds))
         counts["done"] += 1
       sweep.job_finished(failed=outcome.failed)
+      if outcome.diverged and not keep_going:
+        raise _StopSweep
 
-    for phase, concurrent in phases:
-      if phase:
-        executor.run(spec, runner, phase, on_outcome, concurrent=concurrent)
+    try:
+      for phase, concurrent in phases:
+        if phase:
+          executor.run(spec, runner, phase, on_outcome, concurrent=concurrent)
+    except _StopSweep:
+      log("stopped at the first diverged job (--keep-going runs past diverged jobs); "
+          "a run started again continues with the jobs not recorded")
     return counts
 
 
@@ -210,7 +225,7 @@ def _unfinished(runner: Runner, job: Job, outcome: Outcome, prov: dict) -> dict:
   return {"experiment": runner.name, "run_id": job.run_id, "kind": job.kind,
           "status": outcome.status.value, "error": outcome.error,
           "traceback": outcome.traceback, "provenance": prov, "seconds": outcome.seconds,
-          **job.labels()}
+          **job.identity()}
 
 
 def _record(runner: Runner, job: Job, prov: dict) -> dict | None:

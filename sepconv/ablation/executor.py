@@ -60,6 +60,10 @@ class Outcome:
   status: Status | None = None  # set when the job did not finish (``failure``)
 
   @property
+  def diverged(self) -> bool:
+    return self.status is Status.DIVERGED
+
+  @property
   def failed(self) -> bool:
     return self.status is not None
 
@@ -77,8 +81,10 @@ def failure(error: BaseException | str, seconds: float = 0.0, *,
     trace = "".join(traceback.format_exception(error))[-TRACEBACK_CHARS:]
   else:
     text, trace = error, None
+  # A training run's divergence (``sepconv.train.faults.Diverged``) is a result, not a fault.
+  status = Status.DIVERGED if isinstance(error, FloatingPointError) else Status.FAILED
   return Outcome(None, seconds, error=text[:500], traceback=trace, provenance=provenance,
-                 status=Status.FAILED)
+                 status=status)
 
 
 OnOutcome = Callable[[Job, Outcome], None]

@@ -30,19 +30,25 @@ from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
 from sepconv.ablation.grid import Variant
+from sepconv.records import schema
 
 
 class Status(enum.StrEnum):
   """The ``"status"`` of a record whose job did not finish (a finished job's record has none).
 
-  Such a record does not count as done: a later run retries its job. Each status is
-  counted apart in a run's summary, and any of them makes ``sepconv ablate`` exit 1.
+  Each status is counted apart in a run's summary, and any of them makes ``sepconv ablate``
+  exit 1. A failed job's record does not count as done: a later run retries it. A diverged
+  one does (its training is deterministic, so a rerun diverges again): tables and
+  comparisons leave it out and name it.
   """
-  FAILED = "failed"  # the job raised; "error" names the error, "traceback" where it was
+  FAILED = schema.FAILED  # the job raised; "error" names the error, "traceback" where it was
+  DIVERGED = schema.DIVERGED  # its training's loss or parameters went non-finite
 
 
 # Every status value: a record whose "status" is one of these is of a job that did not finish.
 STATUSES: tuple[str, ...] = tuple(s.value for s in Status)
+# Those whose jobs a later run runs again.
+RETRIED: tuple[str, ...] = (Status.FAILED.value,)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +60,10 @@ class Job:
   def labels(self) -> dict:
     """Fields that name the job in its record besides run_id and kind (its seed, if any)."""
     return {}
+
+  def identity(self) -> dict:
+    """What names the job in a record of it that carries no result (``Status``)."""
+    return self.labels()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,6 +80,9 @@ class TrainJob(SeededJob):
   """Train one variant at one seed, then evaluate, probe and keep its features."""
   variant: Variant
   kind: ClassVar[str] = "train"
+
+  def identity(self) -> dict:
+    return {**self.labels(), "config": self.variant.fields()}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,7 +1,11 @@
 """The ``ray`` executor: one Ray task per job, on a local Ray instance or a cluster.
 
-Without an address it starts a local instance (no dashboard); with one
-(``ray://host:10001``, ``auto``, ``host:6379``) it joins that cluster. Each job is a task
+Without an address it starts a local instance (no dashboard) that nobody else can use:
+token authentication on (``RAY_AUTH_MODE=token``; the token is Ray's, in
+``~/.ray/auth_token`` unless ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` say otherwise),
+which needs Ray >= 2.52, and its node on the loopback address, so its services listen
+on 127.0.0.1 only. With an address (``ray://host:10001``, ``auto``, ``host:6379``) it
+joins that cluster, authenticated as that cluster is (see the README). Each job is a task
 that asks for one accelerator where the cluster has them (``{'TPU': 1}`` or
 ``num_gpus=1``: one job per chip or GPU) and ``cpus_per_job`` CPUs otherwise. Ray makes
 a task's JAX see only its device (``CUDA_VISIBLE_DEVICES`` on GPUs, ``TPU_VISIBLE_CHIPS``
@@ -18,11 +22,16 @@ as a failed outcome at once (``retry_exceptions=False``; the engine records it).
 from __future__ import annotations
 
 import logging
+import os
+import re
 
 from sepconv.ablation.executor import OnOutcome, Outcome, RunnerSpec, failure, run_in_worker
 from sepconv.ablation.jobs import Job, Runner, log
 
 MISSING = "--executor ray needs Ray: pip install 'sepconv[ray]'"
+# Token authentication came with Ray 2.52.
+MIN_LOCAL_RAY = (2, 52)
+LOOPBACK = "127.0.0.1"
 
 
 class RayUnavailable(RuntimeError):
@@ -35,6 +44,27 @@ def _ray():
   except ImportError:
     raise RayUnavailable(MISSING) from None
   return ray
+
+
+def _secure_local_instance(ray) -> None:
+  """Settings for a local instance: token authentication, services on the loopback only.
+
+  Both are read from the environment by the processes the instance starts; this process
+  reads them once Ray's config is reloaded.
+  """
+  version = tuple(int(p) for p in re.findall(r"\d+", ray.__version__)[:2])
+  if version < MIN_LOCAL_RAY:
+    raise RayUnavailable(f"--executor ray starts its local instance with token authentication, "
+                         f"which needs Ray >= 2.52 (installed: {ray.__version__}): "
+                         f"pip install -U 'sepconv[ray]'")
+  os.environ["RAY_AUTH_MODE"] = "token"
+  # Ray resolves a loopback node address to the host's own unless clustering is off, and
+  # its services listen on the node address.
+  os.environ["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
+  from ray._private import ray_constants
+  ray_constants.ENABLE_RAY_CLUSTER = False
+  from ray._raylet import Config
+  Config.initialize("")
 
 
 class RayExecutor:
@@ -59,9 +89,11 @@ class RayExecutor:
     if ray.is_initialized():
       return
     local = self.address is None
+    if local:
+      _secure_local_instance(ray)
     ray.init(address=self.address, include_dashboard=False if local else None,
              num_cpus=self.num_cpus if local else None, log_to_driver=not quiet,
-             logging_level=logging.WARNING)
+             logging_level=logging.WARNING, **({"_node_ip_address": LOOPBACK} if local else {}))
 
   def task_options(self) -> dict:
     """Resources, retries and environment of one job's task on this cluster."""

@@ -27,7 +27,7 @@ def run_ablate(args) -> int:
                     render=not args.no_report, data_dir=args.data_dir, work_dir=args.work_dir,
                     shard=engine.parse_shard(args.shard), progress=not args.quiet, seeds=seeds,
                     variants=args.variant, epochs=args.epochs, replay=args.replay_plans,
-                    executor=executor)
+                    executor=executor, keep_going=args.keep_going)
   except (FolderLocked, RayUnavailable) as e:
     raise ValueError(str(e)) from None  # one line, exit 2
   counts = result.counts
@@ -85,6 +85,9 @@ def register(subparsers) -> None:
   parser.add_argument("--reference", default=None, metavar="RESULTS_DIR",
                       help="compare the run with this folder's records (default: the committed "
                            "results/NAME[_DATASET], where it exists and is not --out)")
+  parser.add_argument("--keep-going", action="store_true",
+                      help="run past jobs whose training diverged (default: stop at the first; "
+                           "each is recorded with status diverged and left out of the tables)")
   parser.add_argument("--no-report", action="store_true", help="do not re-render tables and plots")
   parser.add_argument("--quiet", action="store_true", help="no progress on stderr")
   parser.add_argument("--json", action="store_true", help="print a JSON summary")

@@ -44,9 +44,12 @@ def main(argv: list[str] | None = None) -> int:
   except (ValueError, FileNotFoundError, NotADirectoryError) as e:
     print(f"sepconv {args.command}: error: {e}", file=sys.stderr)
     return 2
-  except KeyboardInterrupt:
-    print(f"sepconv {args.command}: interrupted", file=sys.stderr)
-    return 130
+  except (OSError, FloatingPointError) as e:  # a full disk; a run that diverged
+    print(f"sepconv {args.command}: error: {e}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt as e:  # SIGINT, or SIGTERM once training handles it: 128 + signal
+    print(f"sepconv {args.command}: interrupted" + (f" ({e})" if str(e) else ""), file=sys.stderr)
+    return getattr(e, "exit_status", 130)
   return int(code or 0)
 
 

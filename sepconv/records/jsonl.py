@@ -12,6 +12,7 @@ resumes without losing the records before it.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import warnings
@@ -24,6 +25,10 @@ from sepconv.records.schema import SCHEMA_VERSION, record_error
 def append_record(path: str | os.PathLike, record: dict) -> None:
   """Appends ``record`` (with ``schema_version``) as one JSON line and flushes it to disk.
 
+  The line goes out in one ``os.write`` on an ``O_APPEND`` descriptor; if the disk takes
+  only part of it (full) or the flush fails, the file is cut back to its former length and
+  the ``OSError`` raised, so the file never holds a partial line.
+
   Raises:
     ValueError: ``record`` does not fit the schema (the message names the field).
   """
@@ -34,11 +39,21 @@ def append_record(path: str | os.PathLike, record: dict) -> None:
   if error:
     raise ValueError(f"record for {path} not written: {error}")
   path.parent.mkdir(parents=True, exist_ok=True)
-  line = json.dumps(record, sort_keys=True, allow_nan=True) + "\n"
-  with open(path, "a", encoding="utf-8") as f:
-    f.write(line)
-    f.flush()
-    os.fsync(f.fileno())
+  data = (json.dumps(record, sort_keys=True, allow_nan=True) + "\n").encode("utf-8")
+  fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+  try:
+    before = os.fstat(fd).st_size
+    try:
+      written = os.write(fd, data)
+      if written != len(data):
+        raise OSError(errno.ENOSPC, f"{os.strerror(errno.ENOSPC)}: {path} took {written} of "
+                                    f"{len(data)} bytes")
+      os.fsync(fd)
+    except OSError:
+      os.ftruncate(fd, before)
+      raise
+  finally:
+    os.close(fd)
 
 
 def read_records(paths: str | os.PathLike | Iterable[str | os.PathLike]) -> list[dict]:

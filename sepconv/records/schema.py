@@ -22,7 +22,8 @@ from sepconv.records import metrics as _metrics
 
 SCHEMA_VERSION = 1
 RECORDS_FILE = "records.jsonl"  # One experiment's records, in its results folder.
-FAILED = "failed"  # ``status`` of a job that raised (``sepconv.ablation.engine``).
+FAILED = "failed"  # ``status`` of a job that raised (``sepconv.ablation.jobs.Status``).
+DIVERGED = "diverged"  # ``status`` of a job whose training diverged (likewise).
 
 _TYPES = {
     "string": (str,), "integer": (int,), "number": (int, float), "boolean": (bool,),

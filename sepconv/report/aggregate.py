@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable, Sequence
 
 from sepconv.records import metrics as _metrics
+from sepconv.records.schema import DIVERGED
 from sepconv.report import stats as _stats
 
 KINDS = ("train", "bench", "decomposition", "cka")
@@ -73,6 +74,12 @@ def config_key(config: dict) -> str:
 def _run_label(record: dict) -> str:
   run_id = str(record.get("run_id", ""))
   return re.sub(r"/?seed=[^/]*$", "", run_id)
+
+
+def diverged_runs(records: Sequence) -> list[str]:
+  """'label (seed s)' of every job recorded as diverged (left out of tables and comparisons)."""
+  return [label_of(r) + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
+          for r in records if isinstance(r, dict) and r.get("status") == DIVERGED]
 
 
 def label_of(record: dict) -> str:

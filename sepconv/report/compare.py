@@ -55,6 +55,7 @@ class Comparison:
 
   lines: tuple[Line, ...]
   provenance: dict[str, tuple[str, str]]
+  diverged: tuple[str, ...] = ()  # runs recorded as diverged, left out ("label (seed s) in ...")
 
   @property
   def reproduced(self) -> bool:
@@ -67,7 +68,8 @@ class Comparison:
     ok = sum(x.verdict == "reproduced" for x in both)
     text = f"{ok} of {len(both)} compared rows reproduced within the seed spread (95%)"
     missing = len(self.lines) - len(both)
-    return text + (f"; {missing} in one set only." if missing else ".")
+    text += f"; {missing} in one set only." if missing else "."
+    return text + (f" Diverged, left out: {', '.join(self.diverged)}." if self.diverged else "")
 
 
 def _key(config: dict, label: str, extra: str = "") -> tuple:
@@ -76,7 +78,9 @@ def _key(config: dict, label: str, extra: str = "") -> tuple:
 
 def _train_values(records: Sequence[dict]) -> dict[tuple, list[float]]:
   out = {}
-  for g in aggregate.group_records([r for r in records if r.get("kind") == "train"]):
+  # Failed and diverged jobs' records (a "status") carry no result.
+  for g in aggregate.group_records([r for r in records
+                                    if r.get("kind") == "train" and "status" not in r]):
     vals = [float(r["metrics"][metrics.PRIMARY]) for r in g.records
             if isinstance(r.get("metrics"), dict) and aggregate.is_number(r["metrics"].get(metrics.PRIMARY))]
     if vals:
@@ -113,7 +117,9 @@ def compare(reference: Sequence[dict], run: Sequence[dict]) -> Comparison:
     lines.append(Line(key[2], metric.name, metric.fmt, aggregate.Stat.of(a) if a else None,
                       aggregate.Stat.of(b) if b else None,
                       stats.two_sample_difference(b, a) if a and b else None))
-  return Comparison(tuple(lines), provenance.differences(reference, run))
+  diverged = tuple([f"{d} in the reference" for d in aggregate.diverged_runs(reference)]
+                   + [f"{d} in the run" for d in aggregate.diverged_runs(run)])
+  return Comparison(tuple(lines), provenance.differences(reference, run), diverged)
 
 
 def compare_dirs(reference_dir: str | Path, run_dir: str | Path) -> Comparison:

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from sepconv.records import RECORDS_FILE, read_records
-from sepconv.records.schema import FAILED
+from sepconv.records.schema import DIVERGED, FAILED
 from sepconv.report import aggregate, anchor, blocks, budget, lowering, paper, plots, provenance, tables
 
 RECORDS = RECORDS_FILE
@@ -63,8 +63,10 @@ def _usable(records: list) -> tuple[list[dict], Counter]:
   for r in records:
     if not isinstance(r, dict):
       skipped["not an object"] += 1
-    elif r.get("status") == FAILED:  # a job that raised (sepconv.ablation.engine)
+    elif r.get("status") == FAILED:  # a job that raised (sepconv.ablation.jobs.Status)
       skipped["failed job"] += 1
+    elif r.get("status") == DIVERGED:  # a training run that diverged (likewise)
+      skipped["diverged job"] += 1
     elif r.get("kind") not in aggregate.KINDS:
       skipped[f"kind {r.get('kind')!r}"] += 1
     else:
@@ -97,6 +99,9 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   records, skipped = _usable(raw)
   name = results_dir.resolve().name
   header = provenance_lines(name, records, skipped)
+  if aggregate.diverged_runs(raw):
+    header.append("diverged: " + ", ".join(aggregate.diverged_runs(raw))
+                  + " (left out of every table)")
   tables_dir, plots_dir = results_dir / TABLES_DIR, results_dir / PLOTS_DIR
   _clean(tables_dir)
   _clean(plots_dir)

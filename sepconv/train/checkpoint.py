@@ -1,8 +1,11 @@
 """Orbax checkpoints of the whole ``TrainState``, for resuming an interrupted run.
 
-Orbax writes each step into a temporary directory and renames it when complete, so a
-run killed mid-save leaves the previous checkpoint as the latest. Saves are
-asynchronous; ``close`` (or ``wait``) blocks until the last one is on disk.
+Orbax writes each step into a temporary directory (``<step>.orbax-checkpoint-tmp``) and
+renames it when complete, so a run killed mid-save leaves the previous checkpoint as the
+latest; the next run's manager removes such leftovers. Saves are asynchronous; ``close``
+(or ``wait``) blocks until the last one is on disk. A save that fails for lack of space
+or permission raises one ``StorageError`` line; the writer threads' own tracebacks of it
+are not logged.
 """
 
 from __future__ import annotations
@@ -15,6 +18,8 @@ from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
+
+from sepconv.train.faults import storage_errno, StorageError
 
 
 # What orbax and tensorstore raise for checkpoints that cannot be read back.
@@ -52,19 +57,52 @@ def _quiet_orphaned_reads() -> None:
       lambda record: not record.getMessage().startswith("Task exception was never retrieved"))
 
 
+def _quiet_failed_writes() -> None:
+  """Drops orbax's error logs (tracebacks from its writer threads) about a full or
+  unwritable disk: ``Checkpoints`` raises the same failure as one line."""
+  logger = logging.getLogger("absl")
+  if any(getattr(f, "_sepconv_quiet", False) for f in logger.filters):
+    return
+
+  def keep(record: logging.LogRecord) -> bool:
+    if record.levelno < logging.ERROR or "orbax" not in record.pathname:
+      return True
+    text = record.getMessage() + (str(record.exc_info[1]) if record.exc_info else "")
+    return storage_errno(Exception(text)) is None
+  keep._sepconv_quiet = True
+  logger.addFilter(keep)
+
+
 class Checkpoints:
   """The checkpoints under one directory: save, find the latest, restore."""
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 2):
     self.directory = Path(directory).absolute()
-    self._manager = ocp.CheckpointManager(
-        self.directory, options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+    _quiet_failed_writes()
+    try:
+      self._manager = ocp.CheckpointManager(
+          self.directory, options=ocp.CheckpointManagerOptions(
+              max_to_keep=max_to_keep, create=True, cleanup_tmp_directories=True))
+    except Exception as e:  # noqa: BLE001 -- a storage failure becomes one line, others rise
+      self._raise_storage(e, "cannot be created")
 
   def latest_step(self) -> int | None:
     return self._manager.latest_step()
 
   def save(self, step: int, state) -> None:
-    self._manager.save(step, args=ocp.args.StandardSave(state))
+    """Starts writing ``state`` as ``step`` (a previous save's failure surfaces here)."""
+    try:
+      self._manager.save(step, args=ocp.args.StandardSave(state))
+    except Exception as e:  # noqa: BLE001
+      self._raise_storage(e, f"step {step} could not be written")
+
+  def _raise_storage(self, error: Exception, what: str) -> None:
+    """Re-raises ``error``, as a one-line ``StorageError`` where the disk is the cause."""
+    code = storage_errno(error)
+    if code is None:
+      raise error
+    raise StorageError(code, f"{self.directory}: checkpoint {what} ({os.strerror(code)}); free "
+                             f"space or make it writable, then run again to resume") from None
 
   def restore(self, step: int, like):
     """The state saved at ``step``, with the shapes, dtypes and shardings of ``like``."""
@@ -105,7 +143,16 @@ class Checkpoints:
     return 0, like
 
   def wait(self) -> None:
-    self._manager.wait_until_finished()
+    try:
+      self._manager.wait_until_finished()
+    except Exception as e:  # noqa: BLE001
+      self._raise_storage(e, "could not be written")
 
-  def close(self) -> None:
-    self._manager.close()
+  def close(self, *, quiet: bool = False) -> None:
+    """Waits for the last save and closes; ``quiet``: a failure is not raised (another
+    error is already on its way)."""
+    try:
+      self._manager.close()
+    except Exception as e:  # noqa: BLE001
+      if not quiet:
+        self._raise_storage(e, "could not be written")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
 import os
 from pathlib import Path
+
+from sepconv import validate
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -84,26 +87,30 @@ class TrainConfig:
                                        aliases=("--checkpoint-every",))
 
   def __post_init__(self):
+    """Checks every field for what it means; a bad value raises one ``ValueError`` line."""
     for field, value, choices in (("optimizer", self.optimizer, OPTIMIZERS),
                                   ("schedule", self.schedule, SCHEDULES),
                                   ("dtype", self.dtype, DTYPES)):
-      if value not in choices:
-        raise ValueError(f"{field} (={value!r}) must be one of {choices}")
+      validate.one_of(value, field, choices)
     for field in ("epochs", "batch_size"):
-      if getattr(self, field) < 1:
-        raise ValueError(f"{field} (={getattr(self, field)}) must be >= 1")
-    if self.base_lr <= 0 or self.width_multiplier <= 0:
-      raise ValueError(f"base_lr (={self.base_lr}) and width_multiplier "
-                       f"(={self.width_multiplier}) must be > 0")
-    if self.weight_decay < 0 or self.warmup_epochs < 0 or self.checkpoint_every_steps < 0:
-      raise ValueError(f"weight_decay (={self.weight_decay}), warmup_epochs "
-                       f"(={self.warmup_epochs}) and checkpoint_every_steps "
-                       f"(={self.checkpoint_every_steps}) must be >= 0")
-    if not 0 <= self.seed < 2**31:
-      raise ValueError(f"seed (={self.seed}) must be in [0, 2**31)")
-    if not 0 <= self.label_smoothing < 1:
-      raise ValueError(f"label_smoothing (={self.label_smoothing}) must be in [0, 1)")
-    if any(not 0 < m < 1 for m in self.step_milestones):
+      value = getattr(self, field)
+      if not validate.is_int(value) or value < 1:
+        kind = "" if validate.is_int(value) else "an int "
+        raise ValueError(f"{field} (={value!r}) must be {kind}>= 1")
+    validate.nonnegative_int(self.checkpoint_every_steps, "checkpoint_every_steps")
+    if not validate.is_int(self.seed) or not 0 <= self.seed < 2**31:
+      raise ValueError(f"seed (={self.seed!r}) must be an int in [0, 2**31)")
+    for field in ("base_lr", "width_multiplier"):
+      validate.positive_number(getattr(self, field), field)
+    for field in ("weight_decay", "warmup_epochs"):
+      validate.nonnegative_number(getattr(self, field), field)
+    for field in ("momentum", "label_smoothing"):
+      validate.number_in(getattr(self, field), field, 0, 1)
+    validate.number_in(self.step_factor, "step_factor", 0, 1, low_open=True, high_open=False)
+    for field in ("nesterov", "download", "decay_depthwise", "decay_norm_and_bias", "augment"):
+      validate.boolean(getattr(self, field), field)
+    if any(isinstance(m, bool) or not isinstance(m, numbers.Real) or not 0 < m < 1
+           for m in self.step_milestones):
       raise ValueError(f"step_milestones (={self.step_milestones}) must be fractions in (0, 1)")
     object.__setattr__(self, "step_milestones", tuple(float(m) for m in self.step_milestones))
 

@@ -10,6 +10,12 @@ epoch e is a pure function of (seed, e) and each step's augmentation key is
 keeps its choices in an on-disk cache, so a resumed process makes the same ones).
 An epoch interrupted after its record was written but before its checkpoint is
 recomputed and recorded again; readers keep the last record per epoch.
+
+What ends a run early (``sepconv.train.faults``): a non-finite loss or parameter raises
+``Diverged`` naming the first non-finite step (found by replaying, from the last
+checkpoint, the steps since it; no checkpoint of a diverged state is written); SIGINT or
+SIGTERM checkpoints the step in progress and raises ``Interrupted`` (the run resumes
+there); a checkpoint the disk cannot take raises ``StorageError``.
 """
 
 from __future__ import annotations
@@ -31,6 +37,8 @@ from sepconv.provenance import provenance
 from sepconv.records import append_record, read_records
 from sepconv.train.checkpoint import Checkpoints
 from sepconv.train.config import check_resumable, TrainConfig
+from sepconv.train.faults import (check_finite, Diverged, Interrupted, likely_cause, NonFinite,
+                                  params_finite, StopSignals)
 from sepconv.train.parallel import (batch_sharded, check_batch, make_mesh,
                                     maybe_initialize_distributed, put_global_batch)
 from sepconv.train.progress import Progress
@@ -187,67 +195,115 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
 
   check_resumable(config, out_dir, write=lead)  # after validation: a refusal leaves no trace
   checkpoints = Checkpoints(out_dir / "checkpoints")
+  bar = Progress(config.epochs, steps_per_epoch, enabled=progress and lead)
+  finished_cleanly = False
   try:
-    state = initial_state(spec, dataset.input_shape, config.seed)
-    start, state = checkpoints.restore_newest_readable(state)
-    records = _epoch_records(metrics_path)
-    if start >= total_steps and metrics_path.exists():
-      finished = [r for r in read_records(metrics_path) if r.get("kind") == "train_result"]
-      if finished:
-        return finished[-1]
+    with StopSignals() as stop:
+      state = initial_state(spec, dataset.input_shape, config.seed)
+      start, state = checkpoints.restore_newest_readable(state)
+      records = _epoch_records(metrics_path)
+      if start >= total_steps and metrics_path.exists():
+        finished = [r for r in read_records(metrics_path) if r.get("kind") == "train_result"]
+        if finished:
+          finished_cleanly = True
+          return finished[-1]
 
-    compile_start = time.perf_counter()
-    step_fn, eval_fn = compile_steps(setup, state)
-    compile_seconds = time.perf_counter() - compile_start
+      compile_start = time.perf_counter()
+      step_fn, eval_fn = compile_steps(setup, state)
+      compile_seconds = time.perf_counter() - compile_start
 
-    def evaluate(state, images, labels):
-      return _evaluate(eval_fn, state, mesh, images, labels, batch)
+      def evaluate(state, images, labels):
+        return _evaluate(eval_fn, state, mesh, images, labels, batch)
 
-    bar = Progress(config.epochs, steps_per_epoch, enabled=progress and lead)
-    for epoch in range(start // steps_per_epoch, config.epochs):
-      first = max(start - epoch * steps_per_epoch, 0)  # > 0 only when resuming mid-epoch
-      done = _train_epoch(step_fn, state, dataset, mesh, config, epoch, first,
-                          steps_per_epoch, bar, checkpoints, stop_after_steps)
-      if done is None:
-        return {"completed": False, "step": stop_after_steps}
-      state, seconds = done
-      record = _epoch_record(state, config, epoch, first, steps_per_epoch, seconds, bar,
-                             evaluate(state, dataset.x_test, dataset.y_test))
-      record["run"] = out_dir.name
+      for epoch in range(start // steps_per_epoch, config.epochs):
+        if stop.requested is not None:  # arrived before a step: the checkpoint is on disk
+          raise Interrupted(stop.requested, max(start, epoch * steps_per_epoch) or None)
+        first = max(start - epoch * steps_per_epoch, 0)  # > 0 only when resuming mid-epoch
+        try:
+          done = _train_epoch(step_fn, state, dataset, mesh, config, epoch, first,
+                              steps_per_epoch, bar, checkpoints, stop_after_steps, stop)
+        except NonFinite as e:
+          raise _diverged(e, setup, step_fn, checkpoints, out_dir, lead) from None
+        if done is None:
+          finished_cleanly = True
+          return {"completed": False, "step": stop_after_steps}
+        state, seconds = done
+        record = _epoch_record(state, config, epoch, first, steps_per_epoch, seconds, bar,
+                               evaluate(state, dataset.x_test, dataset.y_test))
+        record["run"] = out_dir.name
+        if lead:
+          append_record(metrics_path, record)
+        records[epoch + 1] = record
+        checkpoints.save((epoch + 1) * steps_per_epoch, state)
+
+      train_loss, train_acc = evaluate(state, dataset.x_train, dataset.y_train)
+      test_loss, test_acc = evaluate(state, dataset.x_test, dataset.y_test)
+      train_seconds = sum(r["train_seconds"] for r in records.values())
+      train_images = sum(r["train_images"] for r in records.values())
+      result = {
+          "kind": "train_result", "run": out_dir.name, "dataset": dataset.name,
+          "test_accuracy": test_acc, "test_loss": test_loss,
+          "train_accuracy": train_acc, "train_loss": train_loss,
+          "train_seconds": train_seconds,
+          "images_per_second": train_images / train_seconds if train_seconds else None,
+          "compile_seconds": compile_seconds, "epochs": config.epochs, "steps": total_steps,
+          "wall_seconds": time.perf_counter() - wall_start,
+          **_model_costs(config, dataset.num_classes, dataset.input_shape, state.params,
+                         from_cost_model=model_factory is None),
+          "config": config.to_json(), "provenance": provenance(), "completed": True,
+      }
       if lead:
-        append_record(metrics_path, record)
-      records[epoch + 1] = record
-      checkpoints.save((epoch + 1) * steps_per_epoch, state)
-
-    train_loss, train_acc = evaluate(state, dataset.x_train, dataset.y_train)
-    test_loss, test_acc = evaluate(state, dataset.x_test, dataset.y_test)
-    train_seconds = sum(r["train_seconds"] for r in records.values())
-    train_images = sum(r["train_images"] for r in records.values())
-    result = {
-        "kind": "train_result", "run": out_dir.name, "dataset": dataset.name,
-        "test_accuracy": test_acc, "test_loss": test_loss,
-        "train_accuracy": train_acc, "train_loss": train_loss,
-        "train_seconds": train_seconds,
-        "images_per_second": train_images / train_seconds if train_seconds else None,
-        "compile_seconds": compile_seconds, "epochs": config.epochs, "steps": total_steps,
-        "wall_seconds": time.perf_counter() - wall_start,
-        **_model_costs(config, dataset.num_classes, dataset.input_shape, state.params,
-                       from_cost_model=model_factory is None),
-        "config": config.to_json(), "provenance": provenance(), "completed": True,
-    }
-    if lead:
-      append_record(metrics_path, result)
-    return result
+        append_record(metrics_path, result)
+      finished_cleanly = True
+      return result
   finally:
-    checkpoints.wait()
-    checkpoints.close()
+    bar.close()
+    checkpoints.close(quiet=not finished_cleanly)
+
+
+def _first_nonfinite_step(setup: Setup, step_fn, checkpoints: Checkpoints, like: TrainState,
+                          detected: int) -> tuple[int, int]:
+  """(first step with a non-finite loss or parameter, last checkpoint's step), found by
+  replaying the steps since the last checkpoint (at most one epoch, failure path only)."""
+  config, dataset, mesh, spe = setup.config, setup.dataset, setup.mesh, setup.steps_per_epoch
+  checkpoints.wait()
+  start = checkpoints.latest_step() or 0
+  state = (checkpoints.restore(start, like) if start
+           else initial_state(setup.spec, dataset.input_shape, config.seed))
+  batch = config.batch_size
+  for step in range(start, detected):
+    epoch, i = divmod(step, spe)
+    if i == 0:
+      state = reset_metrics(state, mesh)
+    idx = epoch_order(config.seed, epoch, dataset.num_train)[i * batch:(i + 1) * batch]
+    state = step_fn(state, *put_global_batch(mesh, dataset.x_train[idx], dataset.y_train[idx]))
+    if not (np.isfinite(_fetch(state.loss_sum)) and params_finite(state.params)):
+      return step + 1, start
+  return detected, start
+
+
+def _diverged(error: NonFinite, setup: Setup, step_fn, checkpoints: Checkpoints, out_dir: Path,
+              lead: bool) -> Diverged:
+  """The ``Diverged`` error of a run, with its first non-finite step (also recorded)."""
+  step, last = _first_nonfinite_step(setup, step_fn, checkpoints, error.state, error.step)
+  epoch = (step - 1) // setup.steps_per_epoch + 1
+  cause = likely_cause(setup.config, error.loss, error.params_ok)
+  if lead:
+    append_record(out_dir / METRICS_FILE, {"kind": "diverged", "run": out_dir.name, "epoch": epoch,
+                                           "step": step, "cause": cause, "last_checkpoint": last})
+  return Diverged(epoch, step, cause, last)
 
 
 def _train_epoch(step_fn, state: TrainState, dataset: Dataset, mesh, config: TrainConfig,
                  epoch: int, first: int, steps_per_epoch: int, bar: Progress,
-                 checkpoints: Checkpoints, stop_after_steps: int | None
+                 checkpoints: Checkpoints, stop_after_steps: int | None, stop: StopSignals
                  ) -> tuple[TrainState, float] | None:
-  """Steps ``first`` to the end of ``epoch``: (state, seconds), or None if stopped."""
+  """Steps ``first`` to the end of ``epoch``: (state, seconds), or None if stopped.
+
+  Raises ``NonFinite`` when the loss or parameters stop being finite, ``Interrupted``
+  (after checkpointing the step) when a stop signal arrived mid-epoch; a signal during
+  the epoch's last step is acted on once its record and checkpoint are written.
+  """
   batch = config.batch_size
   if first == 0:
     state = reset_metrics(state, mesh)
@@ -260,14 +316,22 @@ def _train_epoch(step_fn, state: TrainState, dataset: Dataset, mesh, config: Tra
     if bar.due():  # fetching metrics waits for the device: only when a redraw is due
       loss_sum, correct, seen = (_fetch(v) for v in (state.loss_sum, state.correct_sum,
                                                      state.seen))
+      check_finite(state, step, float(loss_sum / seen))
       rate = (i + 1 - first) * batch / (time.perf_counter() - epoch_start)
       bar.draw(epoch, i + 1, loss_sum / seen, correct / seen, rate)
     if stop_after_steps is not None and step >= stop_after_steps:
       return None
     every = config.checkpoint_every_steps
-    if every and step % every == 0 and step % steps_per_epoch:  # epoch ends save anyway
+    mid_epoch = i + 1 < steps_per_epoch  # epoch ends save anyway, after their record
+    periodic = bool(every) and step % every == 0 and mid_epoch
+    stopping = stop.requested is not None and mid_epoch
+    if periodic or stopping:
+      check_finite(state, step)  # never checkpoint a diverged state
       checkpoints.save(step, state)
+    if stopping:
+      raise Interrupted(stop.requested, step)
   jax.block_until_ready(state)
+  check_finite(state, (epoch + 1) * steps_per_epoch)
   return state, time.perf_counter() - epoch_start
 
 

@@ -55,3 +55,9 @@ class Progress:
     if final:  # the finished epoch's line stays; the next epoch starts a new one
       self._bar.stop()
       self._bar = None
+
+  def close(self) -> None:
+    """Ends a bar left mid-epoch (the run stopped early), keeping its last line."""
+    if self._bar is not None:
+      self._bar.stop()
+      self._bar = None
