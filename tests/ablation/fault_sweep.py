@@ -12,8 +12,8 @@ from pathlib import Path
 
 import jax
 
-from sepconv.ablation.experiment import GranularityAblation, Variant
-from sepconv.ablation.granularity import GranularityRunner
+from sepconv.ablation.granularity import GranularityAblation, GranularityRunner
+from sepconv.ablation.grid import Variant
 from sepconv.ablation.jobs import Job
 from sepconv.train import train
 
@@ -22,9 +22,9 @@ from test_train_support import tiny_factory  # noqa: E402
 
 # 2 variants x 2 seeds, 2 epochs of 22 steps, a checkpoint every 5 steps.
 SWEEP = GranularityAblation(
-    name="faults", variants=(Variant("standard"), Variant("dws")), model="mobilenet_v1_shallow",
-    width_multiplier=0.25, seeds=(0, 1),
-    train={"digits": {"epochs": 2, "batch_size": 64, "checkpoint_every_steps": 5}})
+    name="faults", variants=(Variant("standard"), Variant("dws")), seeds=(0, 1),
+    train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25},
+    train_by_dataset={"digits": {"epochs": 2, "batch_size": 64, "checkpoint_every_steps": 5}})
 METRICS = ("test_accuracy", "test_loss", "train_accuracy", "train_loss")
 
 

@@ -43,7 +43,7 @@ def test_tiny_sweep_interrupted_resumed_and_rendered(tmp_path, monkeypatch):
   monkeypatch.setattr(GranularityRunner, "run_job", original)
 
   counts = run(TINY, out, work_dir=work, progress=False)
-  assert counts == {"done": 5, "skipped": 2, "deferred": 0, "failed": 0}
+  assert counts == {"done": 5, "skipped": 2, "deferred": 0, "failed": 0, "diverged": 0}
   records = read_records(out / "records.jsonl")
   ids = [r["run_id"] for r in records]
   assert len(ids) == len(set(ids)) == 7  # nothing lost, nothing duplicated
@@ -125,7 +125,7 @@ def test_layer_sweep_records_cost_and_speed_per_impl(tmp_path, monkeypatch):
   sweep = LayerSweep(name="tiny_layer", schemes=(Variant("standard"), Variant("dws:g=2")),
                      input_size=6, in_channels=8, out_channels=4, kernel_size=3, batch=2,
                      impls=("auto", "xla"), repeats=1)
-  assert run(sweep, tmp_path, progress=False) == {"done": 2, "skipped": 0, "deferred": 0, "failed": 0}
+  assert run(sweep, tmp_path, progress=False) == {"done": 2, "skipped": 0, "deferred": 0, "failed": 0, "diverged": 0}
   records = read_records(tmp_path / "records.jsonl")
   by_conv = {r["config"]["conv"]: r for r in records}
   assert by_conv["standard"]["cost"]["params"] == 3 * 3 * 8 * 4

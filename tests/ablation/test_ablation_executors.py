@@ -34,7 +34,7 @@ def test_a_failed_job_is_recorded_and_retried_by_a_later_run(tmp_path):
   broken = FakeSweep(n=3, seconds=0, fail=("fake/1",))
   counts = engine.execute(_spec(tmp_path, broken), executor=Sequential())
   # The summary reads every 'work' output: it waits for the failed one.
-  assert counts == {"done": 3, "skipped": 0, "deferred": 1, "failed": 1}
+  assert counts == {"done": 3, "skipped": 0, "deferred": 1, "failed": 1, "diverged": 0}
   records = read_records(tmp_path / "out" / engine.RECORDS)
   (failed,) = [r for r in records if r.get("status") == Status.FAILED]
   assert failed["run_id"] == "fake/1" and failed["kind"] == "work"
@@ -44,7 +44,7 @@ def test_a_failed_job_is_recorded_and_retried_by_a_later_run(tmp_path):
 
   fixed = FakeSweep(n=3, seconds=0)
   counts = engine.execute(_spec(tmp_path, fixed), executor=Sequential())
-  assert counts == {"done": 2, "skipped": 3, "deferred": 0, "failed": 0}  # fake/1 and summary
+  assert counts == {"done": 2, "skipped": 3, "deferred": 0, "failed": 0, "diverged": 0}  # fake/1 and summary
   ids = [r["run_id"] for r in _ok(read_records(tmp_path / "out" / engine.RECORDS))]
   assert sorted(ids) == ["fake/0", "fake/1", "fake/2", "fake/summary", "fake/timed"]
 
@@ -55,7 +55,7 @@ def test_processes_match_sequential_retry_a_dead_worker_and_run_exclusive_jobs_a
   (tmp_path / "work").rename(tmp_path / "work_seq")
   dying = FakeSweep(n=4, seconds=0.3, die_once=("fake/2",), fail=())
   counts = engine.execute(_spec(tmp_path, dying, "pool"), executor=Processes(2))
-  assert counts == {"done": 6, "skipped": 0, "deferred": 0, "failed": 0}
+  assert counts == {"done": 6, "skipped": 0, "deferred": 0, "failed": 0, "diverged": 0}
   seq = {r["run_id"]: r for r in read_records(tmp_path / "seq" / engine.RECORDS)}
   records = read_records(tmp_path / "pool" / engine.RECORDS)
   pool = {r["run_id"]: r for r in records}
@@ -73,7 +73,7 @@ def test_processes_match_sequential_retry_a_dead_worker_and_run_exclusive_jobs_a
 def test_a_runner_that_cannot_be_built_on_a_worker_fails_its_jobs_not_the_sweep(tmp_path):
   sweep = FakeSweep(n=2, seconds=0, only_in_pid=os.getpid())
   counts = engine.execute(_spec(tmp_path, sweep), executor=Processes(1))
-  assert counts == {"done": 0, "skipped": 0, "deferred": 0, "failed": 4}
+  assert counts == {"done": 0, "skipped": 0, "deferred": 0, "failed": 4, "diverged": 0}
   errors = {r["error"] for r in read_records(tmp_path / "out" / engine.RECORDS)}
   assert errors == {f"FileNotFoundError: no data set at {tmp_path / 'work'} on this worker"}
 

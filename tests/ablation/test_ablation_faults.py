@@ -17,7 +17,7 @@ from fault_sweep import DivergingRunner, METRICS, SWEEP, TinyTrainRunner
 
 from sepconv.ablation import engine
 from sepconv.ablation.executor import RunnerSpec, Sequential
-from sepconv.ablation.jobs import RunOptions
+from sepconv.ablation.jobs import RunOptions, Status
 from sepconv.records import read_records
 from sepconv.report import compare, render_experiment
 
@@ -43,7 +43,7 @@ def test_diverged_jobs_are_recorded_not_retried_and_left_out_of_tables(tmp_path)
   assert counts == {"done": 1, "skipped": 0, "deferred": 0, "failed": 0, "diverged": 1}
   records = _by_id(tmp_path / "out")
   diverged = records["faults/digits/standard/seed=1"]
-  assert diverged["status"] == engine.DIVERGED and diverged["seed"] == 1
+  assert diverged["status"] == Status.DIVERGED and diverged["seed"] == 1
   assert re.match(r"Diverged: training diverged at epoch \d, step \d+: ", diverged["error"])
   assert diverged["config"]["label"] == "standard" and "metrics" not in diverged
 

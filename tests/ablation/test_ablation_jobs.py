@@ -79,7 +79,7 @@ def test_an_ablation_refuses_what_is_not_a_trainconfig_field(change, message):
 
 
 def _figures():
-  return [{"run_id": f"fig/{i}", "kind": "paper_cost", "experiment": "figs", "ours": i}
+  return [{"run_id": f"fig/{i}", "kind": "figure", "experiment": "figs", "ours": i}
           for i in range(3)]
 
 
@@ -91,7 +91,7 @@ def test_ablate_is_a_library_call(tmp_path, monkeypatch):
   assert not (tmp_path / "runs").exists()  # refused before any work
   result = ablate(figures, render=False, progress=False, executor=Sequential())
   assert result.out_dir == tmp_path.joinpath("runs", "figs").relative_to(tmp_path)
-  assert result.counts == {"done": 3, "skipped": 0, "deferred": 0, "failed": 0}
+  assert result.counts == {"done": 3, "skipped": 0, "deferred": 0, "failed": 0, "diverged": 0}
   assert result.unfinished == 0 and result.comparison is None
   assert result.summary() == {"out": "runs/figs", **result.counts}
   assert [r["ours"] for r in read_records(result.out_dir / "records.jsonl")] == [0, 1, 2]

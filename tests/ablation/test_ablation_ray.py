@@ -59,7 +59,7 @@ def _by_id(path):
 def test_failed_job_recorded_dead_worker_retried_others_complete(tmp_path, local_ray):
   sweep = FakeSweep(n=4, seconds=0.1, fail=("fake/1",), die_once=("fake/3",))
   counts = engine.execute(_spec(tmp_path, sweep), executor=RayExecutor())
-  assert counts == {"done": 4, "skipped": 0, "deferred": 1, "failed": 1}
+  assert counts == {"done": 4, "skipped": 0, "deferred": 1, "failed": 1, "diverged": 0}
   records = read_records(tmp_path / "out" / engine.RECORDS)
   (failed,) = [r for r in records if r.get("status") == Status.FAILED]
   assert failed["run_id"] == "fake/1"
@@ -163,7 +163,7 @@ def test_ray_gives_the_sequential_records_despite_a_worker_killed_mid_training(t
   spec = RunnerSpec(DyingTrainRunner, TINY, tmp_path / "ray",
                     RunOptions(work_dir=tmp_path / "work", progress=False))
   counts = engine.execute(spec, executor=RayExecutor())
-  assert counts == {"done": 4, "skipped": 0, "deferred": 0, "failed": 0}
+  assert counts == {"done": 4, "skipped": 0, "deferred": 0, "failed": 0, "diverged": 0}
   seq, on_ray = _by_id(tmp_path / "seq"), _by_id(tmp_path / "ray")
   assert set(seq) == set(on_ray) and len(on_ray) == 4
   for run_id, r in seq.items():

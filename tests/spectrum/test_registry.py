@@ -108,7 +108,7 @@ def test_worked_example_and_seed_experiment_list_a_registered_scheme(registered)
   rows = {row["name"]: row for row in worked_example.rows()}
   assert rows[SCHEME]["params"] == 192 * 32 + 25 * 2 * 32
   assert list(rows)[-1] == SCHEME and len(rows) == 7
-  import experiments.seed_example as seed_example
+  import sepconv.experiments.seed_example as seed_example
   try:
     seed = importlib.reload(seed_example)
     assert ("pwgrouped", "pw-first (g=2)") in [(v.conv, v.label) for v in seed.EXPERIMENT.schemes]

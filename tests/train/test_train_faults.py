@@ -217,16 +217,16 @@ def _fill(path: Path) -> Path:
 
 def test_an_append_the_disk_cannot_take_leaves_the_records_file_as_it_was(small_disk):
   records = small_disk / "records.jsonl"
-  append_record(records, {"run_id": "a"})
+  append_record(records, {"kind": "test", "run_id": "a"})
   before = records.read_bytes()
   _fill(small_disk / "filler")
   # The line's first bytes fit into the file's last page, the rest find no free page: a
   # partial write, cut back.
   with pytest.raises(OSError, match="No space left"):
-    append_record(records, {"run_id": "b", "pad": "x" * 10_000})
+    append_record(records, {"kind": "test", "run_id": "b", "pad": "x" * 10_000})
   assert records.read_bytes() == before
   (small_disk / "filler").unlink()
-  append_record(records, {"run_id": "b"})
+  append_record(records, {"kind": "test", "run_id": "b"})
   assert [r["run_id"] for r in read_records(records)] == ["a", "b"]
 
 
