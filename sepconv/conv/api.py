@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from sepconv.conv import policy
+from sepconv.conv import policy, table
 from sepconv.conv.choice import PLATFORMS, check_platform
 from sepconv.conv.geometry import ConvGeometry, Padding, make_geometry
 from sepconv.conv.plan import Plan, PlatformPlans, run_plan_jit, run_platform_plans_jit
@@ -40,6 +40,9 @@ def plan_for(geom: ConvGeometry, impl: str = "auto", platform: str | None = None
   if impl not in IMPLS:
     raise ValueError(f"impl (={impl!r}) must be one of {IMPLS}")
   check_supported(impl, geom)
+  if platform is not None and not IMPL_TABLE[impl].runs_on(check_platform(platform)):
+    raise ValueError(f"impl (={impl!r}) cannot be lowered for platform (={platform!r}): "
+                     f"{table.cannot_lower(platform)[impl]}")
   return Plan.single(impl)
 
 

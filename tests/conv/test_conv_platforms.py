@@ -159,3 +159,12 @@ def test_pick_keeps_native_within_the_margin():
   assert choice.pick({"xla": 1.0, "shift": 0.5}, ["xla", "shift"], "xla") == "shift"
   assert choice.pick({}, ["xla", "shift"], "shift") == "xla"
   assert choice.pick({}, ["shift"], "shift") == "shift"
+
+
+def test_plan_for_a_named_implementation_on_a_platform_it_does_not_claim_says_why():
+  assert plan_for(_geom(), "xla", platform="tpu") == Plan.single("xla")
+  if table.IMPL_TABLE["ffi"].support(_geom()) is not None:
+    pytest.skip("the C++ extension is not built or disabled here")
+  with pytest.raises(ValueError, match=r"impl \(='ffi'\) cannot be lowered for platform "
+                                       r"\(='tpu'\): XLA:CPU FFI"):
+    plan_for(_geom(), "ffi", platform="tpu")
