@@ -5,6 +5,7 @@
   sepconv report lowering                          # tables from results/lowering/records.jsonl
   sepconv bench train-step --impl auto,xla         # MobileNet v1 training step
   sepconv bench blocks                             # Flax blocks with and without sepconv
+  sepconv bench device                             # a lent TPU or GPU, 8 minutes
 """
 
 from __future__ import annotations
@@ -185,6 +186,13 @@ def run_blocks(args) -> int:
   return 0
 
 
+def run_device(args) -> int:
+  from sepconv.bench.device import run
+  for path in run(args.out, quick=args.quick, budget_s=args.budget_s):
+    print(path)
+  return 0
+
+
 def register(subparsers) -> None:
   """Adds `sepconv bench {layer,sweep,train-step,blocks}`."""
   bench = subparsers.add_parser("bench", help="benchmark conv implementations and training steps",
@@ -242,3 +250,12 @@ def register(subparsers) -> None:
                  help="JSON-lines file to append records to")
   p.add_argument("--quiet", action="store_true", help="no progress on stderr")
   p.set_defaults(func=run_blocks)
+
+  p = sub.add_parser("device", help="a lent TPU or GPU: every implementation against native, "
+                                    "training steps, bandwidth against the HBM peak (8 min)")
+  p.add_argument("--out", default=None,
+                 help="records and tables folder (default results/accelerator/<device kind>)")
+  p.add_argument("--quick", action="store_true", help="tiny shapes on any backend: a smoke test")
+  p.add_argument("--budget-s", type=positive_float, default=None,
+                 help="time budget in seconds (default 420; --quick runs everything)")
+  p.set_defaults(func=run_device)

@@ -7,10 +7,13 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 
-from sepconv.conv import policy
+from sepconv.conv import policy, table
+from sepconv.conv.choice import PLATFORMS, check_platform
 from sepconv.conv.geometry import ConvGeometry, Padding, make_geometry
-from sepconv.conv.plan import Plan, run_plan_jit
-from sepconv.conv.table import CONCRETE, check_supported
+from sepconv.conv.plan import Plan, PlatformPlans, run_plan_jit, run_platform_plans_jit
+from sepconv.conv.platform_guard import guard
+from sepconv.conv.table import COMPUTATIONS, CONCRETE, IMPL_TABLE, check_supported
+from sepconv.conv.tune_cache import host_platform
 
 IMPLS = ("auto",) + CONCRETE
 
@@ -23,15 +26,29 @@ def conv_geometry(x, kernel, *, feature_group_count: int = 1, strides=1, padding
                    dilation=dilation)
 
 
-def plan_for(geom: ConvGeometry, impl: str = "auto") -> Plan:
-  """The plan ``grouped_conv`` runs for ``geom`` and ``impl`` (ValueError if unsupported)."""
+def plan_for(geom: ConvGeometry, impl: str = "auto", platform: str | None = None) -> Plan:
+  """The plan ``grouped_conv`` runs for ``geom`` and ``impl`` on ``platform`` (default: the
+  host's), ValueError if unsupported."""
   if impl == "auto":
-    # The forward is chosen now; the gradients when a backward pass is traced.
-    return Plan(policy.choose(geom, "forward"), "auto", "auto")
+    host = host_platform()
+    platform = check_platform(platform or host)
+    if platform == host:
+      # The forward is chosen now; the gradients when a backward pass is traced.
+      return Plan(policy.choose(geom, "forward", platform), "auto", "auto", platform)
+    # Not measurable here: chosen whole, now.
+    return Plan(*(policy.choose(geom, c, platform) for c in COMPUTATIONS))
   if impl not in IMPLS:
     raise ValueError(f"impl (={impl!r}) must be one of {IMPLS}")
   check_supported(impl, geom)
+  if platform is not None and not IMPL_TABLE[impl].runs_on(check_platform(platform)):
+    raise ValueError(f"impl (={impl!r}) cannot be lowered for platform (={platform!r}): "
+                     f"{table.cannot_lower(platform)[impl]}")
   return Plan.single(impl)
+
+
+def platform_plans(geom: ConvGeometry) -> PlatformPlans:
+  """``impl="auto"``'s plan for ``geom`` on every platform it may be lowered for."""
+  return tuple((platform, plan_for(geom, "auto", platform)) for platform in PLATFORMS)
 
 
 def grouped_conv(
@@ -73,9 +90,11 @@ def grouped_conv(
         weight gradient ``patches^T @ dy`` the fastest on CPU for wide groups;
       'ffi' sepconv's own C++ CPU kernels through XLA's FFI, with their own gradients
         (float32 on CPU; an optional extension: unsupported, saying why, where it is not
-        built or disabled, see ``sepconv.conv.ffi``);
-      'auto' the fastest of those for this backend, shape and dtype, chosen per forward,
-        input gradient and kernel gradient (see ``sepconv.conv.policy``).
+        built or disabled, see ``sepconv.conv.ffi``; lowered for another platform, a
+        ValueError says so);
+      'auto' the fastest of those for the platform the computation is lowered for, shape
+        and dtype, chosen per forward, input gradient and kernel gradient (see
+        ``sepconv.conv.policy``); one traced function exports for CPU, TPU and GPU alike.
       'shift', 'supergroup', 'im2col', 'ffi', and 'auto' when it mixes implementations,
       are reverse-mode differentiable only (``jax.custom_vjp``).
 
@@ -91,4 +110,10 @@ def grouped_conv(
   x, kernel = jnp.asarray(x), jnp.asarray(kernel)
   geom = conv_geometry(x, kernel, feature_group_count=feature_group_count, strides=strides,
                    padding=padding, dilation=dilation)
-  return run_plan_jit(x, kernel, geom, plan_for(geom, impl))
+  if impl == "auto":
+    return run_platform_plans_jit(x, kernel, geom, platform_plans(geom))
+  plan = plan_for(geom, impl)
+  platforms = IMPL_TABLE[impl].platforms
+  if platforms is not None:  # lowered for another platform, a ValueError says so
+    x = guard(x, impl, platforms)
+  return run_plan_jit(x, kernel, geom, plan)

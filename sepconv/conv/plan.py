@@ -8,6 +8,12 @@ custom gradients is that implementation's plain function (so forward-mode autodi
 higher derivatives keep working for ``xla``, ``xla_noynn``, ``dense`` and ``pointwise``).
 A gradient named 'auto' is chosen by ``sepconv.conv.policy`` when the backward pass is
 traced, so inference never pays for choosing backward implementations.
+
+``impl="auto"`` has a plan per platform (``PlatformPlans``): ``run_platform_plans`` runs
+them as one ``lax.platform_dependent``, so the function lowers, for each platform it is
+exported or compiled for, the plan chosen for that platform (a CPU plan's C++ kernels
+never reach a TPU module), and is no conditional at all where every platform's plan is
+the same.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import dataclasses
 import functools
 
 import jax
+
+from jax import lax
 
 from sepconv.conv import policy
 from sepconv.conv.geometry import ConvGeometry
@@ -30,12 +38,13 @@ TRACE_COUNTS: collections.Counter = collections.Counter()
 class Plan:
   """Which implementation computes the forward, the input gradient and the kernel gradient.
 
-  A gradient named 'auto' is chosen by ``sepconv.conv.policy`` when the backward pass is
-  traced.
+  A gradient named 'auto' is chosen by ``sepconv.conv.policy`` for ``platform`` (None:
+  the host's) when the backward pass is traced.
   """
   forward: str
   input_grad: str
   kernel_grad: str
+  platform: str | None = None
 
   @classmethod
   def single(cls, name: str) -> Plan:
@@ -60,8 +69,10 @@ def _custom_fwd(x, kernel, geom, plan):
 def _custom_bwd(geom, plan, residuals, dy):
   x, kernel = residuals
   dx_name, dk_name = plan.input_grad, plan.kernel_grad
-  dx_name = policy.choose(geom, "input_grad") if dx_name == "auto" else dx_name
-  dk_name = policy.choose(geom, "kernel_grad") if dk_name == "auto" else dk_name
+  if dx_name == "auto":
+    dx_name = policy.choose(geom, "input_grad", plan.platform)
+  if dk_name == "auto":
+    dk_name = policy.choose(geom, "kernel_grad", plan.platform)
   dx = input_grad(dx_name, x, kernel, dy, geom)
   dk = kernel_grad(dk_name, x, kernel, dy, geom)
   return dx.astype(x.dtype), dk.astype(kernel.dtype)
@@ -79,3 +90,27 @@ def run_plan(x: jax.Array, kernel: jax.Array, geom: ConvGeometry, plan: Plan) ->
 
 
 run_plan_jit = jax.jit(run_plan, static_argnums=(2, 3))
+
+# ((platform, plan), ...): the plan for each platform a computation may be lowered for.
+PlatformPlans = tuple[tuple[str, Plan], ...]
+
+
+def run_platform_plans(x: jax.Array, kernel: jax.Array, geom: ConvGeometry,
+                       plans: PlatformPlans) -> jax.Array:
+  """The convolution computed, on each platform it is lowered for, by that platform's plan."""
+  distinct = list(dict.fromkeys(plan for _, plan in plans))
+  if len(distinct) == 1:
+    return run_plan(x, kernel, geom, distinct[0])
+  # The plan most platforms share is the default branch; the others are named.
+  common = max(distinct, key=lambda p: sum(plan == p for _, plan in plans))
+  branches = {platform: functools.partial(_branch, geom=geom, plan=plan)
+              for platform, plan in plans if plan != common}
+  return lax.platform_dependent(x, kernel, default=functools.partial(_branch, geom=geom,
+                                                                     plan=common), **branches)
+
+
+def _branch(x, kernel, *, geom: ConvGeometry, plan: Plan) -> jax.Array:
+  return run_plan(x, kernel, geom, plan)
+
+
+run_platform_plans_jit = jax.jit(run_platform_plans, static_argnums=(2, 3))

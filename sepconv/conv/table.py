@@ -4,6 +4,11 @@ An implementation supplies a forward function, a support check (in its own modul
 it cannot run a ``ConvGeometry``, or None), and optionally its own input and kernel
 gradients; without them, the gradient is the VJP of its forward. The table is data:
 ``sepconv.conv.policy`` chooses among its entries and ``sepconv.conv.plan`` runs them.
+
+Each entry states the platforms it can be lowered for (``platforms``, None for pure JAX)
+and why not elsewhere (``platform_note``): ``cannot_lower`` lists them, ``impl="auto"``
+never chooses an entry for a platform it does not claim, and the lowering check
+(tests/conv/test_lowering.py) exports every entry for TPU and GPU against that list.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ class Impl:
     kernel_grad: (x, dy, geom) -> dkernel, or None to differentiate ``forward``.
     platforms: the JAX platforms ('cpu', 'cuda', 'rocm', 'tpu') it can be lowered for, or
       None for every platform (pure JAX).
+    platform_note: why it cannot be lowered for the other platforms.
+    custom_call_targets: custom-call targets it emits that carry no compatibility
+      guarantee where it runs (``jax.export`` must be told to accept them, e.g.
+      ``__gpu$xla.gpu.triton``); its CPU-only targets need not be named.
   """
   name: str
   forward: Forward
@@ -40,6 +49,12 @@ class Impl:
   input_grad: Callable | None = None
   kernel_grad: Callable | None = None
   platforms: tuple[str, ...] | None = None
+  platform_note: str = ""
+  custom_call_targets: tuple[str, ...] = ()
+
+  def runs_on(self, platform: str) -> bool:
+    """Whether it can be lowered for ``platform``."""
+    return self.platforms is None or platform in self.platforms
 
   @property
   def custom_grads(self) -> bool:
@@ -60,7 +75,8 @@ IMPL_TABLE: dict[str, Impl] = {
         Impl("im2col", im2col.im2col_forward, native.always_supported,
              kernel_grad=im2col.im2col_kernel_grad),
         Impl("ffi", ffi.ffi_forward, ffi.ffi_support, input_grad=ffi.ffi_input_grad,
-             kernel_grad=ffi.ffi_kernel_grad, platforms=("cpu",)),
+             kernel_grad=ffi.ffi_kernel_grad, platforms=("cpu",),
+             platform_note="XLA:CPU FFI custom calls into sepconv's C++ kernels (CPU code)"),
     )
 }
 
@@ -70,6 +86,12 @@ CONCRETE = tuple(IMPL_TABLE)
 def supported(geom: ConvGeometry) -> list[str]:
   """Names of the implementations that can run ``geom``, in table order."""
   return [name for name, impl in IMPL_TABLE.items() if impl.support(geom) is None]
+
+
+def cannot_lower(platform: str) -> dict[str, str]:
+  """{name: why} for every implementation that cannot be lowered for ``platform``."""
+  return {name: impl.platform_note or f"runs on {impl.platforms} only"
+          for name, impl in IMPL_TABLE.items() if not impl.runs_on(platform)}
 
 
 def check_supported(name: str, geom: ConvGeometry) -> Impl:

@@ -12,18 +12,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sepconv.conv import conv_geometry, grouped_conv, plan_for, policy, table
+from sepconv.conv import choice, conv_geometry, grouped_conv, plan_for, policy, table
+from sepconv.conv import measure as measure_lib
 from sepconv.conv import plan as plan_lib
 
 
 @pytest.fixture(autouse=True)
-def _tmp_cache(tmp_path, monkeypatch):
+def tuner(tmp_path, monkeypatch):
+  """A fresh tuner (its own cache in tmp_path) that measures even these tiny convs."""
   monkeypatch.setenv("SEPCONV_CACHE_DIR", str(tmp_path))
-  monkeypatch.setattr(policy, "MIN_MEASURE_MACS", 0)  # measure even these tiny convs
   monkeypatch.delenv("SEPCONV_AUTOTUNE", raising=False)
-  policy.clear_memory_cache()
-  yield
-  policy.clear_memory_cache()
+  with policy.using(policy.Tuner(min_measure_macs=0)) as fresh:
+    yield fresh
+
+
+def _never_measure(*args, **kwargs):
+  pytest.fail("measured")
 
 
 def _arrays(groups=4, group_in=1, group_out=1, hw=8, seed=0):
@@ -57,25 +61,25 @@ def test_auto_matches_the_implementations_it_chose(tmp_path):
     times = entry["times_ms"]
     assert "xla" in times  # the reference is measured
     fastest = min(times, key=times.get)
-    if times[fastest] < (1 - policy.MARGIN) * times["xla"]:
+    if times[fastest] < (1 - choice.MARGIN) * times["xla"]:
       assert entry["choice"] == fastest
     else:
       assert entry["choice"] == "xla"
 
 
-def test_choice_survives_cleared_memory_without_measuring(monkeypatch):
+def test_choice_survives_cleared_memory_without_measuring(tuner):
   x, k = _arrays()
   geom = conv_geometry(x, k, feature_group_count=4)
   first = plan_for(geom)
-  policy.clear_memory_cache()
-  monkeypatch.setattr(policy, "measure", lambda *a, **kw: pytest.fail("measured again"))
+  tuner.cache.forget()
+  tuner.measure = _never_measure
   assert plan_for(geom) == first
 
 
 def test_choice_survives_a_new_process(tmp_path):
   x, k = _arrays()
   geom = conv_geometry(x, k, feature_group_count=4)
-  assert policy.heuristic(geom, "forward") != "dense"
+  assert choice.heuristic(geom, "forward") != "dense"
   key = policy.entry_key(geom, "forward")
   policy._write_entry(key, {"choice": "dense", "times_ms": {"dense": 1.0}})
   code = ("import jax.numpy as jnp; from sepconv.conv import conv_geometry, plan_for;"
@@ -111,15 +115,16 @@ def test_wrong_version_is_rebuilt_too(tmp_path):
   assert json.loads(path.read_text())["version"] == policy.CACHE_VERSION
 
 
-def test_measuring_off_uses_the_heuristic_and_writes_nothing(monkeypatch):
+def test_measuring_off_uses_the_heuristic_and_writes_nothing(monkeypatch, tuner):
   monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
-  monkeypatch.setattr(policy, "measure", lambda *a, **kw: pytest.fail("measured"))
+  monkeypatch.setattr(choice, "MIN_MEASURE_MACS", 0)  # the heuristic for large convs
+  tuner.measure = _never_measure
   for groups, group_in, want in ((4, 1, "shift"), (2, 16, "supergroup"), (1, 16, "xla")):
     x, k = _arrays(groups=groups, group_in=group_in, group_out=group_in)
     geom = conv_geometry(x, k, feature_group_count=groups)
     if group_in >= 8 and table.IMPL_TABLE["ffi"].support(geom) is None:
       want = "ffi"  # the C++ kernels, where built, from 8 channels per group
-    assert plan_for(geom).forward == policy.heuristic(geom, "forward") == want
+    assert plan_for(geom).forward == choice.heuristic(geom, "forward") == want
     jax.grad(lambda a: grouped_conv(a, k, feature_group_count=groups).sum())(x)
   assert not policy.cache_path().exists()
 
@@ -128,8 +133,10 @@ def test_heuristic_on_accelerators_is_native():
   x, k = _arrays()
   geom = conv_geometry(x, k, feature_group_count=4)
   for stage in table.COMPUTATIONS:
-    assert policy.heuristic(geom, stage, backend="gpu") == "xla"
-    assert policy.heuristic(geom, stage, backend="tpu") == "xla"
+    for platform in ("cuda", "rocm", "tpu"):
+      assert choice.heuristic(geom, stage, platform) == "xla"
+  with pytest.raises(ValueError, match=r"platform \(='gpu'\) must be one of"):
+    choice.heuristic(geom, "forward", "gpu")
 
 
 def test_auto_measures_at_trace_time_inside_jit_grad_and_vmap():
@@ -149,10 +156,10 @@ def test_auto_measures_at_trace_time_inside_jit_grad_and_vmap():
 def test_candidates_skip_known_hopeless_weight_gradients():
   x, k = _arrays(groups=64)
   geom = conv_geometry(x, k, feature_group_count=64)
-  names = policy.candidates(geom, "kernel_grad", backend="cpu")
+  names = choice.candidates(geom, "kernel_grad", "cpu")
   assert not {"xla", "xla_noynn", "dense"} & set(names)
-  assert "xla" in policy.candidates(geom, "input_grad", backend="cpu")
-  assert names[0] == policy.heuristic(geom, "kernel_grad", backend="cpu")
+  assert "xla" in choice.candidates(geom, "input_grad", "cpu")
+  assert names[0] == choice.heuristic(geom, "kernel_grad", "cpu")
 
 
 @pytest.mark.parametrize("impl, hw", [("auto", 11), ("shift", 12), ("xla", 13)])
@@ -174,20 +181,20 @@ def test_compiles_once_per_shape(impl, hw):
   assert plan_lib.TRACE_COUNTS[(geom2, plan_for(geom2, impl))] == 1
 
 
-def test_tiny_convolutions_take_the_heuristic(monkeypatch):
-  monkeypatch.setattr(policy, "MIN_MEASURE_MACS", 1 << 22)
-  monkeypatch.setattr(policy, "measure", lambda *a, **kw: pytest.fail("measured"))
+def test_tiny_convolutions_take_the_heuristic(tuner):
+  tuner.min_measure_macs = choice.MIN_MEASURE_MACS
+  tuner.measure = _never_measure
   x, k = _arrays()
   geom = conv_geometry(x, k, feature_group_count=4)
-  assert geom.macs < policy.MIN_MEASURE_MACS
-  assert plan_for(geom).forward == policy.heuristic(geom, "forward")
+  assert geom.macs < choice.MIN_MEASURE_MACS
+  assert plan_for(geom).forward == choice.heuristic(geom, "forward")
   assert not policy.cache_path().exists()
 
 
 def test_a_candidate_that_fails_while_measured_is_dropped_with_one_warning(monkeypatch):
   x, k = _arrays(groups=4, group_in=2, group_out=2)
   geom = conv_geometry(x, k, feature_group_count=4)
-  names = policy.candidates(geom, "forward")
+  names = choice.candidates(geom, "forward")
   broken = names[0]  # the heuristic's choice, measured first
   original = table.computation_fn
 
@@ -198,12 +205,12 @@ def test_a_candidate_that_fails_while_measured_is_dropped_with_one_warning(monke
       return fail
     return original(name, computation, g)
 
-  monkeypatch.setattr(policy, "computation_fn", failing)
+  monkeypatch.setattr(measure_lib, "computation_fn", failing)
   with pytest.warns(UserWarning, match=rf"candidate '{broken}' dropped.*empty2") as caught:
     y = jax.jit(lambda a, b: grouped_conv(a, b, feature_group_count=4))(x, k)
   assert len([w for w in caught if "dropped" in str(w.message)]) == 1
-  choice = policy.lookup(geom, "forward")["choice"]
-  assert choice != broken and broken not in policy.lookup(geom, "forward")["times_ms"]
+  chosen = policy.lookup(geom, "forward")["choice"]
+  assert chosen != broken and broken not in policy.lookup(geom, "forward")["times_ms"]
   want = jax.lax.conv_general_dilated(x, k, (1, 1), "SAME", feature_group_count=4,
                                       dimension_numbers=("NHWC", "HWIO", "NHWC"))
   np.testing.assert_allclose(np.asarray(y), np.asarray(want), rtol=1e-5, atol=1e-5)
@@ -218,7 +225,7 @@ def test_when_every_candidate_fails_auto_runs_the_native_convolution(monkeypatch
       raise RuntimeError("RESOURCE_EXHAUSTED: out of memory")
     return fail
 
-  monkeypatch.setattr(policy, "computation_fn", failing)
+  monkeypatch.setattr(measure_lib, "computation_fn", failing)
   with pytest.warns(UserWarning, match="out of memory"):
     assert policy.choose(geom, "forward") == "xla"
 

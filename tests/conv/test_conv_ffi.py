@@ -210,14 +210,13 @@ def test_matches_torch_conv2d_groups():
 @needs_ext
 def test_autotune_may_choose_ffi(tmp_path, monkeypatch):
   """'ffi' is one more measured candidate of every computation where it is supported."""
-  from sepconv.conv import policy  # noqa: PLC0415
+  from sepconv.conv import choice, measure  # noqa: PLC0415
   x, k = _inputs(2, 16, 16, 4, 16, 16, (3, 3))
   geom = conv_geometry(x, k, feature_group_count=4)
   for computation in COMPUTATIONS:
-    assert "ffi" in policy.candidates(geom, computation)
-  monkeypatch.setenv("SEPCONV_CACHE_DIR", str(tmp_path))
-  policy.clear_memory_cache()
-  times = policy.measure(geom, "forward", ["ffi", "xla"], repeats=1)
+    assert "ffi" in choice.candidates(geom, computation, "cpu")
+    assert "ffi" not in choice.candidates(geom, computation, "tpu")
+  times = measure.measure(geom, "forward", ["ffi", "xla"], repeats=1)
   assert set(times) == {"ffi", "xla"} and all(t > 0 for t in times.values())
 
 

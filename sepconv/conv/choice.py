@@ -1,0 +1,130 @@
+"""What ``impl="auto"`` chooses when nothing is measured, and among what: pure functions.
+
+``(geometry, computation, platform) -> implementation``: no state, no files, no JAX
+computation, so a choice for a TPU or a GPU can be made (and tested) on any host.
+``sepconv.conv.policy`` combines these with the on-disk cache (``tune_cache``) and with
+measuring (``measure``).
+
+Platforms are JAX's lowering platforms: 'cpu', 'cuda', 'rocm', 'tpu' (what
+``jax.export`` and ``lax.platform_dependent`` name), never 'gpu'.
+"""
+
+from __future__ import annotations
+
+from sepconv import validate
+from sepconv.conv import shift
+from sepconv.conv.geometry import ConvGeometry
+from sepconv.conv.table import IMPL_TABLE, supported
+
+PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
+REFERENCE = "xla"
+# A candidate must beat the native conv by this fraction to be chosen over it, so noise in
+# a few timed calls on a busy host cannot make auto pick something no faster than native.
+MARGIN = 0.05
+# Below this many multiply-adds a convolution takes microseconds whichever way it runs:
+# auto takes the heuristic instead of spending seconds compiling candidates.
+MIN_MEASURE_MACS = 1 << 22
+
+
+def check_platform(platform: str) -> str:
+  """``platform`` if it is one of ``PLATFORMS`` ('gpu' is ambiguous: 'cuda' or 'rocm')."""
+  return validate.one_of(platform, "platform", PLATFORMS)
+
+
+def eligible(geom: ConvGeometry, platform: str) -> list[str]:
+  """Implementations that run ``geom`` and can be lowered for ``platform``, in table order."""
+  check_platform(platform)
+  return [name for name in supported(geom) if IMPL_TABLE[name].runs_on(platform)]
+
+
+def heuristic(geom: ConvGeometry, computation: str, platform: str = "cpu") -> str:
+  """The implementation for ``computation`` on ``platform`` when nothing is measured.
+
+  CPU (measured on a 2-core x86 host, float32, 3x3 on 56x56x128 -> 128, batch 32):
+    * ``shift`` wins every computation wherever it applies (depthwise, depth multipliers, up
+      to 8 channels per group): 10-40x the native forward, and the native weight
+      gradient of a grouped conv is expanded densely by XLA:CPU (minutes); except the
+      weight gradient at 4-8 channels per group, where ``supergroup`` is 1.4-2.5x faster;
+    * 1x1 kernels: the matmul path forward;
+    * wider groups (G > 1): ``supergroup`` (dense convolutions over channel blocks) for
+      all three stages, except the weight gradient from 64 channels per group on,
+      where ``im2col`` (chunked ``patches^T @ dy``) is 1.4x faster, and 3.6x faster
+      than native for dense convolutions;
+    * dense (G = 1): native forward and input gradient.
+  CPU with the C++ extension built (``ffi``), from 8 channels per group to dense, except
+  the 1x1 forward: ``ffi`` for all three computations (1.1-2x PyTorch's oneDNN in forward +
+  backward on the reference layer, forward at parity; 2.8x XLA's dense forward + backward).
+  CPU, small convolutions (under ``MIN_MEASURE_MACS``, never measured; from training
+  steps of the granularity grid's MobileNet on 8x8 digits, batch 32, where per-op
+  overhead and compile time dominate): ``shift`` for depthwise, ``supergroup`` for every
+  other grouped conv (the unrolled shift sums took 2-6x longer to compile and ran
+  slower from 2 channels per group on; native's grouped weight gradient is 10-70x
+  slower), and native for dense convolutions (im2col and the matmul path lose there).
+  GPU and TPU: native everywhere (cuDNN / the TPU compiler handle grouped convs; no
+  device measurement exists yet, and measuring decides there).
+  """
+  if check_platform(platform) != "cpu":
+    return REFERENCE
+  if geom.macs < MIN_MEASURE_MACS:
+    if geom.groups == 1:
+      return "xla"
+    return "shift" if geom.group_in == 1 and shift.support(geom) is None else "supergroup"
+  if (geom.group_in >= 8 and not (geom.is_pointwise and computation == "forward")
+      and IMPL_TABLE["ffi"].support(geom) is None):
+    return "ffi"
+  if geom.is_pointwise and computation == "forward":
+    return "pointwise"
+  if shift.support(geom) is None:
+    # Its weight gradient unrolls ci*co products per tap: past 2 channels per group
+    # (with G > 1) the dense blocks are faster.
+    if computation == "kernel_grad" and geom.group_in >= 4 and geom.groups > 1:
+      return "supergroup"
+    return "shift"
+  if computation == "kernel_grad" and geom.group_in >= 64:
+    return "im2col"
+  if geom.groups == 1:
+    return "xla"
+  return "supergroup"
+
+
+def candidates(geom: ConvGeometry, computation: str, platform: str = "cpu") -> list[str]:
+  """Implementations worth measuring for ``computation`` on ``platform``.
+
+  Those eligible for the platform, less those known hopeless. Left out on CPU, because
+  one call can take minutes at training sizes: the native weight gradient of a grouped
+  conv (G > 1), which XLA:CPU expands into a dense convolution with a mask (2 minutes for
+  one 3x3, 56x56x128, 2-channel-group weight gradient at batch 32 on a 2-core host, where
+  'shift' takes 0.1 s); the weight gradient of 'xla_noynn' (XLA's Eigen weight gradient:
+  a minute even for G = 1); and ``dense`` past 8 groups for the weight gradient and past
+  32 otherwise (G times the arithmetic). 'dense' and 'supergroup' are the native conv
+  itself when G = 1. Elsewhere 'xla_noynn' (a CPU-only opt-out) is left out and 'xla',
+  the reference, is always measured. The heuristic's choice comes first, so slow
+  candidates are cut short early.
+  """
+  names = eligible(geom, platform)
+  drop = set()
+  if geom.groups == 1:
+    drop.update(("dense", "supergroup"))  # the same dense conv as xla
+  if geom.group_in < 16:
+    drop.add("im2col")  # tiny matrix products: shift or supergroup always win
+  if geom.groups > (8 if computation == "kernel_grad" else 32):
+    drop.add("dense")
+  if platform == "cpu" and computation == "kernel_grad":
+    drop.add("xla_noynn")  # Eigen's weight gradient: a minute even when G = 1
+    if geom.groups > 1:
+      drop.add("xla")
+  if platform != "cpu":
+    drop.add("xla_noynn")  # the YNNPACK opt-out only means something on CPU
+  names = [n for n in names if n not in drop]
+  first = heuristic(geom, computation, platform)
+  return sorted(names, key=lambda n: n != first)
+
+
+def pick(times: dict[str, float], valid: list[str], default: str) -> str:
+  """The measured winner: fastest, but native unless beaten by ``MARGIN``; ``default`` if none ran."""
+  if not times:  # every candidate failed: the native convolution is always correct
+    return REFERENCE if REFERENCE in valid else default
+  choice = min(times, key=times.get)
+  if REFERENCE in times and times[choice] > (1 - MARGIN) * times[REFERENCE]:
+    choice = REFERENCE  # within noise of native: keep native
+  return choice
