@@ -15,6 +15,8 @@ import jax
 
 from sepconv.conv import ffi, im2col, native, pointwise, shift
 from sepconv.conv.geometry import ConvGeometry
+from sepconv.conv.pallas import gpu as pallas_gpu
+from sepconv.conv.pallas import tpu as pallas_tpu
 
 Forward = Callable[[jax.Array, jax.Array, ConvGeometry], jax.Array]
 # The three computations of a training step that a plan assigns implementations to.
@@ -61,6 +63,12 @@ IMPL_TABLE: dict[str, Impl] = {
              kernel_grad=im2col.im2col_kernel_grad),
         Impl("ffi", ffi.ffi_forward, ffi.ffi_support, input_grad=ffi.ffi_input_grad,
              kernel_grad=ffi.ffi_kernel_grad, platforms=("cpu",)),
+        Impl("pallas_tpu", pallas_tpu.forward, pallas_tpu.support,
+             input_grad=pallas_tpu.input_grad, kernel_grad=pallas_tpu.kernel_grad,
+             platforms=("tpu",)),
+        Impl("pallas_gpu", pallas_gpu.forward, pallas_gpu.support,
+             input_grad=pallas_gpu.input_grad, kernel_grad=pallas_gpu.kernel_grad,
+             platforms=("cuda",)),
     )
 }
 
