@@ -11,8 +11,9 @@ channels [c*cb, (c+1)*cb): a (cols, cb) float32 accumulator of the taps' multipl
 
 Kernel gradient (``_kernel_grad_kernel``, the slow path of XLA's grouped backward on GPU):
 grid (N, taps, C/cb); program (n, t, c) loops over the rows and column blocks of image n,
-accumulating tap t's window times dy in a (cols, cb) float32 tile, then reduces it over the
-columns into partial[n, t, c-block]; the wrapper sums the N partials.
+accumulating tap t's window times dy (a masked load: dy is not padded) in a (cols, cb)
+float32 tile, then reduces it over the columns into partial[n, t, c-block]; the wrapper sums
+the N partials.
 """
 
 from __future__ import annotations
@@ -76,7 +77,10 @@ def _compiler_params(blocks: BlockSizes):
 
 
 def _tap_sum_kernel(x_ref, w_ref, o_ref, *, taps, out_rows, cols, cb):
-  """x_ref (N, P, Hq, Wq, C), w_ref (T, C) -> o_ref (N, Ho, Wc, C), one (cols, cb) tile."""
+  """x_ref (N, P, Hq, Wq, C), w_ref (T, C) -> o_ref (N, Ho, Wo, C), one (cols, cb) tile.
+
+  The store is masked to the output's columns and channels: no padded output to crop.
+  """
   pid = pl.program_id(0)
   n, p = lax.div(pid, out_rows), lax.rem(pid, out_rows)
   w0 = pl.program_id(1) * cols
@@ -85,13 +89,17 @@ def _tap_sum_kernel(x_ref, w_ref, o_ref, *, taps, out_rows, cols, cb):
   for plane, dr, dc, t in taps:
     xs = x_ref[n, plane, p + dr, pl.ds(w0 + dc, cols), pl.ds(c0, cb)].astype(jnp.float32)
     acc += xs * w_ref[t, pl.ds(c0, cb)].astype(jnp.float32)[None, :]
-  o_ref[n, p, pl.ds(w0, cols), pl.ds(c0, cb)] = acc.astype(o_ref.dtype)
+  col = w0 + lax.broadcasted_iota(jnp.int32, (cols, cb), 0)
+  chan = c0 + lax.broadcasted_iota(jnp.int32, (cols, cb), 1)
+  pltriton.store(o_ref.at[n, p, pl.ds(w0, cols), pl.ds(c0, cb)], acc.astype(o_ref.dtype),
+                 mask=(col < o_ref.shape[2]) & (chan < o_ref.shape[3]))
 
 
 def _kernel_grad_kernel(x_ref, dy_ref, o_ref, *, taps, out_rows, col_blocks, cols, cb):
   """Partial sums of tap t over image n: o_ref (N, T, C)[n, t, c-block]."""
   n, t_id, c = pl.program_id(0), pl.program_id(1), pl.program_id(2)
   c0 = c * cb
+  chan = c0 + lax.broadcasted_iota(jnp.int32, (cols, cb), 1)
 
   def one_tap(plane, dr, dc):
     def body(i, acc):
@@ -100,7 +108,10 @@ def _kernel_grad_kernel(x_ref, dy_ref, o_ref, *, taps, out_rows, col_blocks, col
       else:
         p, w0 = lax.div(i, col_blocks), lax.rem(i, col_blocks) * cols
       xs = x_ref[n, plane, p + dr, pl.ds(w0 + dc, cols), pl.ds(c0, cb)].astype(jnp.float32)
-      g = dy_ref[n, p, pl.ds(w0, cols), pl.ds(c0, cb)].astype(jnp.float32)
+      col = w0 + lax.broadcasted_iota(jnp.int32, (cols, cb), 0)
+      mask = (col < dy_ref.shape[2]) & (chan < dy_ref.shape[3])
+      g = pltriton.load(dy_ref.at[n, p, pl.ds(w0, cols), pl.ds(c0, cb)], mask=mask,
+                        other=0.0).astype(jnp.float32)
       return acc + xs * g
     acc = lax.fori_loop(0, out_rows * col_blocks, body, jnp.zeros((cols, cb), jnp.float32))
     return jnp.sum(acc, axis=0)
@@ -129,12 +140,12 @@ def tap_sum(src: jax.Array, weights: jax.Array, prob: tp.TapSum, *,
   out = pl.pallas_call(
       kernel,
       grid=(prob.batch * ho, col_blocks, cpad // cb),
-      out_shape=jax.ShapeDtypeStruct((prob.batch, ho, col_blocks * cols, cpad), src.dtype),
+      out_shape=jax.ShapeDtypeStruct((prob.batch, ho, wo, prob.channels), src.dtype),
       compiler_params=_compiler_params(blocks),
       interpret=interpret,
       name="sepconv_tap_sum_gpu",
   )(x, w)
-  return out[:, :, :wo, :prob.channels]
+  return out
 
 
 def tap_kernel_grad(src: jax.Array, dy: jax.Array, prob: tp.TapSum, *,
@@ -143,7 +154,6 @@ def tap_kernel_grad(src: jax.Array, dy: jax.Array, prob: tp.TapSum, *,
   cols, cb, col_blocks, cpad = _layout(prob, blocks)
   ho, _ = prob.out_hw
   x = tp.prepare_source(src, prob, ho, 1, col_blocks * cols, cpad)[:, 0]
-  g = tp.pad_output_grad(dy, ho, col_blocks * cols, cpad)
   kernel = functools.partial(_kernel_grad_kernel, taps=prob.taps(), out_rows=ho,
                              col_blocks=col_blocks, cols=cols, cb=cb)
   partial = pl.pallas_call(
@@ -153,7 +163,7 @@ def tap_kernel_grad(src: jax.Array, dy: jax.Array, prob: tp.TapSum, *,
       compiler_params=_compiler_params(blocks),
       interpret=interpret,
       name="sepconv_tap_kernel_grad_gpu",
-  )(x, g)
+  )(x, dy)
   (kh, kw), a = prob.kernel_hw, prob.a
   total = jnp.sum(partial, axis=0)[:, :prob.channels]
   return total.reshape(kh, kw, a, prob.channels).astype(src.dtype)

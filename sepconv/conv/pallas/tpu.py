@@ -9,10 +9,10 @@ halo), and the kernel accumulates the taps' shifted multiply-adds on the VPU in 
 Forward and input gradient (one kernel, ``_tap_sum_kernel``): grid (C/cb, N, R); step
 (c, n, r) holds the input block (P, rows + halo, Wq, cb) of image n, channel block c, row
 block r, the weights (taps, cb) of channel block c (fetched once per c, the outermost
-axis), and writes the output block (rows, Wo8, cb). Every axis is parallel.
+axis), and writes the output block (rows, Wo, cb). Every axis is parallel.
 
 Kernel gradient (``_kernel_grad_kernel``): grid (C/cb, N, R); step (c, n, r) holds the same
-input block and the output-gradient block (rows, Wo8, cb) and adds its window products
+input block and the output-gradient block (rows, Wo, cb) and adds its window products
 into the float32 (taps, cb) block of channel block c, which stays resident while the two
 inner axes (batch, rows; 'arbitrary') walk the reduction.
 
@@ -36,7 +36,7 @@ from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.pallas import taps as tp
 
 LANES = 128
-SUBLANES = 16  # output columns are padded to this (a bf16 tile's rows; a multiple of 8)
+SUBLANES = 8  # the fused kernel pads its matmul's rows (output columns) to this
 VMEM_BUDGET = 12 * 2**20
 MAX_ROWS = 64
 NAME = "the pallas_tpu kernels"
@@ -60,7 +60,7 @@ def footprint(prob: tp.TapSum, rows: int, channels: int, itemsize: int, cols: in
 
   forward:     2*P*(rows+hh)*(cols+hw)*cb*s  +  2*T*cb*s  +  2*rows*cols*cb*s  +  cols*cb*4
   kernel_grad: 2*P*(rows+hh)*(cols+hw)*cb*s  +  2*rows*cols*cb*s  +  2*T*cb*4  +  cols*cb*4
-  (P planes, T taps, cb lanes, s the element size, cols the output columns padded to 16).
+  (P planes, T taps, cb lanes, s the element size, cols the output columns).
   """
   hh, hw = prob.halo
   src = 2 * prob.phases * (rows + hh) * (cols + hw) * channels * itemsize
@@ -71,8 +71,7 @@ def footprint(prob: tp.TapSum, rows: int, channels: int, itemsize: int, cols: in
 
 def choose_rows(prob: tp.TapSum, channels: int, itemsize: int, kernel_grad=False) -> int | None:
   """Most output rows per block (balanced over the blocks) that fit, or None if one does not."""
-  ho, wo = prob.out_hw
-  cols = tp.round_up(wo, SUBLANES)
+  ho, cols = prob.out_hw
   fits = [r for r in range(1, min(ho, MAX_ROWS) + 1)
           if footprint(prob, r, channels, itemsize, cols, kernel_grad) <= VMEM_BUDGET]
   if not fits:
@@ -138,7 +137,7 @@ def _layout(prob: tp.TapSum, blocks: BlockSizes, itemsize: int, kernel_grad: boo
     raise ValueError(f"no row block of the output (={prob.out_hw}) fits the VMEM budget "
                      f"(={VMEM_BUDGET} bytes) of {NAME}")
   n_rows = -(-prob.out_hw[0] // rows)
-  cols = tp.round_up(prob.out_hw[1], SUBLANES)
+  cols = prob.out_hw[1]  # a block dim equal to the array's: no column padding
   cpad = tp.round_up(prob.channels, blocks.channels)
   return rows, n_rows, cols, cpad
 
@@ -165,7 +164,8 @@ def tap_sum(src: jax.Array, weights: jax.Array, prob: tp.TapSum, *,
       out_specs=pl.BlockSpec((None, rows, cols, cb), lambda c, n, r: (n, r, 0, c)),
       out_shape=jax.ShapeDtypeStruct((prob.batch, n_rows * rows, cols, cpad), src.dtype),
       compiler_params=pltpu.CompilerParams(
-          dimension_semantics=("parallel", "parallel", "parallel")),
+          dimension_semantics=("parallel", "parallel", "parallel"),
+          allow_input_fusion=[True, False]),
       interpret=interpret,
       name="sepconv_tap_sum",
   )(x, w)
@@ -189,7 +189,8 @@ def tap_kernel_grad(src: jax.Array, dy: jax.Array, prob: tp.TapSum, *,
       out_specs=pl.BlockSpec((prob.n_taps, cb), lambda c, n, r: (0, c)),
       out_shape=jax.ShapeDtypeStruct((prob.n_taps, cpad), jnp.float32),
       compiler_params=pltpu.CompilerParams(
-          dimension_semantics=("parallel", "arbitrary", "arbitrary")),
+          dimension_semantics=("parallel", "arbitrary", "arbitrary"),
+          allow_input_fusion=[True, True]),
       interpret=interpret,
       name="sepconv_tap_kernel_grad",
   )(x, g)
