@@ -59,7 +59,8 @@ def _check(mod, case, dtype=jnp.float32, tol=2e-5, interpret=True, **blocks):
   h, w, g, gi, go, kernel, strides, padding, dilation = case
   x, k = _inputs(2, h, w, g, gi, go, kernel, dtype)
   geom = _geom(x, k, g, strides, padding, dilation)
-  assert mod.support(geom) is not None  # CPU: not the kernels' platform
+  if jax.default_backend() == "cpu":
+    assert mod.support(geom) is not None  # not the kernels' platform: interpret mode only
   assert tpu.support_geometry(geom) is None
   kw = dict(interpret=interpret, **({"blocks": mod.BlockSizes(**blocks)} if blocks else {}))
   y_ref, vjp = jax.vjp(lambda a, b: _reference(a, b, geom), x, k)
@@ -105,7 +106,7 @@ def test_gpu_matches_lax():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("case", [CASES[5], CASES[3], CASES[7]], ids=["neg_pad", "g4", "g8"])
+@pytest.mark.parametrize("case", [CASES[5], CASES[2], CASES[3]], ids=["neg_pad", "g2", "g4"])
 def test_gpu_matches_lax_several_blocks(case):
   _check(gpu, case, cols=4, channels=8)  # several column and channel blocks
 
