@@ -224,8 +224,9 @@ def test_reference_layer_blocks_fit_vmem():
   prob = tpu.tp.forward_problem(conv_geometry(x, k, feature_group_count=128))
   rows = tpu.choose_rows(prob, 128, 4)
   assert rows == 56  # the whole image: one row block, no halo copied twice
-  # input 2*1*58*58*128*4, weights 2*9*128*4, output 2*56*56*128*4, accumulator 56*128*4
-  assert tpu.footprint(prob, rows, 128, 4, 56) == 3444736 + 9216 + 3211264 + 28672
+  # input 2*1*58*64*128*4 (56 + 2 halo columns in whole 8-row tiles), weights 2*9*128*4,
+  # output 2*56*56*128*4, accumulator 56*128*4
+  assert tpu.footprint(prob, rows, 128, 4, 56) == 3801088 + 9216 + 3211264 + 28672
   assert tpu.footprint(prob, rows, 128, 4, 56) <= tpu.VMEM_BUDGET
   big = tpu.tp.forward_problem(make_geometry((1, 224, 224, 128), (3, 3, 1, 128), jnp.float32,
                                              feature_group_count=128, strides=1,

@@ -36,10 +36,10 @@ NAME = "the fused separable pallas_tpu kernel"
 def footprint(prob: tp.TapSum, rows: int, cols: int, cm: int, co: int, itemsize: int) -> int:
   """VMEM bytes of one grid step, blocks double-buffered:
 
-  2*P*(rows+hh)*(cols+hw)*Cm*s + 2*T*Cm*s + 2*Cm*Co*s + 2*rows*cols*Co*s + cols*(Cm+Co)*4.
+  2*P*(rows+hh)*Wq*Cm*s + 2*T*Cm*s + 2*Cm*Co*s + 2*rows*cols*Co*s + cols*(Cm+Co)*4
+  (Wq: ``tpu.window_cols``; cols: the output columns rounded up to 8, the matmul's rows).
   """
-  hh, hw = prob.halo
-  return (2 * prob.phases * (rows + hh) * (cols + hw) * cm * itemsize
+  return (2 * prob.phases * (rows + prob.halo[0]) * tpu.window_cols(prob, cols) * cm * itemsize
           + 2 * prob.n_taps * cm * itemsize + 2 * cm * co * itemsize
           + 2 * rows * cols * co * itemsize + cols * (cm + co) * 4)
 
@@ -78,12 +78,11 @@ def support_geometry(geom: ConvGeometry, out_channels: int) -> str | None:
   return None
 
 
-def _fused_kernel(x_ref, dw_ref, pw_ref, o_ref, *, taps, rows, cols, precision):
-  """x_ref (P, rows+hh, cols+hw, Cm), dw_ref (T, Cm), pw_ref (Cm, Co) -> o_ref (rows, cols, Co)."""
+def _fused_kernel(x_ref, dw_ref, pw_ref, o_ref, *, row_taps, rows, cols, precision):
+  """x_ref (P, rows+hh, Wq, Cm), dw_ref (T, Cm), pw_ref (Cm, Co) -> o_ref (rows, cols, Co)."""
   def row(r, carry):
     acc = jnp.zeros((cols, x_ref.shape[-1]), jnp.float32)
-    for plane, dr, dc, t in taps:
-      xs = x_ref[plane, r + dr, pl.ds(dc, cols), :].astype(jnp.float32)
+    for t, xs in tpu.shifted_windows(x_ref, r, row_taps, cols):
       acc = acc + xs * dw_ref[pl.ds(t, 1), :].astype(jnp.float32)
     mid = acc.astype(x_ref.dtype)
     out = jnp.dot(mid, pw_ref[...], preferred_element_type=jnp.float32, precision=precision)
@@ -101,18 +100,18 @@ def fused_forward(x: jax.Array, dw_kernel: jax.Array, pw_kernel: jax.Array,
     raise ValueError(support_geometry(geom, out_channels))
   rows, n_rows, cols, cm, co = blocks
   prob = tp.forward_problem(geom)
-  hh, hw = prob.halo
-  src = tp.prepare_source(x, prob, rows, n_rows, cols, cm)
+  wq = tpu.window_cols(prob, cols)
+  src = tp.prepare_source(x, prob, rows, n_rows, wq - prob.halo[1], cm)
   dw = tp.kernel_rows(prob, dw_kernel, cm)
   pw = jnp.pad(pw_kernel.reshape(prob.channels, out_channels),
                ((0, cm - prob.channels), (0, co - out_channels)))
   precision = lax.Precision.HIGHEST if x.dtype == jnp.float32 else None
-  kernel = functools.partial(_fused_kernel, taps=prob.taps(), rows=rows, cols=cols,
+  kernel = functools.partial(_fused_kernel, row_taps=prob.row_taps(), rows=rows, cols=cols,
                              precision=precision)
   out = pl.pallas_call(
       kernel,
       grid=(prob.batch, n_rows),
-      in_specs=[pl.BlockSpec((None, None, prob.phases, rows + hh, cols + hw, cm),
+      in_specs=[pl.BlockSpec((None, None, prob.phases, rows + prob.halo[0], wq, cm),
                              lambda n, r: (n, r, 0, 0, 0, 0)),
                 pl.BlockSpec((prob.n_taps, cm), lambda n, r: (0, 0)),
                 pl.BlockSpec((cm, co), lambda n, r: (0, 0))],

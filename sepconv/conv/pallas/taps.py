@@ -98,6 +98,13 @@ class TapSum:
           out.append((plane, i * dh // sh, j * dw // sw, (i * kw + j) * self.a + u))
     return tuple(out)
 
+  def row_taps(self) -> tuple[tuple[tuple[int, int], tuple[tuple[int, int], ...]], ...]:
+    """The taps grouped by the input row they read: ((plane, row offset), ((col, t), ...))."""
+    groups: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for plane, dr, dc, t in self.taps():
+      groups.setdefault((plane, dr), []).append((dc, t))
+    return tuple((key, tuple(v)) for key, v in groups.items())
+
 
 def forward_problem(geom: ConvGeometry) -> TapSum:
   return TapSum(geom.batch, geom.in_hw, geom.out_hw, geom.groups, geom.group_in,

@@ -36,7 +36,7 @@ from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.pallas import taps as tp
 
 LANES = 128
-SUBLANES = 8  # the fused kernel pads its matmul's rows (output columns) to this
+SUBLANES = 8  # input rows are padded to whole sublane tiles so a rotation stays aligned
 VMEM_BUDGET = 12 * 2**20
 MAX_ROWS = 64
 NAME = "the pallas_tpu kernels"
@@ -58,12 +58,12 @@ def footprint(prob: tp.TapSum, rows: int, channels: int, itemsize: int, cols: in
               kernel_grad: bool = False) -> int:
   """VMEM bytes of one grid step's double-buffered blocks, plus the float32 accumulator.
 
-  forward:     2*P*(rows+hh)*(cols+hw)*cb*s  +  2*T*cb*s  +  2*rows*cols*cb*s  +  cols*cb*4
-  kernel_grad: 2*P*(rows+hh)*(cols+hw)*cb*s  +  2*rows*cols*cb*s  +  2*T*cb*4  +  cols*cb*4
-  (P planes, T taps, cb lanes, s the element size, cols the output columns).
+  forward:     2*P*(rows+hh)*Wq*cb*s  +  2*T*cb*s  +  2*rows*cols*cb*s  +  cols*cb*4
+  kernel_grad: 2*P*(rows+hh)*Wq*cb*s  +  2*rows*cols*cb*s  +  2*T*cb*4  +  cols*cb*4
+  (P planes, T taps, cb lanes, s the element size, cols the output columns, Wq the input
+  columns ``cols + hw`` rounded up to 8).
   """
-  hh, hw = prob.halo
-  src = 2 * prob.phases * (rows + hh) * (cols + hw) * channels * itemsize
+  src = 2 * prob.phases * (rows + prob.halo[0]) * window_cols(prob, cols) * channels * itemsize
   acc = cols * channels * 4
   weights = 2 * prob.n_taps * channels * (4 if kernel_grad else itemsize)
   return src + weights + 2 * rows * cols * channels * itemsize + acc
@@ -102,28 +102,45 @@ def support_geometry(geom: ConvGeometry) -> str | None:
   return None
 
 
-def _tap_sum_kernel(x_ref, w_ref, o_ref, *, taps, rows, cols):
-  """x_ref (P, rows+hh, cols+hw, cb), w_ref (T, cb) -> o_ref (rows, cols, cb)."""
+def window_cols(prob: tp.TapSum, cols: int) -> int:
+  """Input columns of a block: the output's plus the halo, in whole sublane tiles."""
+  return tp.round_up(cols + prob.halo[1], SUBLANES)
+
+
+def shifted_windows(x_ref, r, row_taps, cols):
+  """(weight row, float32 (cols, cb) window) for every tap of output row ``r``.
+
+  Each input row a tap reads is loaded once, aligned, and cast to float32; a column offset
+  is a sublane rotation of it (``pltpu.roll``), whose first ``cols`` rows are the window.
+  """
+  for (plane, dr), col_taps in row_taps:
+    full = x_ref[plane, r + dr].astype(jnp.float32)
+    n = full.shape[0]
+    for dc, t in col_taps:
+      shifted = full if dc == 0 else pltpu.roll(full, n - dc, 0)
+      yield t, shifted[:cols]
+
+
+def _tap_sum_kernel(x_ref, w_ref, o_ref, *, row_taps, rows, cols):
+  """x_ref (P, rows+hh, Wq, cb), w_ref (T, cb) -> o_ref (rows, cols, cb)."""
   def row(r, carry):
     acc = jnp.zeros((cols, o_ref.shape[-1]), jnp.float32)
-    for plane, dr, dc, t in taps:
-      xs = x_ref[plane, r + dr, pl.ds(dc, cols), :].astype(jnp.float32)
+    for t, xs in shifted_windows(x_ref, r, row_taps, cols):
       acc = acc + xs * w_ref[pl.ds(t, 1), :].astype(jnp.float32)
     o_ref[r] = acc.astype(o_ref.dtype)
     return carry
   lax.fori_loop(0, rows, row, 0)
 
 
-def _kernel_grad_kernel(x_ref, dy_ref, o_ref, *, taps, rows, cols):
-  """x_ref (P, rows+hh, cols+hw, cb), dy_ref (rows, cols, cb) -> o_ref (T, cb) += sums."""
+def _kernel_grad_kernel(x_ref, dy_ref, o_ref, *, row_taps, rows, cols):
+  """x_ref (P, rows+hh, Wq, cb), dy_ref (rows, cols, cb) -> o_ref (T, cb) += sums."""
   @pl.when((pl.program_id(1) == 0) & (pl.program_id(2) == 0))
   def _init():
     o_ref[...] = jnp.zeros(o_ref.shape, o_ref.dtype)
 
   def row(r, carry):
     g = dy_ref[r].astype(jnp.float32)
-    for plane, dr, dc, t in taps:
-      xs = x_ref[plane, r + dr, pl.ds(dc, cols), :].astype(jnp.float32)
+    for t, xs in shifted_windows(x_ref, r, row_taps, cols):
       o_ref[pl.ds(t, 1), :] += jnp.sum(xs * g, axis=0, keepdims=True)
     return carry
   lax.fori_loop(0, rows, row, 0)
@@ -143,8 +160,7 @@ def _layout(prob: tp.TapSum, blocks: BlockSizes, itemsize: int, kernel_grad: boo
 
 
 def _specs(prob: tp.TapSum, rows: int, cols: int, cb: int):
-  hh, hw = prob.halo
-  return pl.BlockSpec((None, None, prob.phases, rows + hh, cols + hw, cb),
+  return pl.BlockSpec((None, None, prob.phases, rows + prob.halo[0], window_cols(prob, cols), cb),
                       lambda c, n, r: (n, r, 0, 0, 0, c))
 
 
@@ -153,9 +169,9 @@ def tap_sum(src: jax.Array, weights: jax.Array, prob: tp.TapSum, *,
   """The tap sum ``prob`` of ``src`` (N, H, W, G*a) with weights (kh, kw, a, G*b)."""
   rows, n_rows, cols, cpad = _layout(prob, blocks, src.dtype.itemsize, False)
   cb = blocks.channels
-  x = tp.prepare_source(src, prob, rows, n_rows, cols, cpad)
+  x = tp.prepare_source(src, prob, rows, n_rows, window_cols(prob, cols) - prob.halo[1], cpad)
   w = tp.kernel_rows(prob, weights, cpad)
-  kernel = functools.partial(_tap_sum_kernel, taps=prob.taps(), rows=rows, cols=cols)
+  kernel = functools.partial(_tap_sum_kernel, row_taps=prob.row_taps(), rows=rows, cols=cols)
   out = pl.pallas_call(
       kernel,
       grid=(cpad // cb, prob.batch, n_rows),
@@ -178,9 +194,9 @@ def tap_kernel_grad(src: jax.Array, dy: jax.Array, prob: tp.TapSum, *,
   """d(tap sum)/d(weights) contracted with ``dy``: (kh, kw, a, G*b), in ``src``'s dtype."""
   rows, n_rows, cols, cpad = _layout(prob, blocks, src.dtype.itemsize, True)
   cb = blocks.channels
-  x = tp.prepare_source(src, prob, rows, n_rows, cols, cpad)
+  x = tp.prepare_source(src, prob, rows, n_rows, window_cols(prob, cols) - prob.halo[1], cpad)
   g = tp.pad_output_grad(dy, n_rows * rows, cols, cpad)
-  kernel = functools.partial(_kernel_grad_kernel, taps=prob.taps(), rows=rows, cols=cols)
+  kernel = functools.partial(_kernel_grad_kernel, row_taps=prob.row_taps(), rows=rows, cols=cols)
   out = pl.pallas_call(
       kernel,
       grid=(cpad // cb, prob.batch, n_rows),
