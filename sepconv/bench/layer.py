@@ -30,15 +30,20 @@ from sepconv.bench.roofline import roofline
 from sepconv.timing import Timing, time_jitted, xla_cost
 from sepconv.provenance import provenance
 from sepconv.records.schema import layer_bench_record
+from sepconv.conv.table import IMPL_TABLE
+from sepconv.conv.tune_cache import host_platform
 
 RECORD_KIND = "conv_layer"
 REFERENCE_IMPL = "xla"
 
 
 def available_impls(layer: str = "conv") -> tuple[str, ...]:
-  """Implementation names the conv library offers, read at call time (any layer kind)."""
+  """Implementation names the conv library offers on this host's platform, read at call time
+  (any layer kind)."""
   validate.one_of(layer, "layer", LAYERS)
-  return tuple(conv_lib.IMPLS)
+  host = host_platform()
+  return tuple(name for name in conv_lib.IMPLS
+               if name == "auto" or IMPL_TABLE[name].runs_on(host))
 
 
 def parse_impls(text: str | Sequence[str] | None, layer: str = "conv") -> tuple[str, ...]:

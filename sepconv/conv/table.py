@@ -20,6 +20,8 @@ import jax
 
 from sepconv.conv import ffi, im2col, native, pointwise, shift
 from sepconv.conv.geometry import ConvGeometry
+from sepconv.conv.pallas import gpu as pallas_gpu
+from sepconv.conv.pallas import tpu as pallas_tpu
 
 Forward = Callable[[jax.Array, jax.Array, ConvGeometry], jax.Array]
 # The three computations of a training step that a plan assigns implementations to.
@@ -77,6 +79,13 @@ IMPL_TABLE: dict[str, Impl] = {
         Impl("ffi", ffi.ffi_forward, ffi.ffi_support, input_grad=ffi.ffi_input_grad,
              kernel_grad=ffi.ffi_kernel_grad, platforms=("cpu",),
              platform_note="XLA:CPU FFI custom calls into sepconv's C++ kernels (CPU code)"),
+        Impl("pallas_tpu", pallas_tpu.forward, pallas_tpu.support_geometry,
+             input_grad=pallas_tpu.input_grad, kernel_grad=pallas_tpu.kernel_grad,
+             platforms=("tpu",), platform_note="Pallas Mosaic kernels (TPU code)"),
+        Impl("pallas_gpu", pallas_gpu.forward, pallas_gpu.support_geometry,
+             input_grad=pallas_gpu.input_grad, kernel_grad=pallas_gpu.kernel_grad,
+             platforms=("cuda",), platform_note="Pallas Triton kernels (CUDA GPU code)",
+             custom_call_targets=(pallas_gpu.TRITON_TARGET,)),
     )
 }
 

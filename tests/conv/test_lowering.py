@@ -40,7 +40,7 @@ def _no_measuring(monkeypatch):
   monkeypatch.setenv("SEPCONV_AUTOTUNE", "0")
 
 # What cannot be lowered for each platform (table.cannot_lower's names).
-CANNOT_LOWER = {"tpu": {"ffi"}, "cuda": {"ffi"}}
+CANNOT_LOWER = {"tpu": {"ffi", "pallas_gpu"}, "cuda": {"ffi", "pallas_tpu"}}
 CPU_ONLY_TARGETS = tuple(ffi.TARGETS.values())
 
 # (label, x shape, kernel shape, groups, strides, dtype): the spectrum's points at one layer.
