@@ -126,8 +126,9 @@ def _fresh_environment(tmp_path: Path) -> tuple[str, Path]:
   venv = tmp_path / "venv"
   subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
   python = str(venv / "bin" / "python")
-  purelib = subprocess.run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-                           check=True, capture_output=True, text=True).stdout.strip()
+  where = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+  purelib = subprocess.run([python, "-c", where], check=True, capture_output=True,
+                           text=True).stdout.strip()
   # The runtime's preinstalled packages (Colab's jax, flax, ...): this environment's.
   Path(purelib, "runtime_packages.pth").write_text("\n".join(site.getsitepackages()) + "\n")
   spec = tmp_path / "jupyter" / "kernels" / "fresh"
