@@ -1,19 +1,14 @@
-"""Training-step benchmark with a tiny local model, the model lookup, and the GPU check's CPU path."""
+"""Training-step benchmark with a tiny local model and the model lookup."""
 
 from __future__ import annotations
-
-import runpy
-from pathlib import Path
 
 import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sepconv.bench.config import LAYERS
 from sepconv.bench.train_step import TrainStepConfig, bench_train_step
 from sepconv.conv import grouped_conv
-from sepconv.records import RECORDS_FILE, read_records
 
 
 class TinyNet(nn.Module):
@@ -54,22 +49,3 @@ def test_train_step_rejects_unknown_impl_and_records_unsupported():
   assert r["status"] == "unsupported" and "not supported" in r["reason"]
   with pytest.raises(ValueError, match="batch"):
     TrainStepConfig(batch=0)
-
-
-@pytest.mark.slow
-def test_gpu_check_quick_runs_on_cpu(tmp_path):
-  script = Path(__file__).resolve().parents[2] / "experiments" / "gpu_check.py"
-  gpu_check = runpy.run_path(str(script))
-  # The tiny model stands in for MobileNet, whose compile alone would take most of a minute.
-  gpu_check["run"].__globals__["model_factory"] = lambda config: TinyNet
-  assert gpu_check["main"](["--quick", "--out", str(tmp_path), "--git-revision", "rev0"]) == 0
-  records = read_records(tmp_path / RECORDS_FILE)
-  assert {r["config"]["dtype"] for r in records if r["kind"] == "conv_layer"} == {
-      "float32", "bfloat16"}
-  assert all(r["provenance"]["git_revision"] for r in records)
-  assert {r["config"]["layer"] for r in records if r["kind"] == "conv_layer"} == set(LAYERS)
-  steps = [r for r in records if r["kind"] == "train_step"]
-  assert [(r["status"], r["config"]["dtype"]) for r in steps] == [("ok", "float32")]
-  assert (tmp_path / "lowering.md").read_text().startswith("# Convolution lowering")
-  rows = (tmp_path / "train_step.md").read_text().splitlines()
-  assert any(row.replace(" ", "").startswith(f"|{steps[0]['impl']}|") for row in rows)
