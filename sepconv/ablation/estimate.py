@@ -31,8 +31,7 @@ from pathlib import Path
 import jax
 
 from sepconv.ablation.engine import recorded_ids
-from sepconv.ablation.experiment import GranularityAblation
-from sepconv.ablation.granularity import BENCH_BUDGET_S, GranularityRunner
+from sepconv.ablation.granularity import BENCH_BUDGET_S, GranularityAblation, GranularityRunner
 from sepconv.ablation.jobs import RunOptions
 from sepconv.train.timed import time_steps
 

@@ -17,8 +17,8 @@ REFERENCE = ROOT / "results" / "granularity_digits" / "records.jsonl"
 
 EXPERIMENT = GranularityAblation(
     name="granularity", variants=(Variant("standard"), Variant("dws")),
-    model="mobilenet_v1_shallow", width_multiplier=0.25, datasets=("digits",), seeds=(0, 1),
-    bench_impls=("auto", "xla"), bench_repeats=10)
+    train={"model": "mobilenet_v1_shallow", "width_multiplier": 0.25}, datasets=("digits",),
+    seeds=(0, 1), bench_impls=("auto", "xla"), bench_repeats=10)
 
 
 def _row(**fields) -> VariantEstimate:
