@@ -43,7 +43,7 @@ def available_impls(layer: str = "conv") -> tuple[str, ...]:
   validate.one_of(layer, "layer", LAYERS)
   host = host_platform()
   return tuple(name for name in conv_lib.IMPLS
-               if name == "auto" or IMPL_TABLE[name].runs_on(host))
+               if name not in IMPL_TABLE or IMPL_TABLE[name].runs_on(host))
 
 
 def parse_impls(text: str | Sequence[str] | None, layer: str = "conv") -> tuple[str, ...]:
