@@ -16,21 +16,34 @@ import jax
 from jax.extend.core import Primitive
 from jax.interpreters import batching, mlir
 
+from sepconv.conv.tune_cache import host_platform
+
 _guard_p = Primitive("sepconv_platform_guard")
-_guard_p.def_impl(lambda x, **_: x)
 _guard_p.def_abstract_eval(lambda x, **_: x)
 batching.primitive_batchers[_guard_p] = lambda args, dims, **params: (_guard_p.bind(*args, **params),
                                                                       dims[0])
 
 
-def _lowering(ctx, x, *, name: str, platforms: tuple[str, ...]):
-  lowering_for = tuple(ctx.module_context.platforms)
+def _refuse_others(name: str, platforms: tuple[str, ...], lowering_for) -> None:
   others = [p for p in lowering_for if p not in platforms]
   if others:
     raise ValueError(f"impl (={name!r}) can be lowered for {platforms} only, not for "
                      f"{others[0]!r}: use impl='auto' (it chooses per platform) or an "
                      f"implementation that runs on {others[0]!r}")
+
+
+def _impl(x, *, name: str, platforms: tuple[str, ...]):
+  """Run eagerly (outside jit): on this process's own platform."""
+  _refuse_others(name, platforms, (host_platform(),))
+  return x
+
+
+def _lowering(ctx, x, *, name: str, platforms: tuple[str, ...]):
+  _refuse_others(name, platforms, tuple(ctx.module_context.platforms))
   return [x]
+
+
+_guard_p.def_impl(_impl)
 
 
 mlir.register_lowering(_guard_p, _lowering)

@@ -42,6 +42,10 @@ def _check(impl, x, k, groups, strides, padding, dilation, tol):
     with pytest.raises(ValueError, match=impl):
       grouped_conv(x, k, impl=impl, **kwargs)
     return False
+  if impl != "auto" and not IMPL_TABLE[impl].runs_on("cpu"):  # a TPU or GPU kernel, named
+    with pytest.raises(ValueError, match=rf"impl \(='{impl}'\) can be lowered for .* not for 'cpu'"):
+      grouped_conv(x, k, impl=impl, **kwargs)
+    return False
   pads = padding if isinstance(padding, str) else geom.pads
   ref_fn = lambda a, b: _reference(a.astype(jnp.float32), b.astype(jnp.float32), groups,
                                    geom.strides, pads, geom.dilation)
@@ -123,8 +127,9 @@ def test_closed_form_all_ones():
   want = np.array([[4, 6, 6, 6, 4], [6, 9, 9, 9, 6], [6, 9, 9, 9, 6], [4, 6, 6, 6, 4]], np.float32)
   geom = conv_geometry(x, k, feature_group_count=3)
   for impl in IMPLS:
-    if impl != "auto" and IMPL_TABLE[impl].support(geom) is not None:
-      continue  # 'pointwise' (3x3), or an optional extension that is not built
+    if impl != "auto" and (IMPL_TABLE[impl].support(geom) is not None
+                           or not IMPL_TABLE[impl].runs_on("cpu")):
+      continue  # 'pointwise' (3x3), an optional extension not built, a TPU or GPU kernel
     y = grouped_conv(x, k, feature_group_count=3, impl=impl)
     np.testing.assert_allclose(np.asarray(y[0, :, :, 1]), want, err_msg=impl)
 
