@@ -147,11 +147,9 @@ def _train_step_module(config, dataset, platforms=PLATFORMS) -> str:
 
 def _notebook_config(conv: str):
   """The Colab notebook's run: the granularity experiment on CIFAR-10, its preset."""
-  import experiments
-  from sepconv.train import default_config
-  e = experiments.get("granularity")
-  return default_config("cifar10", model=e.model, conv=conv, width_multiplier=e.width_multiplier,
-                        **e.train.get("cifar10", {}))
+  from sepconv import experiments
+  from sepconv.ablation.grid import Variant
+  return experiments.get("granularity").train_config("cifar10", Variant(conv), 0)
 
 
 def test_the_notebooks_training_step_exports_for_tpu_without_cpu_only_custom_calls():
