@@ -161,7 +161,7 @@ def interpreted_table(monkeypatch):
   """The table's pallas_tpu entry, run by the interpreter and supported on this CPU."""
   impl = IMPL_TABLE["pallas_tpu"]
   monkeypatch.setitem(IMPL_TABLE, "pallas_tpu", dataclasses.replace(
-      impl, support=tpu.support_geometry,
+      impl, support=tpu.support_geometry, platforms=None,
       forward=functools.partial(tpu.forward, interpret=True),
       input_grad=functools.partial(tpu.input_grad, interpret=True),
       kernel_grad=functools.partial(tpu.kernel_grad, interpret=True)))
@@ -200,9 +200,9 @@ def test_separable_fused_matches_two_convs_with_gradients():
 
 def test_support_says_why():
   x, k = _inputs(1, 8, 8, 4, 1, 1, (3, 3), jnp.float32)
-  with pytest.raises(ValueError, match=r"pallas_tpu.*backend \(='cpu'\) must be 'tpu'"):
+  with pytest.raises(ValueError, match=r"impl \(='pallas_tpu'\) can be lowered for \('tpu',\) only, not for 'cpu'"):
     grouped_conv(x, k, feature_group_count=4, impl="pallas_tpu")
-  with pytest.raises(ValueError, match=r"pallas_gpu.*must be a CUDA GPU"):
+  with pytest.raises(ValueError, match=r"impl \(='pallas_gpu'\) can be lowered for \('cuda',\) only, not for 'cpu'"):
     grouped_conv(x, k, feature_group_count=4, impl="pallas_gpu")
   geom = conv_geometry(x, k, feature_group_count=4, strides=3)
   assert "strides (=(3, 3)) must be at most 2" in tpu.support_geometry(geom)
