@@ -91,11 +91,19 @@ def _params(out: Path, digits):
   return jax.tree.leaves(variables["params"])
 
 
+def _finish(out: Path) -> None:
+  """Runs (or resumes) the CLI's run in ``out`` to its end, in a fresh process."""
+  proc = _start(_argv(out))
+  _, err = proc.communicate(timeout=300)
+  assert proc.returncode == 0, err
+
+
 @pytest.fixture(scope="module")
-def whole(tmp_path_factory, digits):
-  """The uninterrupted run (in this process, one device)."""
+def whole(tmp_path_factory):
+  """The uninterrupted run, in a process like the interrupted ones' (XLA's CPU numerics depend
+  on the process's device count, so every run compared bit for bit starts the same way)."""
   out = tmp_path_factory.mktemp("whole") / "run"
-  train(_config(), out, dataset=digits, model_factory=tiny_factory, devices=ONE, progress=False)
+  _finish(out)
   return out
 
 
@@ -109,13 +117,14 @@ def _assert_same_run(out: Path, whole: Path, digits) -> None:
 # Divergence.
 
 def test_divergence_names_its_first_step_and_keeps_the_last_finite_checkpoint(tmp_path, digits):
-  # base_lr 300 over a 2-epoch warm-up: the parameters overflow at step 33 (epoch 2).
+  # base_lr 1e4 over a 2-epoch warm-up: the run overflows within a few steps of passing lr ~400
+  # (step 7 or 8, depending on the jax version), after the first step checkpoints.
   found = []
-  for every in (4, 0):  # detected at another step, the replay names the same one
-    config = default_config("digits", model="tiny", epochs=3, batch_size=64, base_lr=300.0,
+  for every in (2, 3):  # detected at another step, the replay names the same one
+    config = default_config("digits", model="tiny", epochs=3, batch_size=64, base_lr=1e4,
                             warmup_epochs=2, checkpoint_every_steps=every)
     out = tmp_path / f"every{every}"
-    with pytest.raises(Diverged, match=r"training diverged at epoch 2, step \d+: .*learning rate"
+    with pytest.raises(Diverged, match=r"training diverged at epoch 1, step \d+: .*learning rate"
                                        r".* is likely too high.*last finite checkpoint"):
       train(config, out, dataset=digits, model_factory=tiny_factory, devices=ONE, progress=False)
     (record,) = [r for r in read_records(out / "metrics.jsonl") if r["kind"] == "diverged"]
@@ -128,7 +137,7 @@ def test_divergence_names_its_first_step_and_keeps_the_last_finite_checkpoint(tm
     assert all(np.isfinite(x).all() for x in jax.tree.leaves(variables))
     found.append((record["epoch"], record["step"]))
     assert not [r for r in read_records(out / "metrics.jsonl") if r["kind"] == "train_result"]
-  assert found[0] == found[1] and found[0][0] == 2
+  assert found[0] == found[1]
 
 
 def test_cli_lr_1e6_stops_with_one_line_and_exit_1(tmp_path, monkeypatch, capsys):
@@ -178,9 +187,7 @@ def test_a_signal_checkpoints_the_step_in_progress_and_the_run_resumes_there(
   names = sorted(p.name for p in (out / "checkpoints").iterdir())
   assert str(step) in names and not [n for n in names if "tmp" in n]  # complete, nothing partial
   assert step >= 22 * max(_epochs(out))  # nothing trained before the signal is lost
-  resumed = train(_config(), out, dataset=digits, model_factory=tiny_factory, devices=ONE,
-                  progress=False)
-  assert resumed["completed"]
+  _finish(out)
   _assert_same_run(out, whole, digits)
 
 
@@ -244,5 +251,5 @@ def test_a_full_disk_mid_run_is_one_line_and_the_run_resumes_once_freed(small_di
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert all(json.loads(line) for line in lines)
   filler.unlink()
-  train(_config(), out, dataset=digits, model_factory=tiny_factory, devices=ONE, progress=False)
+  _finish(out)
   _assert_same_run(out, whole, digits)
