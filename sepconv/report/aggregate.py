@@ -1,11 +1,13 @@
 """From raw records to aggregated rows: grouping by configuration, mean and std over seeds.
 
 Every number a table or plot shows passes through here, computed from the
-records alone. Records of one configuration (its ``config`` minus any ``seed``)
-form one row; mean and sample standard deviation (ddof=1) are taken over its
-records, summed with ``math.fsum`` in file order so the result is reproducible
-to the last bit, with the 95% t-interval of the mean (``sepconv.report.stats``).
-Training rows also keep each metric seed by seed, for paired comparisons.
+records alone. Records of one configuration (its ``config`` minus the ``seed`` and
+``fold`` that name one replicate) form one row; mean and sample standard deviation
+(ddof=1) are taken over its records, summed with ``math.fsum`` in file order so the
+result is reproducible to the last bit, with the 95% t-interval of the mean
+(``sepconv.report.stats``). Training rows also keep each metric replicate by
+replicate, for paired comparisons: a replicate is (seed, fold), the fold None on a
+fixed train/test split (``replicate_of``).
 Missing fields are skipped, never filled in.
 """
 
@@ -59,11 +61,29 @@ class Stat:
     return _stats.half_width(self.std, self.n)
 
 
+# Config fields that name one replicate of a configuration, not the configuration.
+REPLICATE_FIELDS = ("seed", "fold")
+
+
 def config_of(record: dict) -> dict:
-  """The record's configuration without its seed."""
+  """The record's configuration without the seed and fold of its replicate."""
   config = record.get("config")
   config = config if isinstance(config, dict) else {}
-  return {k: v for k, v in config.items() if k != "seed"}
+  return {k: v for k, v in config.items() if k not in REPLICATE_FIELDS}
+
+
+def replicate_of(record: dict) -> tuple | None:
+  """(seed, fold) of a run: fold None on a fixed split; None without a seed.
+
+  The seed is the record's ``seed`` (else its config's); the fold is config ``fold``
+  where config ``folds`` is k >= 2 (k-fold cross-validation), else None.
+  """
+  config = record.get("config") if isinstance(record.get("config"), dict) else {}
+  seed = record.get("seed", config.get("seed"))
+  if seed is None:
+    return None
+  fold = config.get("fold") if config.get("folds") else None
+  return (seed, fold)
 
 
 def config_key(config: dict) -> str:
@@ -73,13 +93,18 @@ def config_key(config: dict) -> str:
 
 def _run_label(record: dict) -> str:
   run_id = str(record.get("run_id", ""))
-  return re.sub(r"/?seed=[^/]*$", "", run_id)
+  return re.sub(r"(/?(seed|fold)=[^/]*)+$", "", run_id)
 
 
 def diverged_runs(records: Sequence) -> list[str]:
-  """'label (seed s)' of every job recorded as diverged (left out of tables and comparisons)."""
-  return [label_of(r) + (f" (seed {r['seed']})" if r.get("seed") is not None else "")
-          for r in records if isinstance(r, dict) and r.get("status") == DIVERGED]
+  """'label (seed s[, fold f])' of every job recorded as diverged (left out of tables)."""
+  out = []
+  for r in records:
+    if isinstance(r, dict) and r.get("status") == DIVERGED:
+      rep = replicate_of(r)
+      out.append(label_of(r) + ("" if rep is None else f" (seed {rep[0]}"
+                                + ("" if rep[1] is None else f", fold {rep[1]}") + ")"))
+  return out
 
 
 def label_of(record: dict) -> str:
@@ -153,15 +178,22 @@ def varying_fields(configs: Sequence[dict], exclude: Iterable[str] = ()) -> list
 
 @dataclasses.dataclass(frozen=True)
 class TrainRow:
-  """One configuration's training results over seeds."""
+  """One configuration's training results over its runs (seeds, or seeds x folds)."""
 
   label: str
   config: dict
-  seeds: int
+  seeds: int  # runs: one per replicate
   stats: dict[str, Stat]  # metric or cost name -> Stat
   effective_rank: dict[str, Stat]  # layer -> Stat
   extra: dict[str, Stat]  # other numeric scalar metrics
-  by_seed: dict[str, dict] = dataclasses.field(default_factory=dict)  # metric -> {seed: value}
+  # metric -> {(seed, fold): value}, fold None on a fixed split
+  by_replicate: dict[str, dict] = dataclasses.field(default_factory=dict)
+
+  @property
+  def folds(self) -> int:
+    """k of k-fold cross-validation (config ``folds``), 0 on a fixed split."""
+    k = self.config.get("folds")
+    return k if is_number(k) and k >= 2 else 0
 
 
 def train_rows(records: Sequence[dict]) -> list[TrainRow]:
@@ -188,12 +220,12 @@ def train_rows(records: Sequence[dict]) -> list[TrainRow]:
     extra_names = sorted({k for m in metrics for k, v in m.items()
                           if is_number(v) and k not in train_metrics})
     extra = {k: Stat.of(m.get(k) for m in metrics) for k in extra_names}
-    by_seed = {name: {r["seed"]: float(m[name]) for r, m in zip(g.records, metrics)
-                      if is_number(m.get(name)) and r.get("seed") is not None}
-               for name in train_metrics}
+    by_replicate = {name: {replicate_of(r): float(m[name]) for r, m in zip(g.records, metrics)
+                           if is_number(m.get(name)) and replicate_of(r) is not None}
+                    for name in train_metrics}
     rows.append(TrainRow(g.label, g.config, len(g.records), stats,
                          {k: v for k, v in ranks.items() if v is not None}, extra,
-                         {k: v for k, v in by_seed.items() if v}))
+                         {k: v for k, v in by_replicate.items() if v}))
   rows.sort(key=lambda r: (_sort_value(r.config.get("dataset")), _sort_value(r.config.get("model")),
                            _sort_value(r.stats["mult_adds"].mean if "mult_adds" in r.stats else None),
                            r.label))

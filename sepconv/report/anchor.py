@@ -2,21 +2,29 @@
 
 Each training row is compared with the anchor of its data set and model (the
 standard conv: config ``conv`` 'standard', else family or label 'standard')
-seed by seed: both were trained with the same seed on the same data split, so
-the per-seed differences are paired and their mean gets a t-interval
-(``stats.paired_difference``). A difference is *resolved* where that 95%
-interval excludes zero; unresolved is not "equal", only "not told apart by
-these seeds". With one common seed nothing is resolved.
+replicate by replicate: both were trained with the same seed on the same data
+split, or the same fold of the same k-fold partition, so the differences are
+paired. Their mean gets the corrected resampled t-test of Nadeau & Bengio (2003)
+for k-fold runs, the plain paired t-test over seeds on a fixed split
+(``stats.paired_test``). The comparisons with one anchor form a family whose
+p-values get Holm's step-down adjustment (``stats.holm``); a difference is
+*resolved* where its adjusted p-value is below ``stats.ALPHA`` (0.05). Unresolved
+is not "equal", only "not told apart by these runs": each comparison also states
+the smallest difference it would resolve with 80% power (``stats.min_resolvable``
+at Holm's strictest level, alpha/m, so the figure is conservative), and the
+reading gives the median of that over the family.
 
 ``reading`` writes the paragraph the README shows: which variants are resolved
-from the anchor, by how much, at what share of its mult-adds, and how large a
-difference the seeds could have resolved. Every number in it comes from the rows.
+from the anchor, by how much, with what adjusted p-value, at what share of its
+mult-adds, and how large a difference the runs could have resolved. Every number
+in it comes from the rows.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import statistics
 from collections.abc import Sequence
 
 from sepconv.records.metrics import PRIMARY
@@ -24,6 +32,8 @@ from sepconv.report import stats
 from sepconv.report.aggregate import TrainRow
 
 METRIC = PRIMARY
+TEST_NAMES = {True: "corrected resampled t-test (Nadeau & Bengio 2003)",
+              False: "paired t-test over seeds on a fixed split"}
 
 
 def is_anchor(row: TrainRow) -> bool:
@@ -39,56 +49,112 @@ def _context(row: TrainRow) -> tuple[str, str]:
 
 @dataclasses.dataclass(frozen=True)
 class Versus:
-  """One row against its anchor: the paired difference of ``metric`` (None if incomparable)."""
+  """One row against its anchor: the paired test of ``metric`` (None if incomparable).
+
+  ``p_adjusted`` is Holm's adjustment over the anchor's family of ``family``
+  comparisons; ``min_resolvable`` the difference resolved with 80% power at
+  level alpha / ``family``.
+  """
 
   row: TrainRow
   anchor: TrainRow | None
-  difference: stats.Interval | None
+  test: stats.PairedTest | None
+  p_adjusted: float | None = None
+  min_resolvable: float | None = None
+  family: int = 0
+
+  @property
+  def difference(self) -> stats.Interval | None:
+    return None if self.test is None else self.test.interval
 
   @property
   def resolved(self) -> bool:
-    return self.difference is not None and self.difference.resolved
+    """Whether the Holm-adjusted p-value is below ``stats.ALPHA``."""
+    return self.p_adjusted is not None and self.p_adjusted < stats.ALPHA
 
 
 def versus_anchor(rows: Sequence[TrainRow], metric: str = METRIC) -> list[Versus]:
   """Every row against the anchor of its (dataset, model), in row order.
 
-  The anchor row itself and rows without an anchor or without shared seeds get
-  ``difference`` None.
+  The anchor row itself and rows without an anchor or without shared replicates
+  get ``test`` None; rows with one shared replicate get a test without p-value.
   """
   anchors = {}
   for r in rows:
     if is_anchor(r):
       anchors.setdefault(_context(r), r)
-  out = []
+  tests = []
   for r in rows:
     anchor = anchors.get(_context(r))
-    diff = None
+    test = None
     if anchor is not None and anchor is not r:
-      diff = stats.paired_difference(r.by_seed.get(metric, {}), anchor.by_seed.get(metric, {}))
-    out.append(Versus(r, anchor, diff))
+      test = stats.paired_test(r.by_replicate.get(metric, {}), anchor.by_replicate.get(metric, {}),
+                               stats.holdout_ratio(anchor.folds))
+    tests.append((r, anchor, test))
+  adjusted, family = {}, {}
+  for anchor in anchors.values():
+    mine = [i for i, (_, a, t) in enumerate(tests) if a is anchor and t is not None and t.p is not None]
+    for i, p in zip(mine, stats.holm([tests[i][2].p for i in mine])):
+      adjusted[i], family[i] = p, len(mine)
+  out = []
+  for i, (r, anchor, test) in enumerate(tests):
+    if i not in adjusted:
+      out.append(Versus(r, anchor, test))
+      continue
+    mdd = stats.min_resolvable(test.se, test.df, stats.ALPHA / family[i])
+    out.append(Versus(r, anchor, test, adjusted[i], mdd, family[i]))
   return out
 
 
 def seed_counts(rows: Sequence[TrainRow]) -> tuple[int, int]:
-  """Fewest and most seeds per row."""
+  """Fewest and most runs (replicates) per row."""
   counts = [r.seeds for r in rows] or [0]
   return min(counts), max(counts)
 
 
+def design(rows: Sequence[TrainRow]) -> str:
+  """What one replicate is: 'seeds' on a fixed split, 'runs (seeds x k folds)' with k-fold."""
+  folds = sorted({r.folds for r in rows} - {0})
+  if not folds:
+    return "seeds"
+  k = "/".join(map(str, folds))
+  return f"runs (seeds × {k} folds)"
+
+
+def method(rows: Sequence[TrainRow]) -> str:
+  """The paired test the comparison uses, with its reference."""
+  return TEST_NAMES[any(r.folds for r in rows)]
+
+
 def caption(rows: Sequence[TrainRow]) -> str:
-  """What the ± and the marks of the training table mean, with n and the interval."""
+  """What the ± and the columns of the training table mean: n, the test, the adjustment."""
   lo, hi = seed_counts(rows)
   if hi < 2:
-    return ("One seed: no interval, differences unresolved; the numbers are single runs "
-            "and imply no ordering.")
+    return ("One run per variant: no interval, differences unresolved; the numbers are single "
+            "runs and imply no ordering.")
   n = f"n = {lo}" if lo == hi else f"n = {lo} to {hi}"
   df = f"{lo - 1} degree{'s' if lo - 1 != 1 else ''} of freedom" if lo == hi else "n - 1 degrees of freedom"
-  text = (f"Mean ± half-width of the 95% Student t-interval over {n} seeds ({df}). "
-          "Δ: paired difference from the standard anchor, seed by seed (same seeds, same data "
-          "split), with its 95% t-interval; resolved: that interval excludes 0.")
+  unit = design(rows)
+  text = f"Mean ± half-width of the 95% Student t-interval over {n} {unit} ({df})"
+  folds = sorted({r.folds for r in rows} - {0})
+  if folds:
+    ks = ", ".join(f"1/{k - 1} for k = {k}" for k in folds)
+    text += (" (uncorrected: folds share training data, so it is narrower than the comparison's)."
+             " Δ: paired difference from the standard anchor over shared (seed, fold) replicates, "
+             "same folds and seeds, with the corrected resampled t-test (Nadeau & Bengio 2003): "
+             "t = mean / sqrt((1/J + n_test/n_train) s^2) on J − 1 degrees of freedom, "
+             f"n_test/n_train = {ks}, and its 95% interval from the same standard error")
+  else:
+    text += (". Δ: paired difference from the standard anchor over shared seeds (same seeds, same "
+             "data split), paired t-test over seeds on a fixed split, with its 95% t-interval")
+  text += (" (per comparison, unadjusted). p: two-sided p-value; p (Holm): Holm's step-down "
+           "adjustment over the comparisons with the anchor; resolved: p (Holm) < "
+           f"{stats.ALPHA:g}. min. resolvable: smallest difference that comparison would resolve "
+           f"with {stats.POWER:.0%} power at level {stats.ALPHA:g}/m (Holm's strictest step, m "
+           f"comparisons): (t quantile at 1 − {stats.ALPHA:g}/(2m) + t quantile at {stats.POWER:g}) × "
+           "standard error.")
   if lo < 2:
-    text += " Rows with one seed have no interval and are unresolved."
+    text += " Rows with one run have no interval and are unresolved."
   return text
 
 
@@ -98,6 +164,11 @@ def _pp(x: float) -> str:
 
 def _signed(x: float) -> str:
   return ("+" if x > 0 else "−" if x < 0 else "") + _pp(abs(x))
+
+
+def p_text(p: float) -> str:
+  """A p-value for prose and tables: three decimals, or '< 0.001'."""
+  return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
 def _share(row: TrainRow, anchor: TrainRow) -> str | None:
@@ -111,9 +182,67 @@ def _one(v: Versus) -> str:
   d = v.difference
   share = _share(v.row, v.anchor)
   where = "above" if d.mean > 0 else "below"
+  p = p_text(v.p_adjusted)
   text = (f"{v.row.label} ({_pp(abs(d.mean))} points {where}, 95% CI {_signed(d.low)} to "
-          f"{_signed(d.high)}")
+          f"{_signed(d.high)}, adjusted p {p if p.startswith('<') else '= ' + p}")
   return text + (f", at {share} of the anchor's mult-adds)" if share else ")")
+
+
+def _head(anchor: TrainRow, metric: str) -> str:
+  a = anchor.stats.get(metric)
+  where = ", ".join(f"{k} {anchor.config[k]}" for k in ("dataset", "model") if k in anchor.config)
+  head = f"Against the standard anchor ({where}: " if where else "Against the standard anchor ("
+  head += f"{_pp(a.mean)}% test accuracy" if a else "no test accuracy"
+  if a and a.ci is not None:
+    head += f" ± {_pp(a.ci)}"
+  ma = anchor.stats.get("mult_adds")
+  return head + (f", {ma.mean:,.0f} mult-adds" if ma else "")
+
+
+def _family(anchor: TrainRow, paired: list[Versus]) -> str:
+  """'; 12 paired seeds, paired t-test ..., Holm over 12 comparisons'."""
+  n = sorted({v.test.n for v in paired})
+  count = f"{n[0]}" if len(n) == 1 else f"{n[0]} to {n[-1]}"
+  unit = "seeds" if not anchor.folds else f"runs ({anchor.folds}-fold cross-validation × seeds)"
+  return (f"; {count} paired {unit}, {TEST_NAMES[bool(anchor.folds)]}, Holm's adjustment over "
+          f"{len(paired)} comparison{'s' if len(paired) != 1 else ''})")
+
+
+def _span(values: list[float], fmt) -> str:
+  """'a to b' of sorted ``values``, or the one value where they are equal."""
+  lo, hi = fmt(values[0]), fmt(values[-1])
+  return lo if lo == hi else f"{lo} to {hi}"
+
+
+def _unresolved(unresolved: list[Versus], resolved: list[Versus], anchor: TrainRow) -> str:
+  diffs = sorted(v.difference.mean for v in unresolved)
+  ps = sorted(v.p_adjusted for v in unresolved)
+  one = len(unresolved) == 1
+  if not resolved:
+    who = "Its difference" if one else "Their differences"
+  else:
+    who = "The other variant's difference" if one else f"The other {len(unresolved)} variants' differences"
+  text = (f" {who} ({_span(diffs, _signed)} points) {'is' if one else 'are'} not resolved "
+          f"(adjusted p {_span(ps, p_text)}): these runs do not order "
+          f"{'it' if one else 'them'}, which is not evidence that "
+          f"{'it equals the anchor' if one else 'they are equal'}")
+  cheapest = min(unresolved, key=lambda v: (v.row.stats["mult_adds"].mean
+                                            if "mult_adds" in v.row.stats else math.inf))
+  share = _share(cheapest.row, anchor)
+  if share and not one:
+    text += f"; the cheapest of them, {cheapest.row.label}, needs {share} of the anchor's mult-adds"
+  return text + "."
+
+
+def _power(paired: list[Versus]) -> str:
+  mdd = sorted(v.min_resolvable for v in paired)
+  m = len(paired)
+  text = (f" Differences smaller than {_pp(statistics.median(mdd))} points cannot be told apart "
+          f"by this run (the smallest difference resolved with {stats.POWER:.0%} power at level "
+          f"{stats.ALPHA:g}/{m}")
+  if m > 1:
+    text += f", median over the {m} comparisons; {_pp(mdd[0])} to {_pp(mdd[-1])} by variant"
+  return text + ")."
 
 
 def reading(rows: Sequence[TrainRow], metric: str = METRIC) -> str | None:
@@ -125,51 +254,32 @@ def reading(rows: Sequence[TrainRow], metric: str = METRIC) -> str | None:
   parts = []
   for anchor in anchors:
     mine = [v for v in compared if v.anchor is anchor]
-    a = anchor.stats.get(metric)
-    where = ", ".join(f"{k} {anchor.config[k]}" for k in ("dataset", "model") if k in anchor.config)
-    head = f"Against the standard anchor ({where}: " if where else "Against the standard anchor ("
-    head += f"{_pp(a.mean)}% test accuracy" if a else "no test accuracy"
-    if a and a.ci is not None:
-      head += f" ± {_pp(a.ci)}"
-    ma = anchor.stats.get("mult_adds")
-    head += f", {ma.mean:,.0f} mult-adds" if ma else ""
-    paired = [v for v in mine if v.difference is not None and v.difference.half_width is not None]
+    head = _head(anchor, metric)
+    paired = [v for v in mine if v.p_adjusted is not None]
     if not paired:
       parts.append(head + f"), {len(mine)} variant{'s' if len(mine) != 1 else ''} with one "
-                   "common seed: no interval, so no difference is resolved and the table "
+                   "common run: no interval, so no difference is resolved and the table "
                    "implies no ordering.")
       continue
-    n = sorted({v.difference.n for v in paired})
-    seeds = f"{n[0]}" if len(n) == 1 else f"{n[0]} to {n[-1]}"
-    head += f"; {seeds} paired seeds"
+    lines = [head + _family(anchor, paired)]
     resolved = [v for v in paired if v.resolved]
-    lines = [head + ")"]
     below = sorted((v for v in resolved if v.difference.mean < 0), key=lambda v: v.difference.mean)
     above = sorted((v for v in resolved if v.difference.mean > 0), key=lambda v: -v.difference.mean)
     if not resolved:
-      lines.append(f", none of the {len(mine)} variants is resolved from it at 95%.")
+      lines.append(f", none of the {len(mine)} variants is resolved from it "
+                   f"(Holm-adjusted p < {stats.ALPHA:g}).")
     else:
       lines.append(f", {len(resolved)} of {len(mine)} variants "
-                   f"{'is' if len(resolved) == 1 else 'are'} resolved from it at 95%: ")
+                   f"{'is' if len(resolved) == 1 else 'are'} resolved from it "
+                   f"(Holm-adjusted p < {stats.ALPHA:g}): ")
       lines.append("; ".join([*map(_one, below), *map(_one, above)]) + ".")
     unresolved = [v for v in paired if not v.resolved]
     if unresolved:
-      widths = sorted(v.difference.half_width for v in unresolved)
-      diffs = sorted(v.difference.mean for v in unresolved)
-      cheapest = min(unresolved, key=lambda v: (v.row.stats["mult_adds"].mean
-                                                if "mult_adds" in v.row.stats else math.inf))
-      who = "Their" if not resolved else f"The other {len(unresolved)} variants'"
-      lines.append(f" {who} differences ({_signed(diffs[0])} to {_signed(diffs[-1])} points) lie "
-                   f"inside intervals {_pp(widths[0])} to {_pp(widths[-1])} points wide on each "
-                   "side: these seeds do not order them, which is not evidence that they are equal")
-      share = _share(cheapest.row, anchor)
-      if share:
-        lines.append(f"; the cheapest of them, {cheapest.row.label}, needs {share} of the "
-                     "anchor's mult-adds")
-      lines.append(".")
-    single = [v for v in mine if v.difference is None or v.difference.half_width is None]
+      lines.append(_unresolved(unresolved, resolved, anchor))
+    lines.append(_power(paired))
+    single = [v for v in mine if v.p_adjusted is None]
     if single:
       lines.append(f" {len(single)} variant{'s' if len(single) != 1 else ''} with one common "
-                   "seed: unresolved.")
+                   "run: unresolved.")
     parts.append("".join(lines))
   return " ".join(parts)

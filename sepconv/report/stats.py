@@ -1,16 +1,23 @@
-"""Confidence intervals over seeds: Student t quantiles, mean intervals, paired differences.
+"""Inference over runs: t-intervals, the corrected resampled t-test, Holm's adjustment, power.
 
-Plain Python, no SciPy. The t quantile inverts the t distribution's CDF, written
-with the regularized incomplete beta function (continued fraction, Lentz's method),
-by bisection to double precision, so ``t_quantile(0.975, 2)`` is 4.3027 and
-``t_quantile(0.975, 30)`` is 2.0423 as in any table.
+Distributions come from ``scipy.stats``; the formulas are written out here once.
 
 * ``mean_interval``: mean of n values and the half-width of its two-sided
   t-interval, t_{(1+level)/2, n-1} * s / sqrt(n); none for one value.
-* ``paired_difference``: a variant against the anchor seed by seed (both trained
-  on the same data split with the same seed), the mean of the per-seed
-  differences and its t-interval; ``resolved`` is whether that interval excludes
-  zero. With one common seed nothing is resolved.
+* ``paired_test``: a variant against the anchor replicate by replicate (both
+  trained on the same data split, or fold, with the same seed). With J paired
+  differences d_j of mean m and sample variance s^2, the corrected resampled
+  t-test of Nadeau & Bengio (2003, "Inference for the generalization error",
+  Machine Learning 52, eq. for the corrected resampled t) uses the variance
+  (1/J + n_test/n_train) * s^2, so t = m / sqrt((1/J + n_test/n_train) s^2) on
+  J - 1 degrees of freedom, and the interval uses the same standard error. The
+  term n_test/n_train accounts for the training sets of k-fold runs overlapping
+  (it is 1/(k-1) for k folds: ``holdout_ratio``); on a fixed split, where the
+  replicates are seeds on one training set, it is 0 and the test is the plain
+  paired t-test over seeds.
+* ``holm``: Holm's (1979) step-down adjustment of a family of p-values.
+* ``min_resolvable``: the smallest true difference the design resolves with
+  80% power at level alpha, (t_{1-alpha/2, df} + t_{power, df}) * SE.
 * ``two_sample_difference``: two independent sets of values (a reference and a
   rerun): Welch's interval for the difference of means; with one value on one
   side, the prediction interval of a new value around the other side's mean.
@@ -20,56 +27,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+
+from scipy import stats as _scipy_stats
 
 LEVEL = 0.95
-
-
-def _betacf(a: float, b: float, x: float) -> float:
-  """Continued fraction of the incomplete beta function (Numerical Recipes, Lentz)."""
-  tiny, eps = 1e-300, 1e-16
-  c, d = 1.0, 1.0 - (a + b) * x / (a + 1.0)
-  d = 1.0 / (d if abs(d) > tiny else tiny)
-  h = d
-  for m in range(1, 400):
-    m2 = 2 * m
-    aa = m * (b - m) * x / ((a + m2 - 1.0) * (a + m2))
-    d = 1.0 + aa * d
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    c = 1.0 + aa / c
-    c = c if abs(c) > tiny else tiny
-    h *= d * c
-    aa = -(a + m) * (a + b + m) * x / ((a + m2) * (a + m2 + 1.0))
-    d = 1.0 + aa * d
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    c = 1.0 + aa / c
-    c = c if abs(c) > tiny else tiny
-    delta = d * c
-    h *= delta
-    if abs(delta - 1.0) < eps:
-      break
-  return h
-
-
-def regularized_beta(a: float, b: float, x: float) -> float:
-  """I_x(a, b), the regularized incomplete beta function, for x in [0, 1]."""
-  if not 0.0 <= x <= 1.0:
-    raise ValueError(f"x (={x}) must be in [0, 1]")
-  if x in (0.0, 1.0):
-    return x
-  log_front = (math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b)
-               + a * math.log(x) + b * math.log1p(-x))
-  if x < (a + 1.0) / (a + b + 2.0):
-    return math.exp(log_front) * _betacf(a, b, x) / a
-  return 1.0 - math.exp(log_front) * _betacf(b, a, 1.0 - x) / b
+ALPHA = 0.05  # family-wise error rate of "resolved" (after Holm's adjustment)
+POWER = 0.8
 
 
 def t_cdf(x: float, df: float) -> float:
   """P(T <= x) for Student's t with ``df`` degrees of freedom."""
   if df <= 0:
     raise ValueError(f"df (={df}) must be positive")
-  tail = 0.5 * regularized_beta(df / 2.0, 0.5, df / (df + x * x))
-  return 1.0 - tail if x > 0 else tail
+  return float(_scipy_stats.t.cdf(x, df))
 
 
 def t_quantile(p: float, df: float) -> float:
@@ -78,22 +49,7 @@ def t_quantile(p: float, df: float) -> float:
     raise ValueError(f"p (={p}) must be in (0, 1)")
   if df <= 0:
     raise ValueError(f"df (={df}) must be positive")
-  if p < 0.5:
-    return -t_quantile(1.0 - p, df)
-  if p == 0.5:
-    return 0.0
-  lo, hi = 0.0, 1.0
-  while t_cdf(hi, df) < p:
-    lo, hi = hi, 2.0 * hi
-  for _ in range(200):
-    mid = 0.5 * (lo + hi)
-    if mid in (lo, hi):
-      break
-    if t_cdf(mid, df) < p:
-      lo = mid
-    else:
-      hi = mid
-  return 0.5 * (lo + hi)
+  return float(_scipy_stats.t.ppf(p, df))
 
 
 def t_critical(df: float, level: float = LEVEL) -> float:
@@ -149,18 +105,132 @@ def mean_interval(values: Iterable[float], level: float = LEVEL) -> Interval | N
   return Interval(mean, half_width(std, len(xs), level), len(xs), level)
 
 
-def paired_difference(values: Mapping, anchor: Mapping, level: float = LEVEL) -> Interval | None:
-  """Mean of ``values[s] - anchor[s]`` over the seeds ``s`` in both, with its t-interval.
+def holdout_ratio(folds: int | None) -> float:
+  """n_test / n_train of one run: 1/(k-1) for k-fold cross-validation, 0 for a fixed split.
+
+  ``folds`` None or 0 is a fixed split (no correction: its runs share one training set).
+
+  Raises:
+    ValueError: ``folds`` is 1 or negative.
+  """
+  if not folds:
+    return 0.0
+  if isinstance(folds, bool) or not isinstance(folds, int) or folds < 2:
+    raise ValueError(f"folds (={folds!r}) must be 0 (a fixed split) or an integer k >= 2")
+  return 1.0 / (folds - 1)
+
+
+@dataclasses.dataclass(frozen=True)
+class PairedTest:
+  """A paired difference over J replicates with its corrected t-test and interval.
+
+  ``se`` is the corrected standard error sqrt((1/J + ratio) s^2); ``t``, ``df``, ``p``
+  (two-sided) and ``half_width`` are None with one replicate.
+  """
+
+  mean: float
+  se: float | None
+  t: float | None
+  df: int | None
+  p: float | None
+  half_width: float | None
+  n: int
+  ratio: float = 0.0  # n_test / n_train (0: fixed split)
+  level: float = LEVEL
+
+  @property
+  def interval(self) -> Interval:
+    return Interval(self.mean, self.half_width, self.n, self.level)
+
+
+def corrected_t_test(differences: Iterable[float], ratio: float = 0.0,
+                     level: float = LEVEL) -> PairedTest | None:
+  """The corrected resampled t-test (Nadeau & Bengio 2003) of paired ``differences``.
 
   Args:
-    values, anchor: seed -> value, for the variant and the anchor.
+    differences: one paired difference per replicate (seed, or seed and fold).
+    ratio: n_test / n_train of one run (``holdout_ratio``); 0 gives the plain
+      paired t-test.
     level: confidence level of the interval.
 
   Returns:
-    None when no seed is shared; an interval with no half-width for one.
+    None for no differences. Zero spread gives a zero-width interval, and p = 0
+    unless the mean is 0 too (then p = 1).
   """
-  seeds = [s for s in values if s in anchor]
-  return mean_interval((float(values[s]) - float(anchor[s]) for s in seeds), level)
+  if ratio < 0 or not math.isfinite(ratio):
+    raise ValueError(f"ratio (={ratio}) must be a finite n_test/n_train >= 0")
+  d = [float(x) for x in differences]
+  if not d:
+    return None
+  mean, std = _mean_std(d)
+  if std is None:
+    return PairedTest(mean, None, None, None, None, None, 1, ratio, level)
+  n, df = len(d), len(d) - 1
+  se = math.sqrt((1.0 / n + ratio) * std * std)
+  if se == 0.0:
+    t = 0.0 if mean == 0 else math.copysign(math.inf, mean)
+    p = 1.0 if mean == 0 else 0.0
+  else:
+    t = mean / se
+    p = float(2.0 * _scipy_stats.t.sf(abs(t), df))
+  return PairedTest(mean, se, t, df, p, t_critical(df, level) * se, n, ratio, level)
+
+
+def paired_test(values: Mapping, anchor: Mapping, ratio: float = 0.0,
+                level: float = LEVEL) -> PairedTest | None:
+  """``corrected_t_test`` of ``values[r] - anchor[r]`` over the replicates ``r`` in both.
+
+  Args:
+    values, anchor: replicate (a seed, or a (seed, fold) pair) -> value.
+    ratio: n_test / n_train of one run (``holdout_ratio``).
+    level: confidence level of the interval.
+
+  Returns:
+    None when no replicate is shared.
+  """
+  shared = [r for r in values if r in anchor]
+  return corrected_t_test((float(values[r]) - float(anchor[r]) for r in shared), ratio, level)
+
+
+def paired_difference(values: Mapping, anchor: Mapping, level: float = LEVEL,
+                      ratio: float = 0.0) -> Interval | None:
+  """The interval of ``paired_test`` (None when no replicate is shared)."""
+  test = paired_test(values, anchor, ratio, level)
+  return None if test is None else test.interval
+
+
+def holm(p_values: Sequence[float]) -> list[float]:
+  """Holm's (1979) step-down adjusted p-values, in the order given.
+
+  With the m p-values sorted, p_(1) <= ... <= p_(m), the adjusted value of p_(i)
+  is max_{j <= i} min(1, (m - j + 1) p_(j)); a hypothesis is rejected at
+  family-wise level alpha exactly where its adjusted p-value is below alpha.
+  """
+  ps = [float(p) for p in p_values]
+  for p in ps:
+    if not 0.0 <= p <= 1.0:
+      raise ValueError(f"p-value (={p}) must be in [0, 1]")
+  m = len(ps)
+  order = sorted(range(m), key=lambda i: ps[i])
+  out, running = [0.0] * m, 0.0
+  for rank, i in enumerate(order):
+    running = max(running, min(1.0, (m - rank) * ps[i]))
+    out[i] = running
+  return out
+
+
+def min_resolvable(se: float, df: float, alpha: float = ALPHA, power: float = POWER) -> float:
+  """Smallest true difference resolved with probability ``power`` by a two-sided test at ``alpha``.
+
+  (t_{1-alpha/2, df} + t_{power, df}) * se: the usual approximation that puts the
+  test statistic's sampling distribution, centred on the true difference, on t with
+  ``df`` degrees of freedom.
+  """
+  if not 0.0 < alpha < 1.0 or not 0.0 < power < 1.0:
+    raise ValueError(f"alpha (={alpha}) and power (={power}) must be in (0, 1)")
+  if se < 0:
+    raise ValueError(f"se (={se}) must be >= 0")
+  return (t_quantile(1.0 - alpha / 2.0, df) + t_quantile(power, df)) * se
 
 
 def two_sample_difference(run: Iterable[float], reference: Iterable[float],
@@ -181,8 +251,8 @@ def two_sample_difference(run: Iterable[float], reference: Iterable[float],
     va, vb = sa * sa / len(a), sb * sb / len(b)
     if va + vb == 0.0:
       return Interval(diff, 0.0, n, level)
-    df = (va + vb) ** 2 / ((va * va / (len(a) - 1) if va else 0.0)
-                           + (vb * vb / (len(b) - 1) if vb else 0.0))
+    df = (va * va / (len(a) - 1) if va else 0.0) + (vb * vb / (len(b) - 1) if vb else 0.0)
+    df = (va + vb) ** 2 / df
     return Interval(diff, t_critical(df, level) * math.sqrt(va + vb), n, level)
   spread, m = (sa, len(a)) if sa is not None else (sb, len(b))
   if spread is None:

@@ -43,46 +43,54 @@ def _train_columns() -> tuple[Column, ...]:
     out.append(_metric_column(name, "ci"))
     if name == _anchor.METRIC:
       out += [Column("Δ vs standard (pp)", f"{name}_vs_standard", "percent"),
-              Column("resolved", "resolved")]
+              Column("p", "p_value", "p"), Column("p (Holm)", "p_holm", "p"),
+              Column("resolved", "resolved"),
+              Column("min. resolvable (pp)", "min_resolvable", "percent")]
   return tuple(out)
 
 
-
-
 def _resolved(v: _anchor.Versus) -> str | None:
-  """The resolved mark: 'anchor', 'yes', 'no', 'no (one seed)'; None without an anchor."""
+  """The resolved mark: 'anchor', 'yes', 'no', 'no (one run)'; None without an anchor."""
   if v.anchor is None:
     return None
   if v.anchor is v.row:
     return "anchor"
-  if v.difference is None or v.difference.half_width is None:
-    return "no (one seed)"
+  if v.p_adjusted is None:
+    return "no (one run)"
   return "yes" if v.resolved else "no"
 
 
-def train_table(rows: Sequence[TrainRow]) -> Table | None:
-  """Accuracy, cost and measured throughput per configuration, mean ± 95% CI over seeds.
+# Cells derived from the comparison with the anchor, by column key.
+_VERSUS_CELLS = {f"{_anchor.METRIC}_vs_standard": lambda v: v.difference,
+                 "p_value": lambda v: None if v.test is None else v.test.p,
+                 "p_holm": lambda v: v.p_adjusted, "resolved": _resolved,
+                 "min_resolvable": lambda v: v.min_resolvable}
 
-  Each row's test accuracy is compared with the standard anchor's, paired by seed
-  (``sepconv.report.anchor``): the difference with its interval, and whether it is
-  resolved. The caption states n and the interval.
+
+def train_table(rows: Sequence[TrainRow]) -> Table | None:
+  """Accuracy, cost and measured throughput per configuration, mean ± 95% CI over runs.
+
+  Each row's test accuracy is compared with the standard anchor's, paired by
+  replicate (``sepconv.report.anchor``): the difference with its interval, the raw
+  and Holm-adjusted p-values, whether it is resolved, and the smallest difference
+  resolvable at 80% power. The caption names n, the test and the adjustment.
   """
   if not rows:
     return None
   context = _context_columns([r.config for r in rows])
-  columns = [Column(k, k) for k in context] + [Column("label", "label"), Column("seeds", "seeds", "count")]
+  columns = [Column(k, k) for k in context] + [Column("label", "label"), Column("runs", "runs", "count")]
   # Other numeric metrics (e.g. test loss) travel in the CSV only.
   extra = sorted({k for r in rows for k in r.extra})
   metric_columns = _train_columns()
   columns += list(metric_columns) + [Column(k, k, "rate", csv_only=True, spread="ci") for k in extra]
   versus = _anchor.versus_anchor(rows)
-  derived = {f"{_anchor.METRIC}_vs_standard": lambda v: v.difference, "resolved": _resolved}
+  derived = _VERSUS_CELLS
   cells = [[r.config.get(k) for k in context] + [r.label, r.seeds]
            + [derived[c.key](v) if c.key in derived else r.stats.get(c.key) for c in metric_columns]
            + [r.extra.get(k) for k in extra]
            for r, v in zip(rows, versus)]
   cols, body = _drop_empty(columns, cells)
-  return Table("train", "Training results (mean ± 95% CI over seeds)", cols, body,
+  return Table("train", f"Training results (mean ± 95% CI over {_anchor.design(rows)})", cols, body,
                caption=_anchor.caption(rows))
 
 
@@ -92,14 +100,14 @@ def effective_rank_table(rows: Sequence[TrainRow]) -> Table | None:
   if not rows:
     return None
   layers = list(dict.fromkeys(layer for r in rows for layer in r.effective_rank))
-  columns = [Column("label", "label"), Column("seeds", "seeds", "count")]
+  columns = [Column("label", "label"), Column("runs", "runs", "count")]
   columns += [Column(layer, f"effective_rank_{layer}", "rate", spread="ci") for layer in layers]
   cells = [[r.label, r.seeds] + [r.effective_rank.get(layer) for layer in layers] for r in rows]
   cols, body = _drop_empty(columns, cells)
   lo, hi = _anchor.seed_counts(rows)
-  caption = ("One seed: no interval." if hi < 2 else
+  caption = ("One run: no interval." if hi < 2 else
              f"Mean ± half-width of the 95% Student t-interval over n = "
-             f"{lo if lo == hi else f'{lo} to {hi}'} seeds.")
+             f"{lo if lo == hi else f'{lo} to {hi}'} {_anchor.design(rows)}.")
   return Table("effective_rank", "Effective rank of features (Roy & Vetterli 2007)", cols, body,
                caption=caption)
 
@@ -122,23 +130,48 @@ def bench_table(rows: Sequence[BenchRow]) -> Table | None:
   return Table("bench", "Measured speed (mean ± std over runs)", cols, body)
 
 
+def _series(pointwise: bool | None, multiplier: int | None) -> tuple[str, str]:
+  """(header, key) of one spectrum family's column in the projection-error table."""
+  if not pointwise:
+    return ("grouped", "grouped") if pointwise is False else ("?", "unknown")
+  if multiplier is None:
+    return "+ pw", "pw"
+  return f"+ pw, m={multiplier}", f"pw_m{multiplier}"
+
+
 def decomposition_table(rows: Sequence[DecompositionRow]) -> Table | None:
-  """Relative Frobenius error of the best projection at each spectrum point."""
+  """Relative Frobenius error of the best projection at each spectrum point, pivoted.
+
+  One block of rows per layer (and source model, where there are several), group
+  size down; across, plain grouped conv and grouped + pointwise at each depth
+  multiplier m. Each cell is the mean (± std) over the records.
+  """
   if not rows:
     return None
   multi = len({r.source for r in rows}) > 1
+  series = sorted({(r.pointwise, r.depth_multiplier) for r in rows},
+                  key=lambda s: (s[0] is not False, s[0] is None,
+                                 -1 if s[1] is None else s[1]))
   columns = ([Column("source", "source")] if multi else []) + [
       Column("layer", "layer"), Column("group size", "group_size", "count"),
-      Column("depth multiplier", "depth_multiplier", "count"),
-      Column("pointwise", "pointwise"), Column("n", "n", "count"),
-      Column("rel. error", "rel_error", "error")]
-  cells = [([r.source] if multi else [])
-           + [r.layer, r.group_size, r.depth_multiplier,
-              None if r.pointwise is None else ("yes" if r.pointwise else "no"),
-              r.error.n, r.error] for r in rows]
-  cols, body = _drop_empty(columns, cells)
+      Column("n", "n", "count")]
+  columns += [Column(*_series(pw, m), "error") for pw, m in series]
+  cells: dict[tuple, dict] = {}
+  for r in rows:
+    cells.setdefault((r.source, r.layer), {}).setdefault(r.group_size, {})[
+        (r.pointwise, r.depth_multiplier)] = r.error
+  body = []
+  for (source, layer), by_size in cells.items():  # rows come sorted by source and layer
+    for gs in sorted(by_size, key=lambda g: (0, g) if isinstance(g, int) else (1, 0)):
+      by = by_size[gs]
+      body.append(([source] if multi else []) + [layer, gs, max(e.n for e in by.values())]
+                  + [by.get(s) for s in series])
+  cols, out = _drop_empty(columns, body)
   return Table("decomposition", "Projection error of a standard conv onto the spectrum "
-               "(relative Frobenius norm)", cols, body)
+               "(relative Frobenius norm)", cols, out,
+               caption="One block per layer, group size (channels per group) down; across, plain "
+               "grouped conv and grouped + pointwise at depth multiplier m. Mean ± std over "
+               "n records where n > 1.")
 
 
 def cka_table(group: CkaGroup, slug: str) -> Table:

@@ -30,8 +30,9 @@ from sepconv.report.aggregate import Stat, is_number
 from sepconv.report.stats import Interval
 
 # How a column's numbers read: text, count (integers), percent (fractions shown
-# x100), rate (images/s), ms, error (relative), ratio (in [0, 1]).
-FORMATS = ("text", "count", "percent", "rate", "ms", "error", "ratio")
+# x100), rate (images/s), ms, error (relative), ratio (in [0, 1]), p (a p-value:
+# three decimals, or "< 0.001").
+FORMATS = ("text", "count", "percent", "rate", "ms", "error", "ratio", "p")
 MISSING = {"md": "–", "tex": "--", "csv": ""}
 
 
@@ -105,6 +106,8 @@ def format_cell(cell, fmt: str, style: str, spread: str = "std") -> str:
   if is_number(cell):
     if fmt == "text":
       return str(cell)
+    if fmt == "p":
+      return ("< 0.001" if style == "md" else "$<$ 0.001") if cell < 0.001 else f"{cell:.3f}"
     return _number(float(cell) * scale, _decimals(fmt, float(cell) * scale))
   return str(cell)
 
@@ -177,7 +180,8 @@ def to_latex(table: Table, header: Sequence[str] = ()) -> str:
 
 def _tex_text(text: str) -> str:
   """Caption prose in LaTeX: escaped, with ± and Δ as math."""
-  return escape_tex(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("−", "-")
+  return (escape_tex(text).replace("±", r"$\pm$").replace("Δ", r"$\Delta$").replace("−", "-")
+          .replace("×", r"$\times$"))
 
 
 def _csv_value(value, fmt: str = "text") -> str:

@@ -111,7 +111,7 @@ def test_train_table_is_mean_and_95_percent_interval_over_seeds(rendered):
   assert set(rows) == set(groups)
   for label, recs in groups.items():
     acc = np.array([r["metrics"]["test_accuracy"] for r in recs])
-    assert int(rows[label]["seeds"]) == len(recs)
+    assert int(rows[label]["runs"]) == len(recs)
     assert float(rows[label]["test_accuracy_mean"]) == pytest.approx(acc.mean(), rel=1e-12)
     assert float(rows[label]["test_accuracy_std"]) == pytest.approx(acc.std(ddof=1), rel=1e-9)
     half = stats.t_quantile(0.975, len(acc) - 1) * acc.std(ddof=1) / np.sqrt(len(acc))
@@ -148,13 +148,22 @@ def test_decomposition_and_cka_tables_come_from_records(rendered):
   records = read_records(folder / RECORDS_FILE)
   dec = [r for r in records if r["kind"] == "decomposition"]
   rows = _csv_rows(folder / "tables/decomposition.csv")
-  assert len(rows) == len(dec[0]["decomposition"]["errors"])
+  # Pivoted: one row per (layer, group size), a column per family and multiplier.
+  errors = dec[0]["decomposition"]["errors"]
+  sizes = sorted({e["group_size"] for e in errors})
+  assert [(r["layer"], int(r["group_size"])) for r in rows] == [("block1", g) for g in sizes]
+  keys = {"grouped" if not e["pointwise"] else f"pw_m{e['depth_multiplier']}" for e in errors}
+  assert [k[:-5] for k in rows[0] if k.endswith("_mean")] == ["grouped", "pw_m1", "pw_m2"]
+  assert len(rows) * len(keys) == len(errors)
   for row in rows:
-    m = None if row["depth_multiplier"] == "" else int(row["depth_multiplier"])
-    errs = [e["rel_error"] for r in dec for e in r["decomposition"]["errors"]
-            if e["group_size"] == int(row["group_size"]) and e["depth_multiplier"] == m
-            and e["pointwise"] == (row["pointwise"] == "yes")]
-    assert len(errs) == 2 and float(row["rel_error_mean"]) == pytest.approx(np.mean(errs), rel=1e-12)
+    for key in keys:
+      m = None if key == "grouped" else int(key[4:])
+      errs = [e["rel_error"] for r in dec for e in r["decomposition"]["errors"]
+              if e["group_size"] == int(row["group_size"]) and e["depth_multiplier"] == m
+              and e["pointwise"] == (key != "grouped")]
+      assert len(errs) == 2 and int(row["n"]) == 2
+      assert float(row[f"{key}_mean"]) == pytest.approx(np.mean(errs), rel=1e-12)
+      assert float(row[f"{key}_std"]) == pytest.approx(np.std(errs, ddof=1), rel=1e-9)
   cka = next(r for r in records if r["kind"] == "cka")["cka"]
   table = _csv_rows(folder / "tables/cka_dense_layers.csv")
   assert [r["name"] for r in table] == cka["layers"]
