@@ -113,12 +113,12 @@ def seed_counts(rows: Sequence[TrainRow]) -> tuple[int, int]:
 
 
 def design(rows: Sequence[TrainRow]) -> str:
-  """What one replicate is: 'seeds' on a fixed split, 'runs (seeds x k folds)' with k-fold."""
+  """What the runs are: 'seeds' on a fixed split, 'runs, seeds × k folds' with k-fold."""
   folds = sorted({r.folds for r in rows} - {0})
   if not folds:
     return "seeds"
   k = "/".join(map(str, folds))
-  return f"runs (seeds × {k} folds)"
+  return f"runs, seeds × {k} folds"
 
 
 def method(rows: Sequence[TrainRow]) -> str:
@@ -135,17 +135,17 @@ def caption(rows: Sequence[TrainRow]) -> str:
   n = f"n = {lo}" if lo == hi else f"n = {lo} to {hi}"
   df = f"{lo - 1} degree{'s' if lo - 1 != 1 else ''} of freedom" if lo == hi else "n - 1 degrees of freedom"
   unit = design(rows)
-  text = f"Mean ± half-width of the 95% Student t-interval over {n} {unit} ({df})"
+  text = f"Mean ± half-width of the 95% Student t-interval over {n} {unit} ({df}"
   folds = sorted({r.folds for r in rows} - {0})
   if folds:
     ks = ", ".join(f"1/{k - 1} for k = {k}" for k in folds)
-    text += (" (uncorrected: folds share training data, so it is narrower than the comparison's)."
+    text += ("; uncorrected: folds share training data, so it is narrower than the comparison's)."
              " Δ: paired difference from the standard anchor over shared (seed, fold) replicates, "
              "same folds and seeds, with the corrected resampled t-test (Nadeau & Bengio 2003): "
              "t = mean / sqrt((1/J + n_test/n_train) s^2) on J − 1 degrees of freedom, "
              f"n_test/n_train = {ks}, and its 95% interval from the same standard error")
   else:
-    text += (". Δ: paired difference from the standard anchor over shared seeds (same seeds, same "
+    text += ("). Δ: paired difference from the standard anchor over shared seeds (same seeds, same "
              "data split), paired t-test over seeds on a fixed split, with its 95% t-interval")
   text += (" (per comparison, unadjusted). p: two-sided p-value; p (Holm): Holm's step-down "
            "adjustment over the comparisons with the anchor; resolved: p (Holm) < "
@@ -171,6 +171,12 @@ def p_text(p: float) -> str:
   return "< 0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def _p_is(p: float) -> str:
+  """'= 0.123' or '< 0.001'."""
+  text = p_text(p)
+  return text if text.startswith("<") else "= " + text
+
+
 def _share(row: TrainRow, anchor: TrainRow) -> str | None:
   a, b = row.stats.get("mult_adds"), anchor.stats.get("mult_adds")
   if a is None or b is None or not b.mean:
@@ -182,9 +188,8 @@ def _one(v: Versus) -> str:
   d = v.difference
   share = _share(v.row, v.anchor)
   where = "above" if d.mean > 0 else "below"
-  p = p_text(v.p_adjusted)
   text = (f"{v.row.label} ({_pp(abs(d.mean))} points {where}, 95% CI {_signed(d.low)} to "
-          f"{_signed(d.high)}, adjusted p {p if p.startswith('<') else '= ' + p}")
+          f"{_signed(d.high)}, adjusted p {_p_is(v.p_adjusted)}")
   return text + (f", at {share} of the anchor's mult-adds)" if share else ")")
 
 
@@ -223,7 +228,7 @@ def _unresolved(unresolved: list[Versus], resolved: list[Versus], anchor: TrainR
   else:
     who = "The other variant's difference" if one else f"The other {len(unresolved)} variants' differences"
   text = (f" {who} ({_span(diffs, _signed)} points) {'is' if one else 'are'} not resolved "
-          f"(adjusted p {_span(ps, p_text)}): these runs do not order "
+          f"(adjusted p {_span(ps, _p_is)}): these runs do not order "
           f"{'it' if one else 'them'}, which is not evidence that "
           f"{'it equals the anchor' if one else 'they are equal'}")
   cheapest = min(unresolved, key=lambda v: (v.row.stats["mult_adds"].mean

@@ -77,24 +77,28 @@ def test_clear_difference_is_resolved_and_noise_is_not():
            for row in table.rows}
   assert marks == {"standard": "anchor", "clear": "yes", "noise": "no"}
   assert "n = 4 seeds (3 degrees of freedom)" in md and "−4.85 ± " in md
+  assert "paired t-test over seeds on a fixed split" in md and "Holm's step-down" in md
+  assert "p (Holm)" in md and "min. resolvable (pp)" in md
   tex = tables.to_latex(table)
   assert r"\caption{" in tex and "95\\% Student t-interval over n = 4 seeds" in tex
   assert "\\begin{table}" in tex and "\\toprule" in tex and "\\end{table}" in tex
   csv = tables.to_csv(table).splitlines()
   assert "test_accuracy_ci95" in csv[0] and "test_accuracy_vs_standard_ci95" in csv[0]
   text = anchor.reading(rows)
-  assert "1 of 2 variants is resolved from it at 95%: clear (4.85 points below" in text
-  assert "at 10% of the anchor's mult-adds" in text
-  assert "these seeds do not order them" in text
+  assert ("1 of 2 variants is resolved from it (Holm-adjusted p < 0.05): clear (4.85 points "
+          "below, 95% CI −5.06 to −4.64, adjusted p < 0.001, at 10% of the anchor's mult-adds)") in text
+  assert "paired t-test over seeds on a fixed split, Holm's adjustment over 2 comparisons" in text
+  assert "these runs do not order it" in text and "adjusted p = 1.000" in text
+  assert "cannot be told apart by this run" in text
 
 
 def test_a_single_seed_resolves_nothing_and_says_so():
   rows = aggregate.train_rows(_records(seeds=(0,)))
   assert all(not v.resolved for v in anchor.versus_anchor(rows))
   table = tables.train_table(rows)
-  assert table.caption.startswith("One seed: no interval, differences unresolved")
+  assert table.caption.startswith("One run per variant: no interval, differences unresolved")
   resolved = [c.key for c in table.columns].index("resolved")
-  assert {row[resolved] for row in table.rows} == {"anchor", "no (one seed)"}
+  assert {row[resolved] for row in table.rows} == {"anchor", "no (one run)"}
   assert "no difference is resolved" in anchor.reading(rows)
 
 
