@@ -14,7 +14,8 @@ from pathlib import Path
 
 from sepconv.records import RECORDS_FILE, read_records
 from sepconv.records.schema import DIVERGED, FAILED
-from sepconv.report import aggregate, anchor, blocks, budget, lowering, paper, plots, provenance, tables
+from sepconv.report import (aggregate, anchor, blocks, budget, lowering, pairs, paper, plots,
+                            provenance, tables)
 
 RECORDS = RECORDS_FILE
 TABLES_DIR = "tables"
@@ -110,7 +111,7 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
   bench = aggregate.bench_rows(records)
   decomposition = aggregate.decomposition_rows(records)
   ckas = aggregate.cka_groups(records)
-  taken = {"train", "effective_rank", "bench", "decomposition", budget.SLUG}
+  taken = {"train", "effective_rank", "bench", "decomposition", "pairs", budget.SLUG}
   cka_slugs = [_slug(f"cka_{g.label}", taken) for g in ckas]
 
   made = [t for t in (tables.train_table(train), tables.effective_rank_table(train),
@@ -118,8 +119,10 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
                       budget.time_budget_table(records))
           if t is not None]
   made += [tables.cka_table(g, slug) for g, slug in zip(ckas, cka_slugs)]
+  # Every pair of variants: in tables/ and linked from the README, too long to show there.
+  linked = [t for t in (pairs.pairs_table(train),) if t is not None]
   written = []
-  for table in made:
+  for table in made + linked:
     stem = tables_dir / table.slug
     written.append(_write(stem.with_suffix(".md"), tables.to_markdown(table, header)))
     written.append(_write(stem.with_suffix(".tex"), tables.to_latex(table, header)))
@@ -144,12 +147,12 @@ def render_experiment(results_dir: str | Path) -> list[Path]:
     written.append(_write(tables_dir / SUMMARY, "<!--\n" + "".join(f"  {line}\n" for line in header)
                           + "-->\n" + summary + "\n"))
   written.append(_write(results_dir / "README.md",
-                        _readme(name, header, made, figures, results_dir, summary)))
+                        _readme(name, header, made, figures, results_dir, summary, linked)))
   return written
 
 
 def _readme(name: str, header: list[str], made: list, figures: list[Path], root: Path,
-            summary: str | None = None) -> str:
+            summary: str | None = None, linked: Sequence = ()) -> str:
   out = [f"# {name}\n", "\n"]
   if summary:
     out += ["## What the results show\n", "\n", summary + "\n", "\n"]
@@ -157,6 +160,9 @@ def _readme(name: str, header: list[str], made: list, figures: list[Path], root:
   out += [f"- {line}\n" for line in header]
   for table in made:
     out += ["\n", tables.to_markdown(table), "\n",
+            f"[CSV]({TABLES_DIR}/{table.slug}.csv) · [LaTeX]({TABLES_DIR}/{table.slug}.tex)\n"]
+  for table in linked:
+    out += ["\n", f"**{table.title}**: [Markdown]({TABLES_DIR}/{table.slug}.md) · "
             f"[CSV]({TABLES_DIR}/{table.slug}.csv) · [LaTeX]({TABLES_DIR}/{table.slug}.tex)\n"]
   pngs = [p for p in figures if p.suffix == ".png"]
   if pngs:

@@ -13,7 +13,7 @@ import statistics
 import numpy as np
 import pytest
 
-from sepconv.report import aggregate, anchor, stats, tables
+from sepconv.report import aggregate, anchor, pairs, stats, tables
 
 
 def test_corrected_t_on_a_hand_worked_example():
@@ -207,3 +207,27 @@ def test_fixed_split_records_still_render_as_paired_t_over_seeds():
   assert "paired t-test over seeds on a fixed split" in table.caption
   assert "Nadeau" not in table.caption and table.title.endswith("over seeds)")
   assert "paired t-test over seeds on a fixed split, Holm's adjustment over 3" in anchor.reading(rows)
+
+
+def test_all_pairs_share_one_holm_family():
+  records = _kfold_records(np.random.default_rng(11))
+  rows = aggregate.train_rows(records)
+  found = pairs.all_pairs(rows)
+  assert len(found) == 6 and {p.family for p in found} == {6}
+  raw = [p.test.p for p in found]
+  np.testing.assert_allclose([p.p_adjusted for p in found], _holm_reference(raw)[1], rtol=1e-12)
+  by = {(p.first.label, p.second.label): p for p in found}
+  by.update({(b, a): p for (a, b), p in list(by.items())})
+  assert by[("planted", "standard")].resolved and by[("planted", "same")].resolved
+  assert not by[("same", "standard")].resolved
+  p = by[("noisy", "standard")]
+  sign = 1 if p.first.label == "noisy" else -1
+  assert sign * p.test.mean == pytest.approx(
+      anchor.versus_anchor(rows)[[r.label for r in rows].index("noisy")].test.mean)
+  assert p.min_resolvable == pytest.approx(
+      (stats.t_quantile(1 - 0.05 / 12, 14) + stats.t_quantile(0.8, 14)) * p.test.se)
+  table = pairs.pairs_table(rows)
+  md = tables.to_markdown(table)
+  assert "corrected resampled t-test (Nadeau & Bengio 2003)" in md
+  assert "Holm's step-down adjustment over all 6 pairs" in md and len(table.rows) == 6
+  assert pairs.pairs_table(rows[:1]) is None

@@ -93,7 +93,7 @@ def _by_label(records, kind):
 def test_writes_every_table_and_plot(rendered):
   folder, paths = rendered
   names = {p.relative_to(folder).as_posix() for p in paths}
-  for slug in ("train", "effective_rank", "bench", "decomposition", "cka_dense_layers"):
+  for slug in ("train", "effective_rank", "bench", "decomposition", "pairs", "cka_dense_layers"):
     assert {f"tables/{slug}.md", f"tables/{slug}.tex", f"tables/{slug}.csv"} <= names
   for stem in ("accuracy_vs_mult_adds", "throughput_vs_group_size",
                "decomposition_error_vs_group_size", "cka_dense_layers"):
