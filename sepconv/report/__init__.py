@@ -7,11 +7,15 @@ folder:
 * ``tables/<slug>.md`` (GitHub Markdown), ``.tex`` (booktabs tabular) and
   ``.csv`` (full precision, ``<col>_mean``/``<col>_std`` columns, ``<col>_ci95``
   where a mean is over seeds), for slugs ``train``, ``effective_rank``,
-  ``bench``, ``decomposition`` and ``cka_<label>``; the Markdown and LaTeX files
-  start with a provenance block (comment). Means over seeds carry their 95%
-  t-interval (``stats``); the training table marks each variant's paired
-  difference from the standard anchor as resolved or not (``anchor``), and its
-  caption (a LaTeX ``table`` float) states n and the interval;
+  ``bench``, ``decomposition`` (pivoted: one block per layer, group size down,
+  depth multiplier across), ``pairs`` (every pair of variants) and
+  ``cka_<label>``; the Markdown and LaTeX files start with a provenance block
+  (comment). Means over runs carry their 95% t-interval (``stats``); the training
+  table gives each variant's paired difference from the standard anchor (``anchor``:
+  corrected resampled t-test for k-fold runs, paired t over seeds on a fixed split)
+  with its raw and Holm-adjusted p-value, whether it is resolved, and the smallest
+  difference resolvable at 80% power; its caption (a LaTeX ``table`` float) names
+  n, the test and the adjustment;
 * ``tables/summary.md``: the generated reading of the training results against
   the anchor (``anchor.reading``), also at the head of the README;
 * ``plots/*.png`` and ``*.pdf`` at one paper column's width, one colour per

@@ -166,12 +166,14 @@ def decomposition_table(rows: Sequence[DecompositionRow]) -> Table | None:
       by = by_size[gs]
       body.append(([source] if multi else []) + [layer, gs, max(e.n for e in by.values())]
                   + [by.get(s) for s in series])
+  if all(b[2 + multi] == 1 for b in body):  # one record each: no count to show
+    body = [b[:2 + multi] + [None] + b[3 + multi:] for b in body]
   cols, out = _drop_empty(columns, body)
   return Table("decomposition", "Projection error of a standard conv onto the spectrum "
                "(relative Frobenius norm)", cols, out,
                caption="One block per layer, group size (channels per group) down; across, plain "
                "grouped conv and grouped + pointwise at depth multiplier m. Mean ± std over "
-               "n records where n > 1.")
+               "the n records where there are several.")
 
 
 def cka_table(group: CkaGroup, slug: str) -> Table:

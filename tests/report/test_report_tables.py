@@ -63,3 +63,42 @@ def test_labels_and_grouping():
   groups = group_records(recs)
   assert len(groups) == 1 and len(groups[0].records) == 3 and groups[0].label == "spec"
   assert label_of({"run_id": "e/x/seed=4", "config": {}}) == "e/x"
+
+
+def _decomposition_records():
+  """Two records of two layers; error = 1 / (g * m) (grouped: 1 / (2 g)), second record + 0.01."""
+  out = []
+  for rep in range(2):
+    for layer, sizes in (("block3/spatial", (1, 2, 4)), ("block5/spatial", (1, 2, 4, 8))):
+      errors = [{"group_size": g, "depth_multiplier": None, "pointwise": False,
+                 "rel_error": 1 / (2 * g) + 0.01 * rep} for g in sizes]
+      errors += [{"group_size": g, "depth_multiplier": m, "pointwise": True,
+                  "rel_error": 1 / (g * m) + 0.01 * rep} for m in (4, 1, 2) for g in sizes]
+      out.append({"kind": "decomposition", "config": {"conv": "standard", "model": "m"}, "seed": rep,
+                  "decomposition": {"layer": layer, "errors": errors}})
+  return out
+
+
+def test_projection_error_table_is_pivoted_by_layer():
+  from sepconv.report import aggregate, tables
+  table = tables.decomposition_table(aggregate.decomposition_rows(_decomposition_records()))
+  assert [c.header for c in table.columns] == ["layer", "group size", "n", "grouped", "+ pw, m=1",
+                                               "+ pw, m=2", "+ pw, m=4"]
+  assert [(r[0], r[1]) for r in table.rows] == [("block3/spatial", g) for g in (1, 2, 4)] + [
+      ("block5/spatial", g) for g in (1, 2, 4, 8)]
+  for layer, g, n, grouped, *pw in table.rows:
+    assert n == 2
+    assert grouped.mean == pytest.approx(1 / (2 * g) + 0.005, rel=1e-12)
+    assert grouped.std == pytest.approx(0.01 / math.sqrt(2), rel=1e-9)
+    assert [s.mean for s in pw] == pytest.approx([1 / (g * m) + 0.005 for m in (1, 2, 4)], rel=1e-12)
+  lines = to_csv(table).splitlines()
+  assert lines[0] == ("layer,group_size,n,grouped_mean,grouped_std,pw_m1_mean,pw_m1_std,"
+                      "pw_m2_mean,pw_m2_std,pw_m4_mean,pw_m4_std")
+  assert len(lines) == 1 + 7
+  md = to_markdown(table)
+  assert "| block5/spatial |            8 |   2 | 0.0675 ± 0.0071 |" in md
+  assert "One block per layer, group size (channels per group) down" in md
+  single = [r for r in _decomposition_records() if r["seed"] == 0]
+  table = tables.decomposition_table(aggregate.decomposition_rows(single))
+  assert "n" not in [c.header for c in table.columns]  # one record per cell: no count column
+  assert table.rows[0][:3] == ("block3/spatial", 1, Stat(0.5, None, 1))
