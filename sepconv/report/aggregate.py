@@ -193,7 +193,7 @@ class TrainRow:
   def folds(self) -> int:
     """k of k-fold cross-validation (config ``folds``), 0 on a fixed split."""
     k = self.config.get("folds")
-    return k if is_number(k) and k >= 2 else 0
+    return int(k) if is_number(k) and k >= 2 and float(k).is_integer() else 0
 
 
 def train_rows(records: Sequence[dict]) -> list[TrainRow]:
