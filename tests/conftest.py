@@ -13,6 +13,11 @@ os.environ.setdefault("SEPCONV_CACHE_DIR", tempfile.mkdtemp(prefix="sepconv-test
 import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
+# A program compiled again by a later test (the same model's step) loads from JAX's persistent
+# compilation cache, as the command line's runs do; pytest-xdist's workers share one per run.
+_RUN = os.environ.get("PYTEST_XDIST_TESTRUNUID") or str(os.getpid())
+jax.config.update("jax_compilation_cache_dir",
+                  os.path.join(tempfile.gettempdir(), f"sepconv-test-xla-{_RUN}"))
 
 
 def pytest_addoption(parser):

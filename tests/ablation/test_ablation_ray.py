@@ -18,8 +18,10 @@ from sepconv.ablation.jobs import RunOptions
 from sepconv.records import read_records
 
 ray = pytest.importorskip("ray")
-# Starting the local instance forks helper processes from this (JAX-importing) process.
-pytestmark = pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning")
+# Starting the local instance forks helper processes from this (JAX-importing) process. One
+# local instance at a time: under pytest-xdist, the Ray tests share one worker.
+pytestmark = [pytest.mark.filterwarnings(r"ignore:os\.fork\(\) was called:RuntimeWarning"),
+              pytest.mark.xdist_group("ray")]
 from sepconv.ablation.ray_executor import RayExecutor
 
 TESTS = Path(__file__).resolve().parent
@@ -32,16 +34,14 @@ WORKER_ENV = {"PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), str(ROOT),
 
 @pytest.fixture(scope="module")
 def local_ray():
-  saved = {k: os.environ.get(k) for k in WORKER_ENV}
+  saved = dict(os.environ)
   os.environ.update(WORKER_ENV)  # the local instance's workers inherit the driver's environment
-  ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+  # The executor's own local instance: its node and services on 127.0.0.1, token-authenticated.
+  RayExecutor(num_cpus=2).connect(quiet=True)
   yield
   ray.shutdown()
-  for k, v in saved.items():
-    if v is None:
-      os.environ.pop(k, None)
-    else:
-      os.environ[k] = v
+  os.environ.clear()
+  os.environ.update(saved)
 
 
 def _spec(tmp_path, experiment, make=FakeRunner, out="out") -> RunnerSpec:

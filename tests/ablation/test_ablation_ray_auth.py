@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("ray")
+pytestmark = pytest.mark.xdist_group("ray")  # one local Ray instance at a time
 
 ROOT = Path(__file__).resolve().parents[2]
 
