@@ -55,6 +55,8 @@ class GranularityAblation:
     train: ``TrainConfig`` fields set on every data set, on top of its preset (model,
       width_multiplier, folds, ...; each run sets dataset, conv, seed, fold and data_dir
       itself).
+    seeds_by_dataset: data set -> its own seeds instead of ``seeds`` (a cross-validated
+      data set runs folds x seeds, so it may need fewer repeats).
     train_by_dataset: data set -> ``TrainConfig`` fields set on that data set alone, on
       top of ``train``.
     bench_impls: conv implementations whose train and evaluation steps are timed, at the
@@ -70,6 +72,7 @@ class GranularityAblation:
   variants: tuple[Variant, ...]
   datasets: tuple[str, ...] = ("digits",)
   seeds: tuple[int, ...] = (0, 1, 2)
+  seeds_by_dataset: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
   train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   train_by_dataset: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   bench_impls: tuple[str, ...] = ("auto", "xla")
@@ -85,8 +88,14 @@ class GranularityAblation:
     labels = [v.label for v in self.variants]
     if len(set(labels)) != len(labels):
       raise ValueError(f"{self.name}: variant labels {labels} must be unique")
-    if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-      raise ValueError(f"{self.name}: seeds (={self.seeds}) must be distinct and non-empty")
+    for where, seeds in (("seeds", self.seeds), *(
+        (f"seeds_by_dataset[{d!r}]", s) for d, s in self.seeds_by_dataset.items())):
+      if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{self.name}: {where} (={seeds}) must be distinct and non-empty")
+    unknown = sorted(set(self.seeds_by_dataset) - set(self.datasets))
+    if unknown:
+      raise ValueError(f"{self.name}: seeds_by_dataset's data sets {unknown} must be among "
+                       f"datasets (={self.datasets})")
     unknown = sorted(set(self.train_by_dataset) - set(self.datasets))
     if unknown:
       raise ValueError(f"{self.name}: train_by_dataset's data sets {unknown} must be among "
@@ -105,6 +114,10 @@ class GranularityAblation:
     ``train_by_dataset[dataset]``, then the run's own variant, seed and fold."""
     return default_config(dataset, **{**self.train, **self.train_by_dataset.get(dataset, {})},
                           conv=variant.conv, seed=seed, fold=fold, data_dir=data_dir)
+
+  def seeds_for(self, dataset: str) -> tuple[int, ...]:
+    """The seeds run on ``dataset``: ``seeds_by_dataset[dataset]``, else ``seeds``."""
+    return tuple(self.seeds_by_dataset.get(dataset, self.seeds))
 
   def folds(self, dataset: str) -> int:
     """The cross-validation folds on ``dataset`` (0: its own train/test split)."""
@@ -134,7 +147,7 @@ class GranularityAblation:
         keep.add(variant.conv)
       out = dataclasses.replace(out, variants=tuple(v for v in self.variants if v.conv in keep))
     if seeds is not None:
-      out = dataclasses.replace(out, seeds=tuple(seeds))
+      out = dataclasses.replace(out, seeds=tuple(seeds), seeds_by_dataset={})
     if epochs is not None:
       validate.positive_int(epochs, "epochs")
       out = dataclasses.replace(out, train_by_dataset={
@@ -168,13 +181,14 @@ class GranularityRunner:
 
   def __init__(self, experiment: GranularityAblation, out_dir: Path,
                options: RunOptions = RunOptions()):
-    experiment = experiment.narrowed(variants=options.variants, seeds=options.seeds,
-                                     epochs=options.epochs)
-    self.experiment = experiment
     self.dataset_name = options.dataset or experiment.datasets[0]
     if self.dataset_name not in experiment.datasets:
       raise ValueError(f"--dataset (={self.dataset_name!r}) must be one of {experiment.datasets} "
                        f"for experiment {experiment.name!r}")
+    seeds = options.seeds if options.seeds is not None else experiment.seeds_for(self.dataset_name)
+    experiment = experiment.narrowed(variants=options.variants, seeds=seeds,
+                                     epochs=options.epochs)
+    self.experiment = experiment
     self.name = experiment.name
     self.data_dir = options.data_dir
     self.work_dir = Path(options.work_dir or Path("runs") / Path(out_dir).name)
