@@ -18,15 +18,17 @@ Grid:     a shallow MobileNet v1 x0.25 (Howard et al. 2017, Table 5; 8 to 256 ch
           359-360 test images instead of 3 seeds on one fixed split of 360. Why: a sweep
           compiles each variant once (its folds share the step), so the budget of 10 minutes,
           install included, is training: 65 runs of 8 epochs fit it (about 7 minutes), 65
-          of 12 only just (8.5), 130 of 6 not with a margin (9.7). At 8 epochs the cosine
-          run is within about half a point of 12 epochs' accuracy (4: about 1.5 points
-          short); a faster step buys repeats first (``seeds_by_dataset``). CIFAR: its
-          official split, 3 seeds, paired by seed.
+          of 12 only just (8.5), 130 of 6 not with a margin (9.7): scaled from the 3 x 12
+          sweep's records, 396 s on a quiet machine. Measured on folds 0 and 2 (seed 0),
+          depthwise-separable at 8 epochs ends 0.3-0.6 points below its 12-epoch accuracy,
+          at 6 0.8, at 4 0.8-2.0; the standard conv at 6 is 0-0.8 below. A faster step buys
+          repeats first (``seeds_by_dataset``). CIFAR: its official split, 3 seeds, paired
+          by seed.
 Measures: test accuracy (mean +- std over folds x seeds), params and mult-adds (paper
           convention), training-step and inference throughput per conv implementation,
-          linear CKA of every variant against every other at several depths, effective rank per layer,
-          a linear probe on the penultimate features, and the relative error of projecting
-          the trained standard model's 3x3 kernels onto each point of the grid.
+          linear CKA of every variant against every other at several depths, effective
+          rank per layer, a linear probe on the penultimate features, and the relative error
+          of projecting the trained standard model's 3x3 kernels onto each point of the grid.
 Expected: accuracy rises with g and with m towards the standard conv at a fraction of its
           mult-adds; the pointwise stage matters most at small g; representations of
           neighbouring g are most alike; projection error falls monotonically in g and m.
