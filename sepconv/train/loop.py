@@ -111,9 +111,8 @@ def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
 
 
 def compile_steps(setup: Setup, state: TrainState):
-  """The run's train step ``(state, images, labels)`` and eval step ``(state, images,
-  labels, weights)``, compiled once per process for equal specs, with the data set's
-  normalisation bound."""
+  """The run's train step (state, images, labels) and eval step (..., weights), compiled
+  once per process for equal specs, the data set's normalisation bound."""
   batch, dataset = setup.config.batch_size, setup.dataset
   data = batch_sharded(setup.mesh)
   x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
