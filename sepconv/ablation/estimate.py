@@ -6,11 +6,13 @@ For each variant with jobs still to run, the cost model gives its mult-adds per 
 warmed up and timed (the median of three calls) on this machine's accelerator, together
 with its evaluation step. The estimate is then arithmetic over the grid:
 
-* training: step time x steps per epoch x epochs x seeds still to run;
+* training: step time x steps per epoch x epochs x runs still to run (seeds, times
+  folds where the data set is cross-validated; every fold trains on as many batches);
 * evaluation: eval-step time x the batches a run evaluates (the test split after each
   epoch, both splits at the end, both again for the features and the probe);
 * compiling: the measured compile time once per variant (a process compiles each
-  variant's step once; the estimate's own compilation is the sweep's first);
+  variant's step once for all its seeds and folds, whose shapes agree; the estimate's own
+  compilation is the sweep's first);
 * benchmarking: per implementation timed, one compilation (none for ``auto``, whose steps
   the training runs compiled) plus the timed calls
   (``bench_repeats`` or the runner's time budget, whichever ends first), at the
@@ -51,7 +53,7 @@ class VariantEstimate:
   step_ms: float  # one warm training step at batch_size
   eval_ms: float  # one warm evaluation step at batch_size
   compile_s: float  # the training and evaluation steps, compiled once
-  runs: int  # training runs (seeds) still to run
+  runs: int  # training runs (seeds x folds) still to run
   steps_per_run: int  # steps per epoch x epochs
   eval_batches_per_run: int
   bench_impls: int  # implementations still to benchmark (0: recorded)
@@ -157,7 +159,8 @@ def estimate(experiment: GranularityAblation, out_dir: str | Path | None = None,
   runner = GranularityRunner(experiment, out_dir or Path("."), options)
   done = recorded_ids(out_dir) if out_dir is not None else set()
   pending = [j for j in runner.jobs() if j.run_id not in done]
-  data, impls = runner.dataset, runner.experiment.bench_impls
+  # Fold 0 of the first seed: every fold's parts have the same batches (to one image).
+  data, impls = runner.data(runner.experiment.seeds[0]), runner.experiment.bench_impls
   rows = []
   for variant in runner.experiment.variants:
     runs = sum(j.kind == "train" and j.variant == variant for j in pending)

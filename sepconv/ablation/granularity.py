@@ -17,7 +17,7 @@ from sepconv.ablation.jobs import (BenchJob, CkaJob, DecompositionJob, Job, RunO
                                    log)
 from sepconv.conv import policy
 from sepconv.records import RECORDS_FILE, read_records
-from sepconv.data import load_dataset
+from sepconv.data import fold_split, load_dataset
 from sepconv.train import TrainConfig, default_config, train
 from sepconv.train.timed import time_steps
 
@@ -37,7 +37,7 @@ def reference_plans(results_dir) -> dict[str, dict[str, str]]:
 
 
 # TrainConfig fields each run of an ablation sets itself.
-_PER_RUN = ("dataset", "conv", "seed", "data_dir")
+_PER_RUN = ("dataset", "conv", "seed", "fold", "data_dir")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,9 +48,15 @@ class GranularityAblation:
     name: results go to ``results/<name>_<dataset>`` by default.
     variants: the grid.
     datasets: data set per ``--dataset`` choice; the first is the default.
-    seeds: one training run per (variant, seed).
+    seeds: one training run per (variant, seed), or per (variant, seed, fold) where the
+      data set's ``folds`` (a ``train`` or ``train_by_dataset`` field) is k >= 2: repeated
+      stratified k-fold cross-validation, the seed choosing the repeat's partition, so
+      every variant sees the same folds and comparisons pair by (fold, seed).
     train: ``TrainConfig`` fields set on every data set, on top of its preset (model,
-      width_multiplier, ...; each run sets dataset, conv, seed and data_dir itself).
+      width_multiplier, folds, ...; each run sets dataset, conv, seed, fold and data_dir
+      itself).
+    seeds_by_dataset: data set -> its own seeds instead of ``seeds`` (a cross-validated
+      data set runs folds x seeds, so it may need fewer repeats).
     train_by_dataset: data set -> ``TrainConfig`` fields set on that data set alone, on
       top of ``train``.
     bench_impls: conv implementations whose train and evaluation steps are timed, at the
@@ -66,6 +72,7 @@ class GranularityAblation:
   variants: tuple[Variant, ...]
   datasets: tuple[str, ...] = ("digits",)
   seeds: tuple[int, ...] = (0, 1, 2)
+  seeds_by_dataset: Mapping[str, tuple[int, ...]] = dataclasses.field(default_factory=dict)
   train: Mapping[str, Any] = dataclasses.field(default_factory=dict)
   train_by_dataset: Mapping[str, Mapping[str, Any]] = dataclasses.field(default_factory=dict)
   bench_impls: tuple[str, ...] = ("auto", "xla")
@@ -81,8 +88,14 @@ class GranularityAblation:
     labels = [v.label for v in self.variants]
     if len(set(labels)) != len(labels):
       raise ValueError(f"{self.name}: variant labels {labels} must be unique")
-    if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-      raise ValueError(f"{self.name}: seeds (={self.seeds}) must be distinct and non-empty")
+    for where, seeds in (("seeds", self.seeds), *(
+        (f"seeds_by_dataset[{d!r}]", s) for d, s in self.seeds_by_dataset.items())):
+      if not seeds or len(set(seeds)) != len(seeds):
+        raise ValueError(f"{self.name}: {where} (={seeds}) must be distinct and non-empty")
+    unknown = sorted(set(self.seeds_by_dataset) - set(self.datasets))
+    if unknown:
+      raise ValueError(f"{self.name}: seeds_by_dataset's data sets {unknown} must be among "
+                       f"datasets (={self.datasets})")
     unknown = sorted(set(self.train_by_dataset) - set(self.datasets))
     if unknown:
       raise ValueError(f"{self.name}: train_by_dataset's data sets {unknown} must be among "
@@ -96,11 +109,19 @@ class GranularityAblation:
                          f"other than {_PER_RUN}")
 
   def train_config(self, dataset: str, variant: Variant, seed: int,
-                   data_dir: str | None = None) -> TrainConfig:
+                   data_dir: str | None = None, fold: int = 0) -> TrainConfig:
     """One run's ``TrainConfig``: the data set's preset, then ``train``, then
-    ``train_by_dataset[dataset]``, then the run's own variant and seed."""
+    ``train_by_dataset[dataset]``, then the run's own variant, seed and fold."""
     return default_config(dataset, **{**self.train, **self.train_by_dataset.get(dataset, {})},
-                          conv=variant.conv, seed=seed, data_dir=data_dir)
+                          conv=variant.conv, seed=seed, fold=fold, data_dir=data_dir)
+
+  def seeds_for(self, dataset: str) -> tuple[int, ...]:
+    """The seeds run on ``dataset``: ``seeds_by_dataset[dataset]``, else ``seeds``."""
+    return tuple(self.seeds_by_dataset.get(dataset, self.seeds))
+
+  def folds(self, dataset: str) -> int:
+    """The cross-validation folds on ``dataset`` (0: its own train/test split)."""
+    return self.train_config(dataset, self.variants[0], self.seeds[0]).folds
 
   def narrowed(self, *, variants=None, seeds=None, epochs: int | None = None
                ) -> GranularityAblation:
@@ -126,7 +147,7 @@ class GranularityAblation:
         keep.add(variant.conv)
       out = dataclasses.replace(out, variants=tuple(v for v in self.variants if v.conv in keep))
     if seeds is not None:
-      out = dataclasses.replace(out, seeds=tuple(seeds))
+      out = dataclasses.replace(out, seeds=tuple(seeds), seeds_by_dataset={})
     if epochs is not None:
       validate.positive_int(epochs, "epochs")
       out = dataclasses.replace(out, train_by_dataset={
@@ -160,33 +181,51 @@ class GranularityRunner:
 
   def __init__(self, experiment: GranularityAblation, out_dir: Path,
                options: RunOptions = RunOptions()):
-    experiment = experiment.narrowed(variants=options.variants, seeds=options.seeds,
-                                     epochs=options.epochs)
-    self.experiment = experiment
     self.dataset_name = options.dataset or experiment.datasets[0]
     if self.dataset_name not in experiment.datasets:
       raise ValueError(f"--dataset (={self.dataset_name!r}) must be one of {experiment.datasets} "
                        f"for experiment {experiment.name!r}")
+    seeds = options.seeds if options.seeds is not None else experiment.seeds_for(self.dataset_name)
+    experiment = experiment.narrowed(variants=options.variants, seeds=seeds,
+                                     epochs=options.epochs)
+    self.experiment = experiment
     self.name = experiment.name
     self.data_dir = options.data_dir
     self.work_dir = Path(options.work_dir or Path("runs") / Path(out_dir).name)
     self.progress = options.progress
     self.replay = reference_plans(options.replay) if options.replay else None
+    self.folds = experiment.folds(self.dataset_name)
     self._dataset = None
+    self._split: tuple[tuple[int, int], object] | None = None
 
   @property
   def dataset(self):
+    """The whole data set, as loaded (its own split)."""
     if self._dataset is None:
       self._dataset = load_dataset(self.dataset_name, self.data_dir)
     return self._dataset
+
+  def data(self, seed: int, fold: int = 0):
+    """The data set of the run at (seed, fold): fold ``fold`` of the seed's partition, or
+    the data set itself without folds."""
+    if not self.folds:
+      return self.dataset
+    if self._split is None or self._split[0] != (seed, fold):  # one at a time: CIFAR is large
+      self._split = ((seed, fold), fold_split(self.dataset, self.folds, fold, seed))
+    return self._split[1]
+
+  def fold_range(self) -> range:
+    """The folds each seed runs: ``range(folds)``, or ``range(1)`` (fold 0) without."""
+    return range(max(self.folds, 1))
 
   def _id(self, *parts) -> str:
     return "/".join([self.name, self.dataset_name, *map(str, parts)])
 
   def jobs(self) -> list[Job]:
     e = self.experiment
-    jobs: list[Job] = [TrainJob(self._id(v.conv, f"seed={s}"), seed=s, variant=v)
-                       for v in e.variants for s in e.seeds]
+    jobs: list[Job] = [TrainJob(self._id(v.conv, f"seed={s}", *self._fold_part(f)), seed=s,
+                                variant=v, folds=self.folds, fold=f)
+                       for v in e.variants for s in e.seeds for f in self.fold_range()]
     jobs += [BenchJob(self._id(v.conv, "bench"), variant=v) for v in e.variants]
     seed = e.seeds[0]
     if e.anchor is not None:
@@ -199,18 +238,26 @@ class GranularityRunner:
 
   # Shared pieces.
 
-  def config(self, variant: Variant, seed: int):
+  def _fold_part(self, fold: int) -> list[str]:
+    """The run id's and paths' fold part: none without folds."""
+    return [f"fold={fold}"] if self.folds else []
+
+  def config(self, variant: Variant, seed: int, fold: int = 0):
     """The TrainConfig of one run."""
-    return self.experiment.train_config(self.dataset_name, variant, seed, self.data_dir)
+    return self.experiment.train_config(self.dataset_name, variant, seed, self.data_dir, fold)
 
-  def run_dir(self, variant: Variant, seed: int) -> Path:
-    return self.work_dir / "runs" / f"{variant.slug}-seed{seed}"
+  def _run_name(self, variant: Variant, seed: int, fold: int) -> str:
+    return f"{variant.slug}-seed{seed}" + (f"-fold{fold}" if self.folds else "")
 
-  def features_path(self, variant: Variant, seed: int) -> Path:
-    return self.work_dir / "features" / f"{variant.slug}-seed{seed}.npz"
+  def run_dir(self, variant: Variant, seed: int, fold: int = 0) -> Path:
+    return self.work_dir / "runs" / self._run_name(variant, seed, fold)
+
+  def features_path(self, variant: Variant, seed: int, fold: int = 0) -> Path:
+    return self.work_dir / "features" / f"{self._run_name(variant, seed, fold)}.npz"
 
   def _config_fields(self, variant: Variant, config) -> dict:
-    return {**variant.fields(), "model": config.model, "dataset": self.dataset_name,
+    return {**variant.fields(), "folds": config.folds, "fold": config.fold,
+            "model": config.model, "dataset": self.dataset_name,
             "width_multiplier": config.width_multiplier, "epochs": config.epochs,
             "batch_size": config.batch_size, "optimizer": config.optimizer, "lr": config.lr,
             "weight_decay": config.weight_decay, "impl": config.impl}
@@ -240,16 +287,17 @@ class GranularityRunner:
     raise TypeError(f"job (={job!r}) must be a TrainJob, BenchJob, DecompositionJob or CkaJob")
 
   def _train(self, job: TrainJob) -> dict:
-    d, e = self.dataset, self.experiment
-    config = self.config(job.variant, job.seed)
+    d, e = self.data(job.seed, job.fold), self.experiment
+    config = self.config(job.variant, job.seed, job.fold)
+    run_dir = self.run_dir(job.variant, job.seed, job.fold)
     measuring = policy.MEASURING["seconds"]
-    result = train(config, self.run_dir(job.variant, job.seed), dataset=d, progress=self.progress)
-    model, variables = trained.restore(config, self.run_dir(job.variant, job.seed), d)
+    result = train(config, run_dir, dataset=d, progress=self.progress)
+    model, variables = trained.restore(config, run_dir, d)
     # At the training batch: the convolutions (and their plans) are the training run's.
     batch = config.batch_size
     test_feats = trained.features(model, variables, d, d.x_test, batch_size=batch)
     feats = {name: f[:e.analysis_examples] for name, f in test_feats.items()}
-    path = self.features_path(job.variant, job.seed)
+    path = self.features_path(job.variant, job.seed, job.fold)
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, **feats)
     train_pen = trained.features(model, variables, d, d.x_train, batch_size=batch)["penultimate"]
@@ -276,8 +324,8 @@ class GranularityRunner:
     The steps are the training run's own (``sepconv.train.timed``), at its batch: for the
     implementation the runs used they are already compiled and tuned in this process.
     """
-    d, e = self.dataset, self.experiment
-    config = self.config(job.variant, e.seeds[0])
+    e = self.experiment
+    d, config = self.data(e.seeds[0]), self.config(job.variant, e.seeds[0])
     batch = config.batch_size
     timings = {}
     for impl in e.bench_impls:
@@ -297,7 +345,7 @@ class GranularityRunner:
     if not (run_dir / "checkpoints").exists():
       return self._defer(job, f"the standard run {run_dir} is not in this work dir")
     config = self.config(job.variant, job.seed)
-    _, variables = trained.restore(config, run_dir, self.dataset)
+    _, variables = trained.restore(config, run_dir, self.data(job.seed))
     layer = job.layer
     node = variables["params"]
     for key in layer.split("/"):

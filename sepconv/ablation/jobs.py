@@ -77,12 +77,16 @@ class SeededJob(Job):
 
 @dataclasses.dataclass(frozen=True)
 class TrainJob(SeededJob):
-  """Train one variant at one seed, then evaluate, probe and keep its features."""
+  """Train one variant at one seed (and fold of ``folds``; 0 and 0: the data set's own split),
+  then evaluate, probe and keep its features."""
   variant: Variant
+  folds: int = 0
+  fold: int = 0
   kind: ClassVar[str] = "train"
 
   def identity(self) -> dict:
-    return {**self.labels(), "config": self.variant.fields()}
+    return {**self.labels(), "config": {**self.variant.fields(), "folds": self.folds,
+                                        "fold": self.fold}}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -45,9 +45,9 @@ def restore(config: TrainConfig, run_dir: str | Path, dataset: Dataset):
   return restore_variables(config, run_dir, dataset=dataset)
 
 
-@functools.partial(jax.jit, static_argnames=("model", "mean", "std"))
-def _apply(variables, x, *, model, mean: tuple[float, ...], std: tuple[float, ...]):
-  logits, feats = model.apply(variables, normalize(x, mean, std), train=False)
+@functools.partial(jax.jit, static_argnames="model")
+def _apply(variables, x, stats, *, model):
+  logits, feats = model.apply(variables, normalize(x, stats[0], stats[1]), train=False)
   return {**feats, "logits": logits}
 
 
@@ -55,19 +55,19 @@ def features(model, variables, dataset: Dataset, images: np.ndarray, *, batch_si
              ) -> dict[str, np.ndarray]:
   """Every named feature of ``model`` (plus 'logits') on ``images``, in evaluation mode.
 
-  The last batch is zero-padded to ``batch_size``, and the model is a static argument of
-  one module-level jit, so every split and every seed of a configuration share one
-  compilation.
+  The last batch is zero-padded to ``batch_size``, the model is the only static argument
+  of one module-level jit and the normalisation statistics are an argument, so every
+  split, seed and fold of a configuration share one compilation.
   """
   n = len(images)
   batch_size = min(batch_size, n)
-  stats = {"model": model, "mean": tuple(dataset.mean), "std": tuple(dataset.std)}
+  stats = jnp.asarray([dataset.mean, dataset.std], jnp.float32)
   parts = []
   for i in range(0, n, batch_size):
     x = images[i:i + batch_size]
     pad = batch_size - len(x)
     if pad:
       x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
-    out = jax.device_get(_apply(variables, jnp.asarray(x), **stats))
+    out = jax.device_get(_apply(variables, jnp.asarray(x), stats, model=model))
     parts.append({k: v[:batch_size - pad] for k, v in out.items()})
   return {name: np.concatenate([p[name] for p in parts]).astype(np.float32) for name in parts[0]}

@@ -12,6 +12,7 @@ from sepconv.data.augment import augment, Augmentation
 from sepconv.data.cifar import download_cifar, load_cifar, CIFAR10, CIFAR100
 from sepconv.data.dataset import channel_stats, Dataset
 from sepconv.data.digits import load_digits
+from sepconv.data.folds import check_folds, fold_split
 from sepconv.data.synthetic import load_synthetic
 
 DATASETS = ("digits", "cifar10", "cifar100", "synthetic")
@@ -44,6 +45,7 @@ def load_dataset(name: str, data_dir: str | os.PathLike | None = None, *,
 
 
 __all__ = [
-    "Augmentation", "augment", "channel_stats", "CIFAR10", "CIFAR100", "Dataset", "DATASETS",
-    "download_cifar", "load_cifar", "load_dataset", "load_digits", "load_synthetic",
+    "Augmentation", "augment", "channel_stats", "check_folds", "CIFAR10", "CIFAR100", "Dataset",
+    "DATASETS", "download_cifar", "fold_split", "load_cifar", "load_dataset", "load_digits",
+    "load_synthetic",
 ]

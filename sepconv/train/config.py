@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 
 from sepconv import validate
+from sepconv.data.folds import check_folds
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("cosine", "step", "constant")
@@ -78,7 +79,12 @@ class TrainConfig:
   step_factor: float = _field(0.1, "for the step schedule, the factor applied at each milestone")
   label_smoothing: float = _field(0.0, "cross-entropy label smoothing")
   augment: bool = _field(True, "apply the data set's training augmentation")
-  seed: int = _field(0, "seeds initialisation, data order and augmentation")
+  seed: int = _field(0, "seeds initialisation, data order and augmentation, and with folds the "
+                    "partition into folds (one seed, one repeat of the k-fold)")
+  folds: int = _field(0, "0: the data set's own train/test split; k >= 2: k-fold "
+                      "cross-validation over its train and test images pooled, stratified by "
+                      "class (sepconv.data.fold_split)")
+  fold: int = _field(0, "with folds, the fold held out as the test split, 0 <= fold < folds")
   dtype: str = _field("float32", "compute dtype (parameters stay float32)", choices=DTYPES)
   impl: str = _field("auto", "convolution implementation passed to the model ('auto' lets it "
                      "choose)")
@@ -100,6 +106,7 @@ class TrainConfig:
     validate.nonnegative_int(self.checkpoint_every_steps, "checkpoint_every_steps")
     if not validate.is_int(self.seed) or not 0 <= self.seed < 2**31:
       raise ValueError(f"seed (={self.seed!r}) must be an int in [0, 2**31)")
+    check_folds(self.folds, self.fold)
     for field in ("base_lr", "width_multiplier"):
       validate.positive_number(getattr(self, field), field)
     for field in ("weight_decay", "warmup_epochs"):
@@ -168,6 +175,9 @@ def check_resumable(config: TrainConfig, out_dir: str | os.PathLike, *, write: b
       raise ValueError(f"{path} is not valid JSON ({e}); remove it or pick another out dir"
                        ) from None
     current = _jsonable(config.to_json())
+    # A field newer than the saved run was at its default there.
+    saved = {**{f.name: _jsonable(f.default) for f in dataclasses.fields(TrainConfig)
+                if f.name not in saved}, **saved}
     differing = sorted(k for k in set(saved) | set(current)
                        if k not in _RESUME_FREE and saved.get(k) != current.get(k))
     if differing:

@@ -32,7 +32,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from sepconv import validate
-from sepconv.data import Dataset, load_dataset
+from sepconv.data import Dataset, fold_split, load_dataset
 from sepconv.provenance import provenance
 from sepconv.records import append_record, read_records
 from sepconv.train.checkpoint import Checkpoints
@@ -42,8 +42,8 @@ from sepconv.train.faults import (check_finite, Diverged, Interrupted, likely_ca
 from sepconv.train.parallel import (batch_sharded, check_batch, make_mesh,
                                     maybe_initialize_distributed, put_global_batch)
 from sepconv.train.progress import Progress
-from sepconv.train.step import (COMPUTE_DTYPES, eval_step, initial_state, reset_metrics, StepSpec,
-                                train_step, TrainState)
+from sepconv.train.step import (COMPUTE_DTYPES, eval_step, initial_state, normalization,
+                                reset_metrics, StepSpec, train_step, TrainState)
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -95,8 +95,9 @@ def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
             model_factory: ModelFactory | None = None,
             devices: Sequence[jax.Device] | None = None) -> Setup:
   """Loads the data set (unless given), checks the batch, and builds mesh, model and spec."""
-  if dataset is None:
-    dataset = load_dataset(config.dataset, config.data_dir, download=config.download)
+  if dataset is None:  # a given data set is the run's own (its fold already taken)
+    dataset = fold_split(load_dataset(config.dataset, config.data_dir, download=config.download),
+                         config.folds, config.fold, config.seed)
   mesh = make_mesh(devices)
   batch = config.batch_size
   check_batch(batch, mesh)
@@ -110,16 +111,19 @@ def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
 
 
 def compile_steps(setup: Setup, state: TrainState):
-  """The run's train step and eval step, compiled (once per process for equal specs)."""
+  """The run's train step (state, images, labels) and eval step (..., weights), compiled
+  once per process for equal specs, the data set's normalisation bound."""
   batch, dataset = setup.config.batch_size, setup.dataset
   data = batch_sharded(setup.mesh)
   x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
                                 sharding=data)
   y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
   w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
-  step_fn = train_step.lower(state, x_spec, y_spec, spec=setup.spec).compile()
-  eval_fn = eval_step.lower(state, x_spec, y_spec, w_spec, spec=setup.spec).compile()
-  return step_fn, eval_fn
+  stats = normalization(dataset, setup.mesh)
+  step_fn = train_step.lower(state, x_spec, y_spec, stats, spec=setup.spec).compile()
+  eval_fn = eval_step.lower(state, x_spec, y_spec, w_spec, stats, spec=setup.spec).compile()
+  return (lambda state, x, y: step_fn(state, x, y, stats),
+          lambda state, x, y, w: eval_fn(state, x, y, w, stats))
 
 
 def epoch_order(seed: int, epoch: int, num_examples: int) -> np.ndarray:

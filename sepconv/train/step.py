@@ -1,8 +1,10 @@
 """The training state and the pure, jitted train and eval steps.
 
 The steps are module-level ``jax.jit`` functions whose only static argument is a
-hashable ``StepSpec``; two runs with equal specs (same model, optimiser, data
-statistics and mesh) share one compilation within a process.
+hashable ``StepSpec``; two runs with equal specs (same model, optimiser, data shapes
+and mesh) share one compilation within a process. The normalisation statistics are an
+argument, not part of the spec, so the folds of a cross-validation (whose training
+parts differ in mean and std) share it too.
 """
 
 from __future__ import annotations
@@ -56,14 +58,12 @@ class _ByIdentity:
 
 @dataclasses.dataclass(frozen=True)
 class StepSpec:
-  """Everything static about a step: the model, optimiser, data statistics and mesh."""
+  """Everything static about a step: the model, optimiser, data shape and mesh."""
 
   model: Any
   config: TrainConfig
   steps_per_epoch: int
   num_classes: int
-  mean: tuple[float, ...]
-  std: tuple[float, ...]
   augmentation: Augmentation | None
   mesh: Mesh
 
@@ -75,12 +75,11 @@ class StepSpec:
     except TypeError:
       model = _ByIdentity(model)
     # Fields that cannot change the compiled step are blanked, so runs differing only in
-    # them (seeds of a sweep, paths) share a compilation.
-    config = dataclasses.replace(config, seed=0, data_dir=None, download=False,
-                                 checkpoint_every_steps=0)
+    # them (seeds and folds of a sweep, paths) share a compilation.
+    config = dataclasses.replace(config, seed=0, folds=0, fold=0, data_dir=None,
+                                 download=False, checkpoint_every_steps=0)
     augmentation = dataset.augmentation if config.augment and dataset.augmentation.enabled else None
-    return cls(model, config, steps_per_epoch, dataset.num_classes, tuple(dataset.mean),
-               tuple(dataset.std), augmentation, mesh)
+    return cls(model, config, steps_per_epoch, dataset.num_classes, augmentation, mesh)
 
   @property
   def module(self) -> nn.Module:
@@ -130,6 +129,13 @@ def _initial_state(seed: jax.Array, *, spec: StepSpec, input_shape: tuple[int, .
   return spec.replicate(init_state(spec.module, spec.tx, input_shape, seed))
 
 
+def normalization(dataset, mesh: Mesh) -> jax.Array:
+  """The steps' ``stats`` argument: [mean, std] of ``dataset``'s training images, (2, C)
+  float32, replicated over ``mesh``."""
+  stats = np.asarray([dataset.mean, dataset.std], np.float32)
+  return jax.make_array_from_callback(stats.shape, replicated(mesh), lambda i: stats[i])
+
+
 def reset_metrics(state: TrainState, mesh: Mesh) -> TrainState:
   """Zeroes the epoch's running sums (host-built, no compilation)."""
   def zero():  # three distinct buffers: the step donates each
@@ -170,12 +176,13 @@ def update(module: nn.Module, tx: optax.GradientTransformation, params, batch_st
 
 
 @functools.partial(jax.jit, static_argnames="spec", donate_argnums=0)
-def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *, spec: StepSpec
-               ) -> TrainState:
-  """One optimiser step on a global batch: normalise, augment, forward, backward, update."""
+def train_step(state: TrainState, images: jax.Array, labels: jax.Array, stats: jax.Array, *,
+               spec: StepSpec) -> TrainState:
+  """One optimiser step on a global batch: normalise (``stats``: ``normalization``), augment,
+  forward, backward, update."""
   key = jax.random.fold_in(jax.random.wrap_key_data(state.rng), state.step)
   aug_key, dropout_key = jax.random.split(key)
-  x = normalize(images, spec.mean, spec.std)
+  x = normalize(images, stats[0], stats[1])
   if spec.augmentation is not None:
     x = spec.augmentation(aug_key, x)
   x = x.astype(spec.dtype)
@@ -192,10 +199,10 @@ def train_step(state: TrainState, images: jax.Array, labels: jax.Array, *, spec:
 
 
 @functools.partial(jax.jit, static_argnames="spec")
-def eval_step(state: TrainState, images: jax.Array, labels: jax.Array, weights: jax.Array, *,
-              spec: StepSpec) -> jax.Array:
+def eval_step(state: TrainState, images: jax.Array, labels: jax.Array, weights: jax.Array,
+              stats: jax.Array, *, spec: StepSpec) -> jax.Array:
   """[sum of weighted losses, sum of weighted correct predictions] over a batch."""
-  x = normalize(images, spec.mean, spec.std).astype(spec.dtype)
+  x = normalize(images, stats[0], stats[1]).astype(spec.dtype)
   logits, _ = spec.module.apply({"params": state.params, "batch_stats": state.batch_stats}, x,
                                 train=False)
   logits = logits.astype(jnp.float32)

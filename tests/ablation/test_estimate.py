@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -103,3 +104,7 @@ def test_recorded_jobs_are_not_estimated_and_the_rest_are_measured(tmp_path, mon
   assert plan.dataset == "digits" and plan.device == "8 x cpu"
   everything = estimate(EXPERIMENT, None, epochs=1, variants=["dws"], seeds=[0, 1, 2])
   assert [(v.label, v.runs) for v in everything.variants] == [("g=1 +pw", 3)]
+  # Cross-validated: every fold of every seed is a run; each fold trains on 1,437-1,438 images.
+  folded = dataclasses.replace(EXPERIMENT, train={**EXPERIMENT.train, "folds": 5})
+  (row,) = estimate(folded, None, epochs=1, variants=["dws"], seeds=[0, 1]).variants
+  assert (row.runs, row.steps_per_run) == (10, 1437 // 32)

@@ -67,7 +67,7 @@ def test_each_flag_sets_its_field_and_only_that():
            "decay_norm_and_bias": True, "schedule": "step", "warmup_epochs": 0.5,
            "step_milestones": (0.3, 0.6, 0.9), "step_factor": 0.2, "label_smoothing": 0.1,
            "augment": False, "seed": 7, "dtype": "bfloat16", "impl": "xla",
-           "checkpoint_every_steps": 5}
+           "checkpoint_every_steps": 5, "folds": 5, "fold": 3}
   assert set(other) == {f.name for f in FIELDS}
   base = default_config("digits")
   for name, value in other.items():
@@ -76,8 +76,10 @@ def test_each_flag_sets_its_field_and_only_that():
       argv = [flag if value else "--no-" + flag[2:]]
     else:
       argv = [flag, cli_fields.show(value)]
+    changes = {name: value, **({"folds": 5} if name == "fold" else {})}  # a fold needs folds
+    argv = ["--folds", "5", *argv] if name == "fold" else argv
     expected = (default_config(value) if name == "dataset"
-                else dataclasses.replace(base, **{name: value}))
+                else dataclasses.replace(base, **changes))
     assert _parse(*argv) == expected, name
 
 

@@ -136,7 +136,9 @@ def _train_step(config, dataset):
   images = jax.ShapeDtypeStruct((config.batch_size, *dataset.input_shape),
                                 dataset.x_train.dtype, sharding=data)
   labels = jax.ShapeDtypeStruct((config.batch_size,), jnp.int32, sharding=data)
-  return functools.partial(step_lib.train_step.__wrapped__, spec=spec), (state, images, labels)
+  stats = jax.ShapeDtypeStruct((2, dataset.input_shape[-1]), jnp.float32)
+  return (functools.partial(step_lib.train_step.__wrapped__, spec=spec),
+          (state, images, labels, stats))
 
 
 def _train_step_module(config, dataset, platforms=PLATFORMS) -> str:

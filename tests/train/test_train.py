@@ -188,6 +188,7 @@ def test_cli_trains_resumes_and_reports_json(tmp_path, monkeypatch, capsys):
     (["--batch-size", "12"], "batch_size (=12) must be divisible by the device count (=8)"),
     (["--dataset", "cifar10", "--data-dir", "/no/such/dir"], "no CIFAR-10 data at /no/such/dir"),
     (["--epochs", "0"], "epochs (=0) must be >= 1"),
+    (["--folds", "5", "--fold", "5"], "fold (=5) must be in [0, folds) (folds = 5)"),
 ])
 def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message):
   monkeypatch.setattr(loop, "_build_model", tiny_factory)
@@ -228,3 +229,31 @@ def test_an_unusable_out_is_one_line_before_any_work(tmp_path, capsys, make, mes
   assert main(["train", "--out", str(target), "--no-progress", "--epochs", "1"]) == 2
   err = capsys.readouterr().err
   assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_the_folds_of_a_run_share_one_compiled_step_and_train_on_their_own_split(
+    tmp_path, digits, monkeypatch):
+  """Each fold's data and statistics are its own; the step is traced once for all folds."""
+  from sepconv.data import fold_split
+  from sepconv.train import step as step_lib
+  traced = []
+  update = step_lib.update
+
+  def counting(*args, **kwargs):
+    traced.append(1)
+    return update(*args, **kwargs)
+
+  monkeypatch.setattr(step_lib, "update", counting)
+  results = []
+  for fold in (0, 1):
+    config = default_config("digits", model="tiny", epochs=1, batch_size=64, folds=5, fold=fold,
+                            seed=11, weight_decay=1.25e-4)  # a step no other test traced
+    setup = loop.prepare(config, model_factory=tiny_factory, devices=ONE)
+    split = fold_split(digits, 5, fold, 11)
+    np.testing.assert_array_equal(setup.dataset.x_test, split.x_test)
+    assert setup.dataset.mean == split.mean
+    results.append(train(config, tmp_path / f"fold{fold}", model_factory=tiny_factory,
+                         devices=ONE, progress=False))
+  assert len(traced) == 1  # one trace of the training step, shared by both folds
+  assert [r["config"]["fold"] for r in results] == [0, 1]
+  assert all(r["config"]["folds"] == 5 and 0 <= r["test_accuracy"] <= 1 for r in results)

@@ -30,6 +30,10 @@ def test_linear_scaling_rule():
     (dict(weight_decay=-1.0), "weight_decay"),
     (dict(label_smoothing=1.0), "label_smoothing"),
     (dict(step_milestones=(0.5, 1.5)), "step_milestones"),
+    (dict(folds=1), r"^folds \(=1\) must be 0 \(the data set's own train/test split\) or >= 2$"),
+    (dict(folds=-1), r"^folds \(=-1\) must be a non-negative int$"),
+    (dict(fold=2), r"^fold \(=2\) must be 0 when folds is 0 \(the data set's own split\)$"),
+    (dict(folds=5, fold=5), r"^fold \(=5\) must be in \[0, folds\) \(folds = 5\)$"),
 ])
 def test_config_rejects_bad_values(kwargs, match):
   with pytest.raises(ValueError, match=match):
@@ -53,6 +57,15 @@ def test_check_resumable(tmp_path):
   check_resumable(TrainConfig(**{**config.to_json(), "data_dir": "/moved"}), tmp_path)
   with pytest.raises(ValueError, match=r"different run: seed \(=1, saved 0\)"):
     check_resumable(default_config("digits", seed=1), tmp_path)
+
+
+def test_a_run_saved_before_folds_existed_resumes_on_the_fixed_split(tmp_path):
+  config = default_config("digits")
+  saved = {k: v for k, v in config.to_json().items() if k not in ("folds", "fold")}
+  (tmp_path / "config.json").write_text(json.dumps(saved))
+  check_resumable(config, tmp_path)  # absent fields were at their defaults
+  with pytest.raises(ValueError, match=r"different run: folds \(=5, saved 0\)"):
+    check_resumable(default_config("digits", folds=5), tmp_path)
 
 
 def _lr(schedule, step):
