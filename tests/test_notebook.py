@@ -70,11 +70,11 @@ def test_notebook_runs_every_cell_and_shows_every_table_and_plot(tmp_path, monke
   assert not any(_outputs(c, "error") for c in code)
   out_dir = tmp_path / "sepconv" / "results" / "granularity_digits"
   records = (out_dir / "records.jsonl").read_text().splitlines()
-  assert len(records) == 2 + 2 + 5 + 3  # train, bench, cka layers, decomposition layers
+  assert len(records) == 2 * 5 + 2 + 5 + 3  # train (5 folds), bench, cka layers, decomposition
   text = _text(code)
   assert "backend cpu" in text and "versions pip kept" in text and "WARNING" not in text
-  # The estimate, before the sweep: one row per variant, 1 seed x 1 epoch of 44 steps.
-  assert "| standard | 3,030,016 |" in text and "| 1 x 44 |" in text and "estimated" in text
+  # The estimate, before the sweep: one row per variant, 1 seed x 5 folds, 1 epoch of 44 steps.
+  assert "| standard | 3,030,016 |" in text and "| 5 x 44 |" in text and "estimated" in text
   _assert_tables_and_plots_shown(code, out_dir)
 
 
@@ -179,11 +179,11 @@ def test_quick_first_look_installs_from_an_uploaded_archive_and_renders_tables_a
   assert f"from {tmp_path / 'venv'}" in text  # the installed copy, not the repository
   assert f"'jax': '{jax.__version__}'" in text and "WARNING" not in text
   assert "| standard | 3,030,016 |" in text and "| g=1 +pw | 394,880 |" in text
-  assert "| 2 x 88 |" in text  # 2 seeds x (2 epochs x 44 steps of 32 digits)
+  assert "| 5 x 88 |" in text  # 5 folds x (2 epochs x 44 steps of 32 digits)
   out_dir = results / "results" / "granularity_digits_quick"
   records = [json.loads(line) for line in (out_dir / "records.jsonl").read_text().splitlines()]
   train = [r for r in records if r["kind"] == "train"]
-  assert sorted((r["config"]["label"], r["seed"]) for r in train) == [
-      ("g=1 +pw", 0), ("g=1 +pw", 1), ("standard", 0), ("standard", 1)]
+  assert sorted((r["config"]["label"], r["seed"], r["config"]["fold"]) for r in train) == [
+      (label, 0, fold) for label in ("g=1 +pw", "standard") for fold in range(5)]
   assert {r["config"]["epochs"] for r in train} == {2}
   _assert_tables_and_plots_shown(code, out_dir)
