@@ -96,6 +96,7 @@ def test_a_planted_difference_is_resolved_and_identical_variants_are_not(tmp_pat
   assert resolved_pairs[frozenset((TWIN, PLANTED))] == "yes"
   reading = (tables / "summary.md").read_text(encoding="utf-8")
   assert tables / "summary.md" in written
-  resolved = reading.split(" resolved from it (Holm-adjusted p < 0.05): ")[1].split(" not resolved")[0]
+  resolved = reading.split(" resolved from it (Holm-adjusted p < 0.05): ")[1]
+  resolved = resolved.split(" not resolved")[0]
   assert re.search(rf"{PLANTED} \(\d+\.\d\d points below, 95% CI ", resolved), reading
   assert "5-fold cross-validation" in reading and "Holm's adjustment over 3 comparisons" in reading
