@@ -213,6 +213,12 @@ def _family(anchor: TrainRow, paired: list[Versus]) -> str:
           f"{len(paired)} comparison{'s' if len(paired) != 1 else ''})")
 
 
+def _p_span(ps: list[float]) -> str:
+  """'= 0.123', '< 0.001' or '0.219 to 1.000' of sorted p-values."""
+  span = _span(ps, p_text)
+  return span if " to " in span else _p_is(ps[0])
+
+
 def _span(values: list[float], fmt) -> str:
   """'a to b' of sorted ``values``, or the one value where they are equal."""
   lo, hi = fmt(values[0]), fmt(values[-1])
@@ -228,7 +234,7 @@ def _unresolved(unresolved: list[Versus], resolved: list[Versus], anchor: TrainR
   else:
     who = "The other variant's difference" if one else f"The other {len(unresolved)} variants' differences"
   text = (f" {who} ({_span(diffs, _signed)} points) {'is' if one else 'are'} not resolved "
-          f"(adjusted p {_span(ps, _p_is)}): these runs do not order "
+          f"(adjusted p {_p_span(ps)}): these runs do not order "
           f"{'it' if one else 'them'}, which is not evidence that "
           f"{'it equals the anchor' if one else 'they are equal'}")
   cheapest = min(unresolved, key=lambda v: (v.row.stats["mult_adds"].mean
