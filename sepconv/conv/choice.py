@@ -54,21 +54,24 @@ def heuristic(geom: ConvGeometry, computation: str, platform: str = "cpu") -> st
   CPU with the C++ extension built (``ffi``), from 8 channels per group to dense, except
   the 1x1 forward: ``ffi`` for all three computations (1.1-2x PyTorch's oneDNN in forward +
   backward on the reference layer, forward at parity; 2.8x XLA's dense forward + backward).
-  CPU, small convolutions (under ``MIN_MEASURE_MACS``, never measured; from training
-  steps of the granularity grid's MobileNet on 8x8 digits, batch 32, where per-op
-  overhead and compile time dominate): ``shift`` for depthwise, ``supergroup`` for every
-  other grouped conv (the unrolled shift sums took 2-6x longer to compile and ran
-  slower from 2 channels per group on; native's grouped weight gradient is 10-70x
-  slower), and native for dense convolutions (im2col and the matmul path lose there).
+  CPU, small convolutions (under ``MIN_MEASURE_MACS``, never measured; from whole
+  training steps, side by side in one process, of the granularity grid's MobileNet on
+  8x8 digits and of MobileNet v2 x0.5 on 64x64, batch 32): ``shift`` for depthwise, and
+  native for the dense forward and input gradient; grouped convs run ``ffi`` where it is
+  built, else ``supergroup`` (the unrolled shift sums took 2-6x longer to compile and
+  ran slower from 2 channels per group on). No weight gradient goes to XLA:CPU's own
+  convolution, which is fast alone but inside a training step runs a slow path
+  (4-30 ms for a weight gradient that takes 0.2-0.9 ms alone): 1x1 dense ones are
+  a matrix product (``pointwise``), grouped and dense ones run ``ffi``, else ``im2col``.
+  Measured: the digits step with g=4 went from 62 to 8 ms, depthwise-separable from 23
+  to 10 ms, and MobileNet v2's 64x64 step from 186 to 119 ms.
   GPU and TPU: native everywhere (cuDNN / the TPU compiler handle grouped convs; no
   device measurement exists yet, and measuring decides there).
   """
   if check_platform(platform) != "cpu":
     return REFERENCE
   if geom.macs < MIN_MEASURE_MACS:
-    if geom.groups == 1:
-      return "xla"
-    return "shift" if geom.group_in == 1 and shift.support(geom) is None else "supergroup"
+    return _small_cpu(geom, computation)
   if (geom.group_in >= 8 and not (geom.is_pointwise and computation == "forward")
       and IMPL_TABLE["ffi"].support(geom) is None):
     return "ffi"
@@ -85,6 +88,24 @@ def heuristic(geom: ConvGeometry, computation: str, platform: str = "cpu") -> st
   if geom.groups == 1:
     return "xla"
   return "supergroup"
+
+
+def _small_cpu(geom: ConvGeometry, computation: str) -> str:
+  """The heuristic's CPU choice under ``MIN_MEASURE_MACS`` (see ``heuristic``)."""
+  depthwise = geom.groups > 1 and geom.group_in == 1 and shift.support(geom) is None
+  if depthwise:
+    return "shift"
+  ffi_built = IMPL_TABLE["ffi"].support(geom) is None
+  if computation == "kernel_grad":
+    if geom.groups == 1 and IMPL_TABLE["pointwise"].support(geom) is None:
+      return "pointwise"
+    if ffi_built:
+      return "ffi"
+    if IMPL_TABLE["im2col"].support(geom) is None:
+      return "im2col"
+  if geom.groups == 1:
+    return "xla"
+  return "ffi" if ffi_built else "supergroup"
 
 
 def candidates(geom: ConvGeometry, computation: str, platform: str = "cpu") -> list[str]:

@@ -244,3 +244,37 @@ def test_measuring_works_inside_any_transformation(wrap):
     y = jax.lax.scan(lambda c, a: (c, conv(a[None])[0]), 0.0, x)[1]
   assert np.all(np.isfinite(np.asarray(y)))
   assert json.loads(policy.cache_path().read_text())["entries"]  # it measured
+
+
+@pytest.mark.parametrize("ext", [True, False])
+def test_small_weight_gradients_never_take_xlas_own_convolution(monkeypatch, request, ext):
+  """Inside a training step XLA:CPU's weight-gradient convolution is a slow path, so the
+  heuristic for small convs sends every weight gradient elsewhere: 1x1 dense ones to the
+  matrix product, the others to the C++ kernels where built, else to im2col."""
+  from sepconv.models import model_architecture
+  from sepconv.models.net import conv_geometries
+  from sepconv.conv import ffi
+  if not ext:
+    monkeypatch.setenv("SEPCONV_DISABLE_EXT", "1")
+    ffi.status.cache_clear()
+    request.addfinalizer(ffi.status.cache_clear)
+  elif table.IMPL_TABLE["ffi"].support(conv_geometry(*_arrays(groups=1, group_in=8, group_out=8))):
+    pytest.skip("the C++ extension is not built here")
+  seen = set()
+  for conv in ("standard", "grouped:g=4", "dws", "dws:g=2,m=2", "shufflenet:pg=4"):
+    arch = model_architecture("mobilenet_v1_shallow", num_classes=10, conv=conv,
+                              width_multiplier=0.25, input_size=8)
+    for geom in conv_geometries(arch, (8, 8, 1), 32):
+      if geom.macs >= choice.MIN_MEASURE_MACS:
+        continue
+      name = choice.heuristic(geom, "kernel_grad", "cpu")
+      seen.add(name)
+      assert name != "xla", geom.key()
+      assert table.IMPL_TABLE[name].support(geom) is None
+      if geom.groups == 1 and geom.is_pointwise:
+        assert name == "pointwise"
+      elif geom.groups > 1 and geom.group_in == 1:
+        assert name == "shift"
+      else:
+        assert name == ("ffi" if ext else "im2col")
+  assert {"pointwise", "shift"} <= seen
