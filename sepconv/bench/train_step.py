@@ -13,6 +13,10 @@ activations and gradients are still fresh XLA:CPU buffers every step, whose firs
 page-fault unless freed host memory is kept (``keep_freed_host_memory``, recorded in each
 record; see ``sepconv.bench.hostmem``). The timed calls end in ``block_until_ready``;
 compile time is reported apart.
+
+PyTorch is timed beside it as a peer (``torch_peer_factory``): the twin of the same
+architecture (``sepconv.bench.torch_models``), in both memory layouts, its records named
+``torch_nchw`` and ``torch_channels_last`` in place of an impl.
 """
 
 from __future__ import annotations
@@ -69,6 +73,18 @@ def model_factory(config: TrainStepConfig) -> Callable[[str], object]:
                                   width_multiplier=config.width_multiplier,
                                   input_size=config.image_size, impl=impl,
                                   dtype=COMPUTE_DTYPES[config.dtype])
+
+
+def torch_peer_factory(config: TrainStepConfig) -> Callable[[], object]:
+  """() -> the PyTorch twin of ``model_factory(config)``'s model (torch imported on call)."""
+  from sepconv.bench import torch_models
+  from sepconv.models import model_architecture
+  if config.dtype != "float32":
+    raise ValueError(f"the torch peer times float32 only, not dtype (={config.dtype!r})")
+  arch = model_architecture(config.model, num_classes=config.num_classes, conv=config.conv,
+                            width_multiplier=config.width_multiplier,
+                            input_size=config.image_size)
+  return lambda: torch_models.torch_twin(arch, (config.image_size, config.image_size, 3))
 
 
 def make_step(model, tx: optax.GradientTransformation) -> Callable:
@@ -138,7 +154,8 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
                      budget_s: float | None = 60.0,
                      on_record: Callable[[dict], None] | None = None,
                      run_id: str | None = None, progress: bool = False,
-                     keep_freed_host_memory: bool = False) -> list[dict]:
+                     keep_freed_host_memory: bool = False,
+                     torch_peer: Callable[[], object] | None = None) -> list[dict]:
   """Times the training step of ``factory(impl)`` for each impl.
 
   Args:
@@ -151,9 +168,12 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     progress: one line per impl on stderr.
     keep_freed_host_memory: first ask glibc to keep freed memory for reuse
       (``sepconv.bench.hostmem``; process-wide); each record says whether it took effect.
+    torch_peer: () -> the PyTorch twin of the model (``torch_peer_factory``), timed after
+      the impls in both layouts (``sepconv.bench.torch_models.LAYOUTS``); None: no peer.
 
   Returns:
-    One record per impl ('unsupported' where the model or conv rejects the impl).
+    One record per impl ('unsupported' where the model or conv rejects the impl), then
+    one per PyTorch layout.
   """
   impls = list(impls)
   for impl in impls:
@@ -163,6 +183,17 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
   prov = provenance()
   host_memory_kept = keep_freed_host_memory and hostmem.keep_freed_host_memory()
   records = []
+
+  def done(record):
+    records.append(record)
+    if on_record is not None:
+      on_record(record)
+    if progress:
+      what = (f"{record['median_ms']:.1f} ms, {record['images_per_s']:.1f} images/s"
+              if record["status"] == "ok" else f"unsupported: {record['reason']}")
+      print(f"[bench] train step {config.model} {config.dtype} {record['impl']}: {what}",
+            file=sys.stderr, flush=True)
+
   for impl in impls:
     common = dict(run_id=run_id, mode="train_step", config=dataclasses.asdict(config),
                   provenance=prov, impl=impl, optimizer="sgd+momentum",
@@ -177,12 +208,17 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     else:
       record = layer_bench_record(RECORD_KIND, status="ok", timing=timing.summary(), **extra,
                                   images_per_s=config.batch / (timing.median_ms / 1e3), **common)
-    records.append(record)
-    if on_record is not None:
-      on_record(record)
-    if progress:
-      what = (f"{record['median_ms']:.1f} ms, {record['images_per_s']:.1f} images/s"
-              if record["status"] == "ok" else f"unsupported: {record['reason']}")
-      print(f"[bench] train step {config.model} {config.dtype} {impl}: {what}", file=sys.stderr,
-            flush=True)
+    done(record)
+  if torch_peer is not None:
+    from sepconv.bench import torch_models
+    x, y = random_batch(config)
+    for layout in torch_models.LAYOUTS:
+      timing, extra = torch_models.time_torch_train_step(
+          torch_peer(), np.asarray(x), np.asarray(y), layout, warmup=warmup, repeats=repeats,
+          budget_s=budget_s, learning_rate=config.learning_rate, momentum=config.momentum)
+      done(layer_bench_record(
+          RECORD_KIND, status="ok", timing=timing.summary(), **extra,
+          images_per_s=config.batch / (timing.median_ms / 1e3), run_id=run_id, mode="train_step",
+          config=dataclasses.asdict(config), provenance=prov, impl=layout,
+          optimizer="sgd+momentum", keep_freed_host_memory=host_memory_kept))
   return records

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 
 from sepconv.bench.config import DTYPES, LAYERS, LayerConfig
 from sepconv.cli import args as cli_args
@@ -150,21 +151,34 @@ def run_sweep(args) -> int:
 
 def run_train_step(args) -> int:
   from sepconv.bench.layer import parse_impls
-  from sepconv.bench.train_step import TrainStepConfig, bench_train_step, model_factory
+  from sepconv.bench import torch_peer
+  from sepconv.bench.train_step import (TrainStepConfig, bench_train_step, model_factory,
+                                        torch_peer_factory)
   config = TrainStepConfig(model=args.model, conv=args.conv, batch=args.batch, image_size=args.image_size,
                            width_multiplier=args.width_multiplier, num_classes=args.num_classes,
                            dtype=args.dtype)
   impls = parse_impls(args.impl)
+  peer = None
+  if args.torch:
+    import jax
+    usable, reason = torch_peer.torch_status(jax.default_backend())
+    if usable and jax.default_backend() == "cpu" and config.dtype == "float32":
+      peer = torch_peer_factory(config)
+    elif not args.quiet:
+      reason = reason or "the training-step peer times float32 on CPU only"
+      print(f"[bench] torch peer skipped: {reason}", file=sys.stderr)
   records = bench_train_step(model_factory(config), config, impls, warmup=args.warmup,
                              repeats=args.repeats, budget_s=args.budget_s,
                              on_record=_sink(args.out), progress=not args.quiet,
-                             keep_freed_host_memory=args.keep_freed_host_memory)
+                             keep_freed_host_memory=args.keep_freed_host_memory,
+                             torch_peer=peer)
   if args.json:
     _print(records, True)
   else:
     for r in records:
+      compile_s = "" if r.get("compile_ms") is None else f", compile {r['compile_ms'] / 1e3:.1f} s"
       what = (f"{r['median_ms']:.1f} ms (p25-p75 {r['p25_ms']:.1f}-{r['p75_ms']:.1f}), "
-              f"{r['images_per_s']:.1f} images/s, compile {r['compile_ms'] / 1e3:.1f} s"
+              f"{r['images_per_s']:.1f} images/s{compile_s}"
               if r["status"] == "ok" else f"{r['status']}: {r['reason']}")
       print(f"{r['impl']}: {what}")
   return 0
@@ -228,6 +242,9 @@ def register(subparsers) -> None:
   p.add_argument("--keep-freed-host-memory", action="store_true",
                  help="ask glibc to keep freed memory for reuse, so activations do not "
                       "page-fault on every step (process-wide; recorded in each record)")
+  p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
+                 help="also time the model's PyTorch twin (NCHW and channels-last) if torch "
+                      "is installed (CPU, float32)")
   p.add_argument("--json", action="store_true", help="print one JSON record per line")
   p.add_argument("--out", default=DEFAULT_RECORDS, help="JSON-lines file to append records to")
   p.add_argument("--quiet", action="store_true", help="no progress on stderr")

@@ -191,20 +191,24 @@ def _train_sections(records: Sequence[dict]) -> list[dict]:
   for key in sorted(sections):
     recs = sorted(sections[key], key=lambda r: _impl_order(r["impl"]))
     cfg = recs[0]["config"]
-    xla = next((r["median_ms"] for r in recs if r["impl"] == "xla" and r["status"] == "ok"), None)
+    ok = {r["impl"]: r["median_ms"] for r in recs if r["status"] == "ok"}
+    xla = ok.get("xla")
+    torch_best = min((t for i, t in ok.items() if i.startswith("torch_")), default=None)
     rows = []
     for r in recs:
       if r["status"] != "ok":
-        rows.append([r["impl"], r["status"], "", "", "", ""])
+        rows.append([r["impl"], r["status"], "", "", "", "", ""])
         continue
       rows.append([r["impl"], sig(r["median_ms"]), f"{sig(r['p25_ms'])}-{sig(r['p75_ms'])}",
                    sig(r["images_per_s"]), sig(r["compile_ms"]),
-                   _ratio(xla / r["median_ms"] if xla else None)])
+                   _ratio(xla / r["median_ms"] if xla else None),
+                   _ratio(torch_best / r["median_ms"] if torch_best else None)])
     title = (f"training step (forward, backward, SGD+momentum update): {cfg['model']} "
              f"({cfg.get('conv', 'dws')}) width {cfg['width_multiplier']}, {cfg['image_size']}x{cfg['image_size']}, "
              f"batch {cfg['batch']}, {cfg['num_classes']} classes, {cfg['dtype']}")
     out.append({"title": title, "records": recs,
-                "headers": ["impl", "median ms", "p25-p75 ms", "images/s", "compile ms", "vs xla"],
+                "headers": ["impl", "median ms", "p25-p75 ms", "images/s", "compile ms", "vs xla",
+                            "vs torch best"],
                 "rows": rows})
   return out
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 import pytest
@@ -114,3 +115,25 @@ def test_records_without_streaming_rates_render_no_streaming_line(tmp_path):
   _write_synthetic(tmp_path / "r.jsonl")
   render_lowering(tmp_path / "r.jsonl", tmp_path)
   assert "streaming, GB/s" not in (tmp_path / "lowering.md").read_text()
+
+
+def test_train_step_table_sets_each_impl_against_xla_and_the_faster_torch_layout(tmp_path):
+  from sepconv.bench.train_step import TrainStepConfig
+  from sepconv.records.schema import layer_bench_record
+  from sepconv.timing import Timing
+  config = dataclasses.asdict(TrainStepConfig())
+  medians = {"auto": 20.0, "xla": 80.0, "torch_nchw": 50.0, "torch_channels_last": 40.0}
+  for impl, ms in medians.items():
+    compile_ms = None if impl.startswith("torch") else 700.0
+    timing = Timing((ms - 1, ms, ms + 1), compile_ms, False).summary()
+    append_record(tmp_path / "r.jsonl", layer_bench_record(
+        "train_step", run_id="r1", mode="train_step", status="ok", config=config,
+        provenance=PROV, timing=timing, impl=impl, images_per_s=32 / (ms / 1e3)))
+  render_lowering(tmp_path / "r.jsonl", tmp_path)
+  rows = _table_rows((tmp_path / "train_step.md").read_text())
+  assert rows[0] == ["impl", "median ms", "p25-p75 ms", "images/s", "compile ms", "vs xla",
+                     "vs torch best"]
+  by_impl = {row[0]: row for row in rows[1:]}
+  assert by_impl["auto"][1:] == ["20.0", "19.5-20.5", "1600", "700", "4.00", "2.00"]
+  assert by_impl["torch_channels_last"][4:] == ["", "2.00", "1.00"]
+  assert by_impl["torch_nchw"][5:] == ["1.60", "0.80"]
