@@ -1,9 +1,10 @@
 """Measuring the candidates for one computation of one convolution, and what that may cost.
 
 ``measure`` runs each candidate, jitted, on random arrays of the geometry's shape and
-dtype, on the default device, in a thread of its own, outside every trace (compiled
-first, then a warm call and up to ``repeats`` timed calls through
-``sepconv.timing.measure``, fewer when a candidate is already 3x slower than the best).
+dtype, on the default device, in a thread of its own, outside every trace: each compiled
+and called once, then timed in ``repeats`` interleaved rounds (one call of every candidate
+per round, so load on a busy host falls on all alike), a candidate leaving the rounds once
+it is 3x slower than the best.
 A candidate that fails there is dropped with a warning naming it and the reason.
 
 ``Budget`` bounds the seconds one process spends measuring: each candidate on an
@@ -18,13 +19,13 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import os
+import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from sepconv import timing
 from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.table import computation_fn
 
@@ -78,21 +79,41 @@ def _first_line(error: Exception) -> str:
 
 
 def _timed(fns: dict, args, repeats: int) -> dict[str, float]:
-  """Median wall ms of each jitted fn on ``args`` (compiled first, then one warm call)."""
-  times: dict[str, float] = {}
+  """Median wall ms of each jitted fn on ``args``, timed in interleaved rounds.
+
+  Each candidate is compiled and called once untimed, in order; one whose untimed call
+  already takes 3x the fastest untimed call so far is dropped from the rounds and keeps
+  that call as its time. Then each of ``repeats`` rounds times one call of every candidate
+  still running, so a burst of load on the host falls on all of them alike instead of on
+  whichever was being measured then; after each round, a candidate whose fastest call is
+  3x the best median so far leaves the rounds.
+  """
+  compiled, runs, warm = {}, {}, {}
   for name, fn in fns.items():
     try:
-      compiled = fn.lower(*args).compile()
-      cutoff = 3 * min(times.values()) if times else None
-      runs, _, _ = timing.measure(lambda: compiled(*args), warmup=1, repeats=repeats,
-                                  cutoff_ms=cutoff)
+      call = fn.lower(*args).compile()
+      t0 = time.perf_counter()
+      jax.block_until_ready(call(*args))
+      elapsed = (time.perf_counter() - t0) * 1e3
     except Exception as e:  # noqa: BLE001 (any failure of a candidate only removes it)
       warnings.warn(f"sepconv auto: candidate {name!r} dropped, it failed on "
                     f"{jax.default_backend()} ({type(e).__name__}: {_first_line(e)})",
                     stacklevel=2)
       continue
-    times[name] = float(np.median(runs))
-  return times
+    if warm and elapsed > 3 * min(warm.values()):
+      runs[name] = [elapsed]  # hopeless: its first call is enough to know it
+      continue
+    warm[name] = elapsed
+    compiled[name], runs[name] = call, []
+  live = list(compiled)
+  for _ in range(repeats if live else 0):
+    for name in live:
+      t0 = time.perf_counter()
+      jax.block_until_ready(compiled[name](*args))
+      runs[name].append((time.perf_counter() - t0) * 1e3)
+    best = min(float(np.median(runs[n])) for n in live)
+    live = [n for n in live if min(runs[n]) <= 3 * best]
+  return {name: float(np.median(t)) for name, t in runs.items()}
 
 
 def random_arrays(dtype, *shapes):
@@ -115,7 +136,7 @@ def outside_any_trace(fn):
 
 
 def measure(geom: ConvGeometry, computation: str, names: list[str],
-            repeats: int = 3) -> dict[str, float]:
+            repeats: int = 5) -> dict[str, float]:
   """Median wall milliseconds of each of ``names`` for ``computation``, measured now, eagerly.
 
   Candidates that fail here are left out (with a warning), so the result may be empty.

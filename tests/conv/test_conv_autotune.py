@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 
 import jax
 import jax.numpy as jnp
@@ -278,3 +279,32 @@ def test_small_weight_gradients_never_take_xlas_own_convolution(monkeypatch, req
       else:
         assert name == ("ffi" if ext else "im2col")
   assert {"pointwise", "shift"} <= seen
+
+
+class _Timed:
+  """A stand-in for a jitted candidate: ``lower(...).compile()`` gives a call that sleeps
+  ``ms`` and logs its name, so the order of the measuring calls can be read back."""
+
+  def __init__(self, name, ms, log):
+    self.name, self.ms, self.log = name, ms, log
+
+  def lower(self, *args):
+    return self
+
+  def compile(self):
+    return self
+
+  def __call__(self, *args):
+    self.log.append(self.name)
+    time.sleep(self.ms / 1e3)
+    return np.zeros(())
+
+
+def test_candidates_are_timed_in_interleaved_rounds_and_hopeless_ones_after_one_call():
+  log = []
+  fns = {n: _Timed(n, ms, log) for n, ms in (("a", 4.0), ("b", 6.0), ("slow", 60.0))}
+  times = measure_lib._timed(fns, (), repeats=3)
+  # one untimed call each ('slow' stops there: 3x the fastest), then rounds of a, b
+  assert log == ["a", "b", "slow"] + ["a", "b"] * 3
+  assert set(times) == {"a", "b", "slow"}
+  assert 4.0 <= times["a"] < times["b"] < times["slow"]
