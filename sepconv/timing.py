@@ -3,7 +3,9 @@
 ``measure`` times warm calls of anything (a compiled JAX call, a PyTorch call), each
 ended by a ``sync`` (``jax.block_until_ready`` by default) so asynchronous dispatch never
 hides work; a time budget and a cut-off keep one slow case from stalling a sweep or an
-autotuning pass. ``time_jitted`` compiles apart (``compile_ahead``:
+autotuning pass. ``side_by_side`` times several calls so in interleaved rounds, so the
+ratios between them are measured under the same load (the autotuner's candidates, a
+benchmark's implementations). ``time_jitted`` compiles apart (``compile_ahead``:
 ``jit(f).lower(...).compile()``), so the repeats measure warm, jitted calls only. Benchmarks, the autotuner, the roofline
 and the experiment runner all time through here.
 """
@@ -13,7 +15,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -85,33 +87,100 @@ def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
   Returns:
     (per-call times in ms, the last call's result, whether a warm-up call was kept).
   """
+  return side_by_side({"": call}, warmup=warmup, repeats=repeats, budget_s=budget_s,
+                      min_repeats=min_repeats, cutoff_ms=cutoff_ms, sync=sync)[""]
+
+
+def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats: int,
+                 budget_s: float | None = None, min_repeats: int = 3,
+                 cutoff_ms: float | None = None, cutoff_factor: float | None = None,
+                 sync: Callable[[Any], Any] = jax.block_until_ready,
+                 errors: dict[str, Exception] | None = None
+                 ) -> dict[str, tuple[list[float], Any, bool]]:
+  """Times several calls in interleaved rounds: ``measure`` for each, side by side.
+
+  The warm-up calls go name by name; then each round times one call of every name still
+  running, so load that comes and goes on the host falls on all of them alike instead of
+  on whichever was being timed then. Each name follows ``measure``'s rules on its own
+  calls (``repeats``, ``budget_s`` with ``min_repeats``, ``cutoff_ms``).
+
+  Args:
+    calls: name -> no-argument callable, timed in this order within each round.
+    warmup, repeats, budget_s, min_repeats, cutoff_ms, sync: as ``measure``, per name.
+    cutoff_factor: if set, a name whose call (a warm-up call too) is slower than this
+      factor times the fastest so far (warm-up calls against warm-up calls, then
+      medians) leaves at once and keeps that call: it loses to another one.
+    errors: if given, a call that raises is left out and its exception stored here
+      under its name; otherwise the exception propagates.
+
+  Returns:
+    name -> (per-call times in ms, the last call's result, whether a warm-up call was
+    kept), for every name that did not raise.
+  """
   if repeats < 1:
     raise ValueError(f"repeats (={repeats}) must be at least 1")
   if warmup < 0:
     raise ValueError(f"warmup (={warmup}) must be non-negative")
   if min_repeats < 1:
     raise ValueError(f"min_repeats (={min_repeats}) must be at least 1")
-  out, times, spent, kept_warmup = None, [], 0.0, False
-  for _ in range(warmup):
+  times = {name: [] for name in calls}
+  out, kept, spent, warm_ms = dict.fromkeys(calls), dict.fromkeys(calls, False), {}, {}
+
+  def once(name):
     t0 = time.perf_counter()
-    out = sync(call())
-    elapsed = time.perf_counter() - t0
-    if cutoff_ms is not None and elapsed * 1e3 > cutoff_ms:
-      return [elapsed * 1e3], out, True
-    if budget_s is not None and elapsed > budget_s:
-      times, spent, kept_warmup = [elapsed * 1e3], elapsed, True
-      break
-  while len(times) < repeats:
-    if budget_s is not None and len(times) >= min(min_repeats, repeats) and spent > budget_s:
-      break
-    t0 = time.perf_counter()
-    out = sync(call())
-    elapsed = time.perf_counter() - t0
-    times.append(elapsed * 1e3)
-    spent += elapsed
-    if cutoff_ms is not None and elapsed * 1e3 > cutoff_ms:
-      break
-  return times, out, kept_warmup
+    try:
+      out[name] = sync(calls[name]())
+    except Exception as e:
+      if errors is None:
+        raise
+      errors[name] = e
+      return None
+    return (time.perf_counter() - t0) * 1e3
+
+  live = []
+  for name in calls:
+    ms, stop = None, False
+    for _ in range(warmup):
+      ms = once(name)
+      if ms is None:
+        break
+      slow = cutoff_factor is not None and warm_ms and ms > cutoff_factor * min(warm_ms.values())
+      if slow or (cutoff_ms is not None and ms > cutoff_ms):
+        times[name], kept[name], stop = [ms], True, True
+        break
+      if budget_s is not None and ms > budget_s * 1e3:
+        times[name], kept[name] = [ms], True
+        break
+    if name in (errors or {}):
+      continue
+    if ms is not None and not kept[name]:
+      warm_ms[name] = ms
+    spent[name] = sum(times[name]) / 1e3
+    if not stop:
+      live.append(name)
+
+  def running(name, fastest):
+    t = times[name]
+    if not t:
+      return True
+    if len(t) >= repeats or (cutoff_ms is not None and t[-1] > cutoff_ms):
+      return False
+    if cutoff_factor is not None and fastest is not None and min(t) > cutoff_factor * fastest:
+      return False
+    return not (budget_s is not None and len(t) >= min(min_repeats, repeats)
+                and spent[name] > budget_s)
+
+  live = [n for n in live if running(n, None)]
+  while live:
+    for name in live:
+      ms = once(name)
+      if ms is not None:
+        times[name].append(ms)
+        spent[name] += ms / 1e3
+    fastest = min((float(np.median(t)) for n, t in times.items()
+                   if t and n not in (errors or {})), default=None)
+    live = [n for n in live if n not in (errors or {}) and running(n, fastest)]
+  return {n: (times[n], out[n], kept[n]) for n in calls if n not in (errors or {})}
 
 
 def median_ms(call: Callable[[], Any], *, warmup: int, repeats: int,
@@ -142,8 +211,8 @@ def time_jitted(fn: Callable, args: Sequence[Any], *, warmup: int, repeats: int,
                 ) -> tuple[Timing, Any, Any]:
   """Compiles ``fn`` for ``args`` (``compile_ahead``), then times warm calls (``measure``).
 
-  The one compile-then-time routine: benchmarks, the training-step benchmark and the
-  autotuner's measurements all go through it, so compile time is always apart.
+  The compile-then-time routine for one function (several side by side: ``compile_ahead``
+  each, then ``side_by_side``), so compile time is always apart.
 
   Args:
     fn: function of ``args`` returning arrays, plain or already jitted (e.g. with

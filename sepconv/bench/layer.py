@@ -12,6 +12,7 @@ that rejects a config (``ValueError``) yields an 'unsupported' record, not a fai
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ from sepconv.conv import policy
 from sepconv.bench import hostmem, torch_peer
 from sepconv.bench.config import LAYERS, MODES, LayerConfig, counts
 from sepconv.bench.roofline import roofline
-from sepconv.timing import Timing, time_jitted, xla_cost
+from sepconv.timing import Timing, compile_ahead, side_by_side, xla_cost
 from sepconv.provenance import provenance
 from sepconv.records.schema import layer_bench_record
 from sepconv.conv.table import IMPL_TABLE
@@ -160,6 +161,10 @@ class BenchOptions:
   keep_freed_host_memory: bool = False
 
 
+def _synced(compiled, args):
+  return jax.block_until_ready(compiled(*args))
+
+
 def _log(progress: bool, message: str) -> None:
   if progress:
     print(message, file=sys.stderr, flush=True)
@@ -226,34 +231,55 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
     reference = None
     if options.check:
       if REFERENCE_IMPL in impls:
-        # The reference is timed first; its outputs are kept for the others.
+        # The reference comes first; its outputs are kept for the others.
         impls = (REFERENCE_IMPL, *(i for i in impls if i != REFERENCE_IMPL))
       else:
         reference = jax.jit(mode_fn(layer_fn(config, REFERENCE_IMPL), mode))(*args)
+    calls, executables, compile_ms, torch_peers, unsupported = {}, {}, {}, {}, {}
     for impl in impls:
       try:
-        fn = mode_fn(layer_fn(config, impl), mode)
-        timing, out, compiled = time_jitted(fn, args, warmup=options.warmup,
-                                            repeats=options.repeats, budget_s=options.budget_s,
-                                            min_repeats=options.min_repeats)
+        executables[impl], compile_ms[impl] = compile_ahead(
+            mode_fn(layer_fn(config, impl), mode), args)
       except ValueError as e:
-        emit(impl, mode, "unsupported", reason=str(e))
+        unsupported[impl] = str(e)
         continue
+      calls[impl] = functools.partial(_synced, executables[impl], args)
+    # The implementations timed side by side, in interleaved rounds, so the ratios between
+    # them are measured under the same load; then torch's layouts, side by side too (torch's
+    # OpenMP threads keep spinning after a call, which would slow the JAX call after it).
+    timed = side_by_side(calls, warmup=options.warmup, repeats=options.repeats,
+                         budget_s=options.budget_s, min_repeats=options.min_repeats,
+                         sync=lambda out: out)
+    if use_torch:
+      for layout in torch_peer.LAYOUTS:
+        torch_peers[layout] = torch_peer.torch_layer(config, mode, layout, arrays,
+                                                     platform=platform)
+      with torch_peer.cpu_threads(platform) as threads:
+        timed.update(side_by_side({k: p.call for k, p in torch_peers.items()},
+                                  warmup=options.warmup, repeats=options.repeats,
+                                  budget_s=options.budget_s, min_repeats=options.min_repeats,
+                                  sync=lambda out: out))
+    for impl in impls:
+      if impl in unsupported:
+        emit(impl, mode, "unsupported", reason=unsupported[impl])
+        continue
+      times, out, kept = timed.pop(impl)
       if options.check and impl == REFERENCE_IMPL:
         reference = out
       err = _rel_err(out, reference) if reference is not None else None
-      emit(impl, mode, "ok", timing, framework="jax", max_rel_err_vs_xla=err,
-           auto_plan=auto_plan(config, impl, mode, x, kernels), **xla_cost(compiled))
-      del out, compiled
-    if use_torch:
-      np_ref = None if reference is None else tuple(np.asarray(r, np.float32) for r in reference)
-      for layout in torch_peer.LAYOUTS:
-        timing, out, extra = torch_peer.time_torch(
-            config, mode, layout, arrays, platform=platform, warmup=options.warmup,
-            repeats=options.repeats, budget_s=options.budget_s, min_repeats=options.min_repeats)
-        err = _rel_err(out, np_ref) if np_ref is not None else None
-        emit(layout, mode, "ok", timing, max_rel_err_vs_xla=err, **extra)
-    elif options.torch:
+      emit(impl, mode, "ok", Timing(tuple(times), compile_ms[impl], kept), framework="jax",
+           max_rel_err_vs_xla=err, auto_plan=auto_plan(config, impl, mode, x, kernels),
+           **xla_cost(executables[impl]))
+      del out
+    np_ref = None if reference is None else tuple(np.asarray(r, np.float32) for r in reference)
+    for layout, peer in torch_peers.items():
+      times, out, kept = timed.pop(layout)
+      out = peer.outputs(out)
+      err = _rel_err(out, np_ref) if np_ref is not None else None
+      emit(layout, mode, "ok", Timing(tuple(times), None, kept), max_rel_err_vs_xla=err,
+           **{**peer.extra, "torch_threads": threads})
+    del calls, timed, executables
+    if options.torch and not use_torch:
       _log(progress, f"[bench] torch peer skipped: {torch_reason}")
     del reference
   return records

@@ -8,13 +8,15 @@ CPU with as many threads as JAX's CPU backend uses (one per core).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import importlib.util
 import os
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
 from sepconv.bench.config import LayerConfig
-from sepconv.timing import Timing, measure
 
 LAYOUTS = {"torch_nchw": "contiguous_format", "torch_channels_last": "channels_last"}
 
@@ -45,10 +47,24 @@ def _pads(config: LayerConfig, size: int) -> tuple[int, int]:
   return lo, hi
 
 
-def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, platform: str,
-               warmup: int, repeats: int, budget_s: float | None = None, min_repeats: int = 3
-               ) -> tuple[Timing, tuple[np.ndarray, ...], dict]:
-  """Times one layer in torch and returns its outputs (NHWC/HWIO float32) for checking.
+@dataclasses.dataclass(frozen=True)
+class TorchLayer:
+  """One layer in torch, ready to time.
+
+  Attributes:
+    call: runs the layer once and waits for it (the device synchronised); returns torch
+      tensors.
+    outputs: a ``call()`` result -> float32 numpy arrays, NHWC / HWIO, as JAX's.
+    extra: record fields (framework, torch version, explicit padding).
+  """
+  call: Callable[[], tuple]
+  outputs: Callable[[tuple], tuple[np.ndarray, ...]]
+  extra: dict
+
+
+def torch_layer(config: LayerConfig, mode: str, layout: str, arrays: dict, *,
+                platform: str) -> TorchLayer:
+  """The layer of ``config`` in torch, in ``layout``, on the device matching ``platform``.
 
   Args:
     config: the layer.
@@ -57,10 +73,6 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
     arrays: float32 numpy inputs as JAX gets them: 'x' (NHWC), 'kernels' (HWIO each),
       'cotangent' (NHWC).
     platform: JAX's platform ('cpu' or 'gpu'), which picks torch's device.
-    warmup, repeats, budget_s, min_repeats: as ``sepconv.timing.measure``.
-
-  Returns:
-    (Timing, outputs as float32 NHWC / HWIO arrays, extra record fields).
   """
   import torch
   import torch.nn.functional as F
@@ -92,7 +104,7 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
     return y
 
   if mode == "fwd":
-    def call():
+    def run():
       with torch.no_grad():
         return (layer(x, kernels),)
   else:
@@ -100,28 +112,39 @@ def time_torch(config: LayerConfig, mode: str, layout: str, arrays: dict, *, pla
     for k in kernels:
       k.requires_grad_(True)
 
-    def call():
+    def run():
       y = layer(x, kernels)
       grads = torch.autograd.grad(y, (x, *kernels), ct)
       return (y.detach(), *grads)
 
-  def sync(out):
+  def call():
+    out = run()
     if device.type == "cuda":
       torch.cuda.synchronize()
     return out
 
+  perms = [(0, 2, 3, 1)] * 2 + [(2, 3, 1, 0)] * len(kernels)  # Back to NHWC / HWIO.
+
+  def outputs(out):
+    return tuple(t.detach().float().cpu().numpy().transpose(p) for t, p in zip(out, perms))
+
+  extra = {"framework": "torch", "torch_version": torch.__version__,
+           "torch_threads": None, "torch_explicit_pad": not symmetric}
+  return TorchLayer(call, outputs, extra)
+
+
+@contextlib.contextmanager
+def cpu_threads(platform: str) -> Iterator[int | None]:
+  """Inside: torch on CPU uses one thread per core, as JAX's CPU backend does; yields that
+  thread count (None off CPU). Torch's own setting is restored after."""
+  import torch
+  if platform == "gpu":
+    yield None
+    return
   threads = torch.get_num_threads()
-  if device.type == "cpu":
-    torch.set_num_threads(os.cpu_count() or 1)
+  torch.set_num_threads(os.cpu_count() or 1)
   try:
-    times, out, kept_warmup = measure(call, warmup=warmup, repeats=repeats, budget_s=budget_s,
-                                      min_repeats=min_repeats, sync=sync)
-    used_threads = torch.get_num_threads()
+    yield torch.get_num_threads()
   finally:
     torch.set_num_threads(threads)
-  perms = [(0, 2, 3, 1)] * 2 + [(2, 3, 1, 0)] * len(kernels)  # Back to NHWC / HWIO.
-  outputs = tuple(t.detach().float().cpu().numpy().transpose(p) for t, p in zip(out, perms))
-  extra = {"framework": "torch", "torch_version": torch.__version__,
-           "torch_threads": used_threads if device.type == "cpu" else None,
-           "torch_explicit_pad": not symmetric}
-  return Timing(tuple(times), None, kept_warmup), outputs, extra
+

@@ -12,7 +12,9 @@ parameters, batch statistics and optimiser state are updated in their own buffer
 activations and gradients are still fresh XLA:CPU buffers every step, whose first touches
 page-fault unless freed host memory is kept (``keep_freed_host_memory``, recorded in each
 record; see ``sepconv.bench.hostmem``). The timed calls end in ``block_until_ready``;
-compile time is reported apart.
+compile time is reported apart. The implementations' steps are timed side by side, in
+interleaved rounds (``sepconv.timing.side_by_side``), so their ratios are measured under
+the same load.
 
 PyTorch is timed beside it as a peer (``torch_peer_factory``): the twin of the same
 architecture (``sepconv.bench.torch_models``), in both memory layouts, its records named
@@ -26,6 +28,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Iterable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -34,7 +37,7 @@ import optax
 
 from sepconv import conv as conv_lib, validate
 from sepconv.bench import hostmem
-from sepconv.timing import Timing, measure, time_jitted, xla_cost
+from sepconv.timing import Timing, compile_ahead, side_by_side, xla_cost
 from sepconv.models import build_model
 from sepconv.provenance import provenance
 from sepconv.records.schema import layer_bench_record
@@ -106,47 +109,38 @@ def random_batch(config: TrainStepConfig, seed: int = 0) -> tuple[jax.Array, jax
   return x, y
 
 
-def time_train_step(model, x: jax.Array, y: jax.Array, *, warmup: int, repeats: int,
-                    budget_s: float | None = None, learning_rate: float = 0.1,
-                    momentum: float = 0.9, seed: int = 0, with_inference: bool = False
-                    ) -> tuple[Timing, dict]:
-  """Compiles and times one model's training step on the batch ``(x, y)``.
+def prepare_train_step(model, x: jax.Array, y: jax.Array, *, learning_rate: float = 0.1,
+                       momentum: float = 0.9, seed: int = 0) -> tuple[Callable[[], Any], Any, float]:
+  """Initialises ``model`` and compiles its training step on the batch ``(x, y)``.
 
   Args:
     model: a Flax module following the model protocol (module docstring).
     x, y: the batch every step sees (images NHWC, integer labels).
-    warmup, repeats, budget_s: as ``sepconv.timing.measure``.
     learning_rate, momentum: the SGD step (any values time the same).
     seed: the parameters' initialisation.
-    with_inference: also time an inference (``train=False``) forward pass on ``x``, with
-      the parameters the timed steps left, into ``extra['inference']``.
 
   Returns:
-    (the step's Timing, extra record fields: parameter count, final loss, XLA's cost).
+    (one step: the donated state fed back, as in a loop, its loss computed, returned;
+    the compiled step; compile ms). ``call.state`` holds (params, batch_stats, opt_state).
   """
   variables = jax.jit(lambda: model.init(jax.random.PRNGKey(seed), x, train=False))()
   params, batch_stats = variables["params"], variables.get("batch_stats", {})
   tx = optax.sgd(learning_rate, momentum=momentum)
-  opt_state = tx.init(params)
-  state = [params, batch_stats, opt_state]
+  state = [params, batch_stats, tx.init(params)]
+  compiled, compile_ms = compile_ahead(
+      jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2)), (*state, x, y))
 
-  def feed_back(compiled):
-    def call():
-      *state[:], loss = compiled(*state, x, y)  # Donated state fed back, as in a loop.
-      return loss
-    return call
-  timing, loss, compiled = time_jitted(
-      jax.jit(make_step(model, tx), donate_argnums=(0, 1, 2)), (*state, x, y), warmup=warmup,
-      repeats=repeats, budget_s=budget_s, call=feed_back)
-  extra = {"param_count": int(sum(np.size(p) for p in jax.tree.leaves(state[0]))),
-           "final_loss": float(loss), **xla_cost(compiled)}
-  if with_inference:
-    infer = jax.jit(lambda v, x: model.apply(v, x, train=False)[0])
-    trained = {"params": state[0], "batch_stats": state[1]}
-    times, _, kept = measure(lambda: infer(trained, x), warmup=warmup, repeats=repeats,
-                             budget_s=budget_s)
-    extra["inference"] = Timing(tuple(times), None, kept)
-  return timing, extra
+  def call():
+    *state[:], loss = compiled(*state, x, y)  # Donated state fed back, as in a loop.
+    return jax.block_until_ready(loss)
+  call.state = state
+  return call, compiled, compile_ms
+
+
+def step_fields(call, compiled, loss) -> dict:
+  """A timed step's record fields: parameter count, final loss, XLA's cost."""
+  return {"param_count": int(sum(np.size(p) for p in jax.tree.leaves(call.state[0]))),
+          "final_loss": float(loss), **xla_cost(compiled)}
 
 
 def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
@@ -162,7 +156,7 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     factory: impl name -> Flax module following the model protocol (module docstring).
     config: batch, image size, model name and width (recorded), dtype, optimiser.
     impls: conv implementations, each checked against ``sepconv.conv.IMPLS``.
-    warmup, repeats, budget_s: as ``sepconv.timing.measure``.
+    warmup, repeats, budget_s: as ``sepconv.timing.measure``, per impl.
     on_record: called with each record as soon as it exists.
     run_id: shared by the records of one invocation.
     progress: one line per impl on stderr.
@@ -194,31 +188,43 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
       print(f"[bench] train step {config.model} {config.dtype} {record['impl']}: {what}",
             file=sys.stderr, flush=True)
 
+  def common(impl):
+    return dict(run_id=run_id, mode="train_step", config=dataclasses.asdict(config),
+                provenance=prov, impl=impl, optimizer="sgd+momentum",
+                keep_freed_host_memory=host_memory_kept)
+
+  prepared, unsupported = {}, {}
+  x, y = random_batch(config)
   for impl in impls:
-    common = dict(run_id=run_id, mode="train_step", config=dataclasses.asdict(config),
-                  provenance=prov, impl=impl, optimizer="sgd+momentum",
-                  keep_freed_host_memory=host_memory_kept)
     try:
-      x, y = random_batch(config)
-      timing, extra = time_train_step(factory(impl), x, y, warmup=warmup, repeats=repeats,
-                                      budget_s=budget_s, learning_rate=config.learning_rate,
-                                      momentum=config.momentum)
+      prepared[impl] = prepare_train_step(factory(impl), x, y,
+                                          learning_rate=config.learning_rate,
+                                          momentum=config.momentum)
     except ValueError as e:
-      record = layer_bench_record(RECORD_KIND, status="unsupported", reason=str(e), **common)
-    else:
-      record = layer_bench_record(RECORD_KIND, status="ok", timing=timing.summary(), **extra,
-                                  images_per_s=config.batch / (timing.median_ms / 1e3), **common)
-    done(record)
+      unsupported[impl] = str(e)
+  # Side by side, in interleaved rounds: the ratios between implementations are measured
+  # under the same load.
+  timed = side_by_side({impl: call for impl, (call, _, _) in prepared.items()},
+                       warmup=warmup, repeats=repeats, budget_s=budget_s, sync=lambda o: o)
+  for impl in impls:
+    if impl in unsupported:
+      done(layer_bench_record(RECORD_KIND, status="unsupported", reason=unsupported[impl],
+                              **common(impl)))
+      continue
+    times, loss, kept = timed[impl]
+    call, compiled, compile_ms = prepared.pop(impl)
+    timing = Timing(tuple(times), compile_ms, kept)
+    done(layer_bench_record(RECORD_KIND, status="ok", timing=timing.summary(),
+                            **step_fields(call, compiled, loss),
+                            images_per_s=config.batch / (timing.median_ms / 1e3), **common(impl)))
+    del call, compiled
   if torch_peer is not None:
     from sepconv.bench import torch_models
-    x, y = random_batch(config)
     for layout in torch_models.LAYOUTS:
       timing, extra = torch_models.time_torch_train_step(
           torch_peer(), np.asarray(x), np.asarray(y), layout, warmup=warmup, repeats=repeats,
           budget_s=budget_s, learning_rate=config.learning_rate, momentum=config.momentum)
       done(layer_bench_record(
           RECORD_KIND, status="ok", timing=timing.summary(), **extra,
-          images_per_s=config.batch / (timing.median_ms / 1e3), run_id=run_id, mode="train_step",
-          config=dataclasses.asdict(config), provenance=prov, impl=layout,
-          optimizer="sgd+momentum", keep_freed_host_memory=host_memory_kept))
+          images_per_s=config.batch / (timing.median_ms / 1e3), **common(layout)))
   return records

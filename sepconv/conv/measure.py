@@ -18,14 +18,15 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import os
-import time
 import warnings
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from sepconv import timing
 from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.table import computation_fn
 
@@ -79,41 +80,24 @@ def _first_line(error: Exception) -> str:
 
 
 def _timed(fns: dict, args, repeats: int) -> dict[str, float]:
-  """Median wall ms of each jitted fn on ``args``, timed in interleaved rounds.
-
-  Each candidate is compiled and called once untimed, in order; one whose untimed call
-  already takes 3x the fastest untimed call so far is dropped from the rounds and keeps
-  that call as its time. Then each of ``repeats`` rounds times one call of every candidate
-  still running, so a burst of load on the host falls on all of them alike instead of on
-  whichever was being measured then; after each round, a candidate whose fastest call is
-  3x the best median so far leaves the rounds.
-  """
-  compiled, runs, warm = {}, {}, {}
+  """Median wall ms of each jitted fn on ``args``: compiled, then one warm call each and
+  ``repeats`` interleaved rounds (``timing.side_by_side``); a candidate 3x slower than the
+  fastest leaves at once (its warm call is enough to know it loses)."""
+  calls, errors = {}, {}
   for name, fn in fns.items():
     try:
-      call = fn.lower(*args).compile()
-      t0 = time.perf_counter()
-      jax.block_until_ready(call(*args))
-      elapsed = (time.perf_counter() - t0) * 1e3
+      compiled = fn.lower(*args).compile()
     except Exception as e:  # noqa: BLE001 (any failure of a candidate only removes it)
-      warnings.warn(f"sepconv auto: candidate {name!r} dropped, it failed on "
-                    f"{jax.default_backend()} ({type(e).__name__}: {_first_line(e)})",
-                    stacklevel=2)
+      errors[name] = e
       continue
-    if warm and elapsed > 3 * min(warm.values()):
-      runs[name] = [elapsed]  # hopeless: its first call is enough to know it
-      continue
-    warm[name] = elapsed
-    compiled[name], runs[name] = call, []
-  live = list(compiled)
-  for _ in range(repeats if live else 0):
-    for name in live:
-      t0 = time.perf_counter()
-      jax.block_until_ready(compiled[name](*args))
-      runs[name].append((time.perf_counter() - t0) * 1e3)
-    best = min(float(np.median(runs[n])) for n in live)
-    live = [n for n in live if min(runs[n]) <= 3 * best]
-  return {name: float(np.median(t)) for name, t in runs.items()}
+    calls[name] = functools.partial(compiled, *args)
+  timed = timing.side_by_side(calls, warmup=1, repeats=repeats, cutoff_factor=3.0,
+                              errors=errors)
+  for name, e in errors.items():
+    warnings.warn(f"sepconv auto: candidate {name!r} dropped, it failed on "
+                  f"{jax.default_backend()} ({type(e).__name__}: {_first_line(e)})",
+                  stacklevel=2)
+  return {name: float(np.median(times)) for name, (times, _, _) in timed.items()}
 
 
 def random_arrays(dtype, *shapes):
