@@ -32,6 +32,7 @@ import numpy as np
 from jax.sharding import Mesh
 
 from sepconv import validate
+from sepconv.conv import policy
 from sepconv.data import Dataset, fold_split, load_dataset
 from sepconv.provenance import provenance
 from sepconv.records import append_record, read_records
@@ -110,18 +111,41 @@ def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
   return Setup(config, dataset, mesh, model, spec, steps_per_epoch)
 
 
+# Compiled (train, eval) steps of this process, by everything the compilation depends on:
+# the runs of a sweep that differ only in seed and fold share one (the last few are kept).
+_COMPILED: dict[tuple, tuple] = {}
+_COMPILED_KEEP = 4
+
+
+def _compile_key(setup: Setup, state: TrainState) -> tuple:
+  tuner = policy.tuner()  # impl='auto' resolves at trace time: its plans are part of the key
+  leaves = tuple((leaf.shape, leaf.dtype, getattr(leaf, "sharding", None))
+                 for leaf in jax.tree.leaves(state))
+  return (setup.spec, setup.config.batch_size, tuple(setup.dataset.input_shape),
+          np.dtype(setup.dataset.x_train.dtype).name, jax.tree.structure(state), leaves,
+          id(tuner), tuple(sorted(tuner.replay.items())))
+
+
 def compile_steps(setup: Setup, state: TrainState):
   """The run's train step (state, images, labels) and eval step (..., weights), compiled
-  once per process for equal specs, the data set's normalisation bound."""
+  once per process for equal specs (seeds and folds of one variant share them), the data
+  set's normalisation bound."""
   batch, dataset = setup.config.batch_size, setup.dataset
-  data = batch_sharded(setup.mesh)
-  x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
-                                sharding=data)
-  y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
-  w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
+  key = _compile_key(setup, state)
+  if key not in _COMPILED:
+    data = batch_sharded(setup.mesh)
+    x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
+                                  sharding=data)
+    y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
+    w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
+    stats = normalization(dataset, setup.mesh)
+    _COMPILED[key] = (
+        train_step.lower(state, x_spec, y_spec, stats, spec=setup.spec).compile(),
+        eval_step.lower(state, x_spec, y_spec, w_spec, stats, spec=setup.spec).compile())
+    while len(_COMPILED) > _COMPILED_KEEP:
+      del _COMPILED[next(iter(_COMPILED))]
+  step_fn, eval_fn = _COMPILED[key]
   stats = normalization(dataset, setup.mesh)
-  step_fn = train_step.lower(state, x_spec, y_spec, stats, spec=setup.spec).compile()
-  eval_fn = eval_step.lower(state, x_spec, y_spec, w_spec, stats, spec=setup.spec).compile()
   return (lambda state, x, y: step_fn(state, x, y, stats),
           lambda state, x, y, w: eval_fn(state, x, y, w, stats))
 

@@ -257,3 +257,25 @@ def test_the_folds_of_a_run_share_one_compiled_step_and_train_on_their_own_split
   assert len(traced) == 1  # one trace of the training step, shared by both folds
   assert [r["config"]["fold"] for r in results] == [0, 1]
   assert all(r["config"]["folds"] == 5 and 0 <= r["test_accuracy"] <= 1 for r in results)
+
+
+def test_runs_differing_only_in_seed_and_fold_share_one_compilation(tmp_path, digits, monkeypatch):
+  lowered = []
+  real = loop.train_step
+
+  class Counting:
+    def lower(self, *args, **kwargs):
+      lowered.append(1)
+      return real.lower(*args, **kwargs)
+
+  monkeypatch.setattr(loop, "train_step", Counting())
+  monkeypatch.setattr(loop, "_COMPILED", {})
+  base = default_config("digits", model="tiny", epochs=1, batch_size=64, folds=3)
+  for seed, fold in ((0, 0), (1, 2)):
+    config = dataclasses.replace(base, seed=seed, fold=fold)
+    train(config, tmp_path / f"{seed}-{fold}", dataset=digits, model_factory=tiny_factory,
+          devices=ONE, progress=False)
+  assert len(lowered) == 1
+  train(dataclasses.replace(base, batch_size=32), tmp_path / "other", dataset=digits,
+        model_factory=tiny_factory, devices=ONE, progress=False)
+  assert len(lowered) == 2  # another batch size is another compilation
