@@ -3,7 +3,7 @@
 ``measure`` times warm calls of anything (a compiled JAX call, a PyTorch call), each
 ended by a ``sync`` (``jax.block_until_ready`` by default) so asynchronous dispatch never
 hides work; a time budget and a cut-off keep one slow case from stalling a sweep or an
-autotuning pass. ``side_by_side`` times several calls so in interleaved rounds, so the
+autotuning pass. ``side_by_side`` times several calls in interleaved rounds, so the
 ratios between them are measured under the same load (the autotuner's candidates, a
 benchmark's implementations). ``time_jitted`` compiles apart (``compile_ahead``:
 ``jit(f).lower(...).compile()``), so the repeats measure warm, jitted calls only. Benchmarks, the autotuner, the roofline
