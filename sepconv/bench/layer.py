@@ -161,10 +161,6 @@ class BenchOptions:
   keep_freed_host_memory: bool = False
 
 
-def _synced(compiled, args):
-  return jax.block_until_ready(compiled(*args))
-
-
 def _log(progress: bool, message: str) -> None:
   if progress:
     print(message, file=sys.stderr, flush=True)
@@ -243,22 +239,20 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
       except ValueError as e:
         unsupported[impl] = str(e)
         continue
-      calls[impl] = functools.partial(_synced, executables[impl], args)
+      calls[impl] = functools.partial(executables[impl], *args)
     # The implementations timed side by side, in interleaved rounds, so the ratios between
     # them are measured under the same load; then torch's layouts, side by side too (torch's
     # OpenMP threads keep spinning after a call, which would slow the JAX call after it).
-    timed = side_by_side(calls, warmup=options.warmup, repeats=options.repeats,
-                         budget_s=options.budget_s, min_repeats=options.min_repeats,
-                         sync=lambda out: out)
+    together = functools.partial(side_by_side, warmup=options.warmup, repeats=options.repeats,
+                                 budget_s=options.budget_s, min_repeats=options.min_repeats)
+    timed = together(calls)
     if use_torch:
       for layout in torch_peer.LAYOUTS:
         torch_peers[layout] = torch_peer.torch_layer(config, mode, layout, arrays,
                                                      platform=platform)
-      with torch_peer.cpu_threads(platform) as threads:
-        timed.update(side_by_side({k: p.call for k, p in torch_peers.items()},
-                                  warmup=options.warmup, repeats=options.repeats,
-                                  budget_s=options.budget_s, min_repeats=options.min_repeats,
-                                  sync=lambda out: out))
+      with torch_peer.cpu_threads(platform) as threads:  # each call waits for its device
+        timed.update(together({k: p.call for k, p in torch_peers.items()},
+                              sync=lambda out: out))
     for impl in impls:
       if impl in unsupported:
         emit(impl, mode, "unsupported", reason=unsupported[impl])

@@ -132,20 +132,19 @@ def compile_steps(setup: Setup, state: TrainState):
   set's normalisation bound."""
   batch, dataset = setup.config.batch_size, setup.dataset
   key = _compile_key(setup, state)
+  stats = normalization(dataset, setup.mesh)
   if key not in _COMPILED:
     data = batch_sharded(setup.mesh)
     x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
                                   sharding=data)
     y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
     w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
-    stats = normalization(dataset, setup.mesh)
     _COMPILED[key] = (
         train_step.lower(state, x_spec, y_spec, stats, spec=setup.spec).compile(),
         eval_step.lower(state, x_spec, y_spec, w_spec, stats, spec=setup.spec).compile())
     while len(_COMPILED) > _COMPILED_KEEP:
       del _COMPILED[next(iter(_COMPILED))]
   step_fn, eval_fn = _COMPILED[key]
-  stats = normalization(dataset, setup.mesh)
   return (lambda state, x, y: step_fn(state, x, y, stats),
           lambda state, x, y, w: eval_fn(state, x, y, w, stats))
 
