@@ -183,6 +183,13 @@ def using(replacement: Tuner) -> Iterator[Tuner]:
     _TUNER.remove(replacement)
 
 
+def trace_key() -> tuple:
+  """What a traced ``auto`` model depends on besides its shapes: the process's tuner and
+  the plans it replays (a key of compiled executables)."""
+  t = tuner()
+  return id(t), tuple(sorted(t.replay.items()))
+
+
 # The process tuner's operations, as functions.
 
 

@@ -118,12 +118,11 @@ _COMPILED_KEEP = 4
 
 
 def _compile_key(setup: Setup, state: TrainState) -> tuple:
-  tuner = policy.tuner()  # impl='auto' resolves at trace time: its plans are part of the key
   leaves = tuple((leaf.shape, leaf.dtype, getattr(leaf, "sharding", None))
                  for leaf in jax.tree.leaves(state))
   return (setup.spec, setup.config.batch_size, tuple(setup.dataset.input_shape),
           np.dtype(setup.dataset.x_train.dtype).name, jax.tree.structure(state), leaves,
-          id(tuner), tuple(sorted(tuner.replay.items())))
+          policy.trace_key())  # impl='auto' resolves at trace time
 
 
 def compile_steps(setup: Setup, state: TrainState):

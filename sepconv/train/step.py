@@ -21,6 +21,7 @@ import numpy as np
 import optax
 from jax.sharding import Mesh
 
+from sepconv.conv import policy
 from sepconv.data.augment import Augmentation
 from sepconv.data.dataset import normalize
 from sepconv.train.config import TrainConfig
@@ -116,12 +117,22 @@ _RUN_ONCE_CPU_OPTIONS = {"xla_backend_optimization_level": 0,
                          "xla_llvm_disable_expensive_passes": True}
 
 
+# Compiled initialisations of this process by (spec, input shape); the last few are kept.
+_INIT_COMPILED: dict[tuple, Any] = {}
+_INIT_KEEP = 4
+
+
 def initial_state(spec: StepSpec, input_shape: tuple[int, ...], seed: int) -> TrainState:
-  """``init_state`` compiled once per spec (the seed is traced), replicated over the mesh."""
-  seed = np.int32(seed)
-  lowered = _initial_state.lower(seed, spec=spec, input_shape=tuple(input_shape))
-  on_cpu = spec.mesh.devices.flat[0].platform == "cpu"
-  return lowered.compile(_RUN_ONCE_CPU_OPTIONS if on_cpu else None)(seed)
+  """``init_state`` compiled once per spec and process (the seed is traced), replicated
+  over the mesh."""
+  key = (spec, tuple(input_shape), policy.trace_key())
+  if key not in _INIT_COMPILED:
+    lowered = _initial_state.lower(np.int32(0), spec=spec, input_shape=tuple(input_shape))
+    on_cpu = spec.mesh.devices.flat[0].platform == "cpu"
+    _INIT_COMPILED[key] = lowered.compile(_RUN_ONCE_CPU_OPTIONS if on_cpu else None)
+    while len(_INIT_COMPILED) > _INIT_KEEP:
+      del _INIT_COMPILED[next(iter(_INIT_COMPILED))]
+  return _INIT_COMPILED[key](np.int32(seed))
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "input_shape"))
