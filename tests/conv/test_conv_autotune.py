@@ -163,6 +163,17 @@ def test_candidates_skip_known_hopeless_weight_gradients():
   assert names[0] == choice.heuristic(geom, "kernel_grad", "cpu")
 
 
+def test_cpu_dense_weight_gradient_is_never_measured_against_xla_unless_nothing_else_runs_it(
+    monkeypatch):
+  x, k = _arrays(groups=1, group_in=16, group_out=8)  # im2col runs it, extension or not
+  geom = conv_geometry(x, k)
+  names = choice.candidates(geom, "kernel_grad", "cpu")
+  assert names and "xla" not in names  # slow inside a training step, fast alone
+  assert "xla" in choice.candidates(geom, "kernel_grad", "cuda")
+  monkeypatch.setattr(choice, "eligible", lambda geom, platform: ["xla", "xla_noynn"])
+  assert choice.candidates(geom, "kernel_grad", "cpu") == ["xla"]
+
+
 @pytest.mark.parametrize("impl, hw", [("auto", 11), ("shift", 12), ("xla", 13)])
 def test_compiles_once_per_shape(impl, hw):
   x, k = _arrays(hw=hw)  # a shape no other test traces
