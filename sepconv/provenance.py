@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime
 import functools
 import importlib.metadata
+import os
 import platform
 import subprocess
 from pathlib import Path
@@ -57,6 +58,13 @@ def cpu_model() -> str | None:
   return platform.processor() or None
 
 
+def usable_cpus() -> int:
+  """The CPUs this process may run on (its affinity mask, not all the host has)."""
+  if hasattr(os, "sched_getaffinity"):
+    return len(os.sched_getaffinity(0))
+  return os.cpu_count() or 1
+
+
 def device_info() -> dict:
   """Backend, device kind and count as JAX sees them (initialises JAX)."""
   import jax
@@ -81,6 +89,7 @@ def provenance() -> dict:
       "python": platform.python_version(),
       "machine": platform.machine(),
       "cpu": cpu_model(),
+      "cpus": usable_cpus(),  # this process's: a pinned worker's timings are of its CPUs
       **device_info(),
       "git_revision": git_revision(),
       "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),

@@ -17,7 +17,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import glob
-import os
 import pathlib
 import threading
 
@@ -26,6 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from sepconv import timing
+from sepconv.provenance import usable_cpus
 
 _T = 1e12
 _G = 1e9
@@ -118,13 +118,6 @@ def default_copy_mib() -> int:
   return max(1024, -(-4 * llc // 2**20)) if llc else 1024
 
 
-def _usable_cpus() -> int:
-  """The CPUs this process may run on."""
-  if hasattr(os, "sched_getaffinity"):
-    return len(os.sched_getaffinity(0))
-  return os.cpu_count() or 1
-
-
 def _threaded_copyto(dst: np.ndarray, src: np.ndarray, threads: int) -> None:
   """``np.copyto`` split over ``threads`` contiguous chunks (numpy releases the GIL)."""
   bounds = np.linspace(0, src.size, threads + 1).astype(int)
@@ -176,7 +169,7 @@ def measure_copy_bandwidth(mib: int | None = None, repeats: int = 5,
     raise ValueError(f"copy size (={mib} MiB) must be at least 1")
   if repeats < 1:
     raise ValueError(f"repeats (={repeats}) must be at least 1")
-  threads = _usable_cpus() if threads is None else threads
+  threads = usable_cpus() if threads is None else threads
   if threads < 1:
     raise ValueError(f"threads (={threads}) must be at least 1")
   n = mib * 2**20 // 4

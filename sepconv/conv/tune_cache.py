@@ -22,6 +22,8 @@ from pathlib import Path
 
 import jax
 
+from sepconv.provenance import usable_cpus
+
 CACHE_VERSION = 1
 FILE_NAME = "autotune.json"
 
@@ -43,9 +45,12 @@ def host_platform() -> str:
 
 
 def device_key() -> str:
-  """Platform, device kind and versions of this process's default device."""
+  """Platform, device kind and versions of this process's default device; on a CPU also
+  the CPUs the process may use (a plan fastest on 2 threads need not be on 1)."""
   versions = f"jax-{jax.__version__}|jaxlib-{jax.lib.__version__}"
-  return f"{host_platform()}|{jax.devices()[0].device_kind}|{versions}"
+  platform = host_platform()
+  cpus = f"|cpus-{usable_cpus()}" if platform == "cpu" else ""
+  return f"{platform}|{jax.devices()[0].device_kind}|{versions}{cpus}"
 
 
 def read_file(path: Path) -> dict:
