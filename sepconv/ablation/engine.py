@@ -41,7 +41,7 @@ from sepconv.records import RECORDS_FILE, append_record, read_records
 
 RECORDS = RECORDS_FILE
 
-EXECUTORS = ("sequential", "processes", "ray")
+EXECUTORS = ("auto", "sequential", "processes", "ray")
 
 
 def parse_shard(text: str | None) -> tuple[int, int]:
@@ -263,6 +263,9 @@ def make_executor(name: str = "sequential", *, workers: int | None = None,
     raise ValueError(f"--workers (={workers}) only applies to --executor processes")
   if name != "ray" and (address is not None or cpus_per_job is not None):
     raise ValueError("--address and --cpus-per-job only apply to --executor ray")
+  if name == "auto":  # one pinned worker per CPU on a CPU host, else this process
+    from sepconv.ablation.processes import per_cpu
+    return per_cpu() or Sequential()
   if name == "sequential":
     return Sequential()
   if name == "processes":

@@ -65,6 +65,13 @@ class Job:
     """What names the job in a record of it that carries no result (``Status``)."""
     return self.labels()
 
+  @property
+  def affinity(self) -> Any:
+    """Jobs of equal affinity (not None) share what a worker process keeps between jobs
+    (a variant's compiled steps): executors with several workers run them on one where
+    they can."""
+    return None
+
 
 @dataclasses.dataclass(frozen=True)
 class SeededJob(Job):
@@ -87,6 +94,10 @@ class TrainJob(SeededJob):
   def identity(self) -> dict:
     return {**self.labels(), "config": {**self.variant.fields(), "folds": self.folds,
                                         "fold": self.fold}}
+
+  @property
+  def affinity(self) -> Any:
+    return self.variant
 
 
 @dataclasses.dataclass(frozen=True)

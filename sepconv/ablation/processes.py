@@ -1,79 +1,190 @@
-"""The ``processes`` executor: jobs on a pool of local worker processes.
+"""The ``processes`` executor: jobs on local worker processes, optionally one per CPU.
 
 Each worker is a fresh (spawned) Python process that rebuilds the runner and runs jobs
-with ``executor.run_in_worker``, the function Ray's tasks run too. A worker that dies
-(killed, out of memory) breaks the pool: the jobs it was running are started again on a
-new pool, up to ``max_retries`` times each, and resume from their checkpoints; past that
-they are recorded as failed. On one host with several accelerators prefer
+with ``executor.run_in_worker``, the function Ray's tasks run too; it keeps the runner,
+its data and its compiled steps between jobs. A free worker takes the next job of the
+same ``Job.affinity`` as its last one (a variant's folds and seeds share one
+compilation), else one whose affinity no other worker holds, else the next in order.
+
+``pin=True`` gives each worker its own share of this process's CPUs (an affinity mask
+set before JAX starts there): XLA, the C++ kernels' pool and BLAS then use that many
+threads. On a CPU host, small models train faster as one single-threaded worker per core
+than as one process spreading every small op over all cores (``per_cpu``, the command
+line's default executor there).
+
+A worker that dies (killed, out of memory) is replaced: the job it was running is started
+again on a new worker, up to ``max_retries`` times, and resumes from its checkpoints; past
+that it is recorded as failed. Jobs that must run alone (``concurrent=False``) run one at
+a time on one worker that may use every CPU. On one host with several accelerators prefer
 ``--executor ray``, which gives each job its own chip.
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
+import os
 from collections import Counter
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
 from sepconv.ablation.executor import OnOutcome, RunnerSpec, failure, run_in_worker
 from sepconv.ablation.jobs import Job, Runner, log
+from sepconv.provenance import usable_cpus
+
+
+# Thread-pool sizes of the numerical libraries a worker loads (BLAS under numpy, OpenMP).
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _pin(cpus: tuple[int, ...]) -> None:
+  """A worker's initialiser: run on ``cpus`` only (before JAX sizes its thread pools)."""
+  os.sched_setaffinity(0, cpus)
+
+
+@contextlib.contextmanager
+def _thread_pools(cpus: tuple[int, ...] | None) -> Iterator[None]:
+  """Within this block, processes started get thread pools of ``len(cpus)`` threads.
+
+  A spawned worker imports numpy before its initialiser runs, and BLAS sizes its pool at
+  import from the CPUs it sees then: more threads than the worker's CPUs would spin
+  against each other. The variables the user set are left alone.
+  """
+  if cpus is None:
+    yield
+    return
+  saved = {name: os.environ.get(name) for name in _THREAD_VARIABLES}
+  for name, value in saved.items():
+    if value is None:
+      os.environ[name] = str(len(cpus))
+  try:
+    yield
+  finally:
+    for name, value in saved.items():
+      if value is None:
+        os.environ.pop(name, None)
+
+
+def cpu_shares(workers: int) -> list[tuple[int, ...] | None]:
+  """This process's CPUs split into ``workers`` contiguous shares (None: no pinning here)."""
+  if not hasattr(os, "sched_getaffinity"):
+    return [None] * workers
+  cpus = sorted(os.sched_getaffinity(0))
+  if len(cpus) < workers:
+    return [None] * workers
+  bounds = [len(cpus) * k // workers for k in range(workers + 1)]
+  return [tuple(cpus[bounds[k]:bounds[k + 1]]) for k in range(workers)]
+
+
+class _Worker:
+  """One worker process (a single-process pool, made on first use), its CPUs and the job
+  it runs."""
+
+  def __init__(self, cpus: tuple[int, ...] | None):
+    self.cpus = cpus
+    self.pool: ProcessPoolExecutor | None = None
+    self.job: Job | None = None
+    self.future: Future | None = None
+    self.affinity = None
+
+  def start(self, spec: RunnerSpec, job: Job) -> None:
+    if self.pool is None:
+      pin = {"initializer": _pin, "initargs": (self.cpus,)} if self.cpus else {}
+      self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(
+          "spawn"), **pin)
+    self.job, self.affinity = job, job.affinity
+    with _thread_pools(self.cpus):  # the pool starts its process on the first submit
+      self.future = self.pool.submit(run_in_worker, spec, job)
+
+  def discard(self) -> None:
+    """Drops a broken worker; the next ``start`` makes a new one."""
+    if self.pool is not None:
+      self.pool.shutdown(wait=False, cancel_futures=True)
+    self.pool, self.affinity = None, None
+
+  def close(self, wait: bool = True) -> None:
+    if self.pool is not None:
+      self.pool.shutdown(wait=wait, cancel_futures=not wait)
+    self.pool = None
+
+
+def _next_job(pending: list[Job], worker: _Worker, others: list[_Worker]) -> Job:
+  """The pending job ``worker`` runs next (see the module docstring); removed from ``pending``."""
+  held = {w.affinity for w in others if w.future is not None and w.affinity is not None}
+  for wanted in (lambda j: j.affinity is not None and j.affinity == worker.affinity,
+                 lambda j: j.affinity is None or j.affinity not in held,
+                 lambda j: True):
+    for k, job in enumerate(pending):
+      if wanted(job):
+        return pending.pop(k)
+  raise IndexError("no pending job")
+
+
+MAX_PER_CPU_WORKERS = 8  # each holds a JAX runtime, its data and compiled steps
+
+
+def per_cpu() -> Processes | None:
+  """Pinned workers, one per CPU of this process (at most ``MAX_PER_CPU_WORKERS``, sharing
+  the CPUs), where JAX's default backend is the CPU and there are two CPUs or more; None
+  elsewhere (one accelerator: run in this process)."""
+  import jax
+  cpus = usable_cpus()
+  if jax.default_backend() != "cpu" or cpus < 2 or not hasattr(os, "sched_setaffinity"):
+    return None
+  return Processes(min(cpus, MAX_PER_CPU_WORKERS), pin=True)
 
 
 class Processes:
-  """``workers`` local processes, one job each at a time."""
+  """``workers`` local processes, one job each at a time (``pin``: each on its own CPUs)."""
   name = "processes"
 
-  def __init__(self, workers: int = 2, *, max_retries: int = 2):
+  def __init__(self, workers: int = 2, *, max_retries: int = 2, pin: bool = False):
     if workers < 1:
       raise ValueError(f"--workers (={workers}) must be >= 1")
     if max_retries < 0:
       raise ValueError(f"max_retries (={max_retries}) must be >= 0")
     self.workers = workers
     self.max_retries = max_retries
+    self.pin = pin
 
   def run(self, spec: RunnerSpec, runner: Runner, jobs: list[Job], on_outcome: OnOutcome, *,
           concurrent: bool = True) -> None:
-    context = multiprocessing.get_context("spawn")
-    deaths: Counter = Counter()
-    pending = list(jobs)
-    while pending:
-      retry: list[Job] = []
-      pool = ProcessPoolExecutor(max_workers=self.workers if concurrent else 1,
-                                 mp_context=context)
-      try:
-        if concurrent:
-          futures = {pool.submit(run_in_worker, spec, job): job for job in pending}
-          for future in as_completed(futures):
-            self._settle(futures[future], future, on_outcome, deaths, retry)
-        else:  # alone: the next job starts when the previous one has finished
-          for k, job in enumerate(pending):
-            if not self._settle(job, pool.submit(run_in_worker, spec, job), on_outcome, deaths,
-                                retry):
-              retry += pending[k + 1:]  # the pool is broken: the rest go to a new one
-              break
-      except BaseException:  # interrupted: do not wait for the jobs still running
-        pool.shutdown(wait=False, cancel_futures=True)
-        raise
-      pool.shutdown()
-      if retry:
-        log(f"a worker process died; running {len(retry)} job(s) again on a new pool")
-      pending = retry
-
-  def _settle(self, job: Job, future, on_outcome: OnOutcome, deaths: Counter,
-              retry: list[Job]) -> bool:
-    """Reports ``job``'s outcome, or queues it again if its worker died (then: False)."""
+    if concurrent:
+      shares = cpu_shares(self.workers) if self.pin else [None] * self.workers
+    else:
+      shares = [None]  # alone: one worker, every CPU
+    workers = [_Worker(cpus) for cpus in shares]
+    pending, deaths = list(jobs), Counter()
     try:
-      outcome = future.result()
-    except BrokenProcessPool:
-      deaths[job.run_id] += 1
-      if deaths[job.run_id] > self.max_retries:
-        on_outcome(job, failure(f"worker process died {deaths[job.run_id]} times",
-                                provenance={}))
-      else:
-        retry.append(job)
-      return False
-    on_outcome(job, outcome)
-    return True
+      while pending or any(w.future is not None for w in workers):
+        for worker in workers:
+          if worker.future is None and pending:
+            worker.start(spec, _next_job(pending, worker, workers))
+        busy = {w.future: w for w in workers if w.future is not None}
+        done, _ = wait(busy, return_when=FIRST_COMPLETED)
+        for future in done:
+          worker = busy[future]
+          job, worker.future = worker.job, None
+          try:
+            outcome = future.result()
+          except BrokenProcessPool:
+            worker.discard()
+            deaths[job.run_id] += 1
+            if deaths[job.run_id] > self.max_retries:
+              on_outcome(job, failure(f"worker process died {deaths[job.run_id]} times",
+                                      provenance={}))
+            else:
+              log(f"a worker process died; running {job.run_id} again on a new one")
+              pending.insert(0, job)
+            continue
+          on_outcome(job, outcome)
+    except BaseException:  # interrupted: do not wait for the jobs still running
+      for worker in workers:
+        worker.close(wait=False)
+      raise
+    for worker in workers:
+      worker.close()
 
 
-__all__ = ["Processes"]
+__all__ = ["MAX_PER_CPU_WORKERS", "Processes", "cpu_shares", "per_cpu"]

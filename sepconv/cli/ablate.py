@@ -64,9 +64,11 @@ def register(subparsers) -> None:
                            "is results/NAME[_DATASET], refreshed only with --out results/...)")
   parser.add_argument("--work-dir", default=None, help="checkpoints and features (default runs/...)")
   parser.add_argument("--shard", default=None, help="i/n: run every n-th job starting at i")
-  parser.add_argument("--executor", default="sequential", choices=engine.EXECUTORS,
-                      help="where jobs run: sequential (this process, default), processes (a "
-                           "local pool, --workers), ray (a local Ray instance, or --address)")
+  parser.add_argument("--executor", default="auto", choices=engine.EXECUTORS,
+                      help="where jobs run: auto (default: on a CPU host with 2 or more CPUs, "
+                           "one worker process per CPU, each pinned to its own; else this "
+                           "process), sequential (this process), processes (a local pool, "
+                           "--workers), ray (a local Ray instance, or --address)")
   parser.add_argument("--workers", type=positive_int, default=None,
                       help="worker processes of --executor processes (default 2)")
   parser.add_argument("--address", default=None,

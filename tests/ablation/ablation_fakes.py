@@ -25,6 +25,18 @@ class FakeSweep:
   fail: tuple[str, ...] = ()  # run_ids that raise
   die_once: tuple[str, ...] = ()  # run_ids whose worker process exits on the first attempt
   only_in_pid: int | None = None  # the runner cannot be built in any other process
+  groups: int = 0  # > 0: work job i has affinity i % groups
+
+
+@dataclasses.dataclass(frozen=True)
+class GroupedWorkJob(SeededJob):
+  """A work job of affinity ``group`` (jobs of one group share a worker where they can)."""
+  group: int = 0
+  kind: ClassVar[str] = "work"
+
+  @property
+  def affinity(self):
+    return self.group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +68,9 @@ class FakeRunner:
 
   def jobs(self) -> list[Job]:
     e = self.experiment
-    return ([WorkJob(f"fake/{i}", seed=i) for i in range(e.n)] + [TimedJob("fake/timed")]
+    work = ([GroupedWorkJob(f"fake/{i}", seed=i, group=i % e.groups) for i in range(e.n)]
+            if e.groups else [WorkJob(f"fake/{i}", seed=i) for i in range(e.n)])
+    return (work + [TimedJob("fake/timed")]
             + [SummaryJob("fake/summary")])
 
   def run_job(self, job: Job) -> dict | None:
@@ -75,12 +89,13 @@ class FakeRunner:
       marker.touch()
       os._exit(3)  # the worker process dies mid-job
     time.sleep(e.seconds)
-    seed = job.seed if isinstance(job, WorkJob) else 0
-    if isinstance(job, WorkJob):
+    seed = job.seed if isinstance(job, (WorkJob, GroupedWorkJob)) else 0
+    if isinstance(job, (WorkJob, GroupedWorkJob)):
       self.work_dir.mkdir(parents=True, exist_ok=True)
       outputs[seed].write_text(str(seed ** 2))
     return {"metrics": {"value": seed ** 2, "start": start, "end": time.time(),
-                        "pid": os.getpid()}}
+                        "pid": os.getpid(), "cpus": sorted(os.sched_getaffinity(0)),
+                        "blas_threads": os.environ.get("OPENBLAS_NUM_THREADS")}}
 
 
 class DyingTrainRunner(GranularityRunner):

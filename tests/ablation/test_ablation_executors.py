@@ -9,12 +9,13 @@ import time
 from pathlib import Path
 
 import pytest
-from ablation_fakes import FakeRunner, FakeSweep
+from ablation_fakes import FakeRunner, FakeSweep, GroupedWorkJob
 
 from sepconv.ablation import engine
 from sepconv.ablation.executor import RunnerSpec, Sequential
 from sepconv.ablation.jobs import RunOptions, Status
 from sepconv.ablation.lock import FolderLocked, folder_lock
+from sepconv.ablation import processes
 from sepconv.ablation.processes import Processes
 from sepconv.ablation.progress import SweepProgress
 from sepconv.cli.main import main
@@ -70,6 +71,51 @@ def test_processes_match_sequential_retry_a_dead_worker_and_run_exclusive_jobs_a
   assert all(timed["start"] >= m["end"] for m in work)  # alone, after the others
 
 
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to pin 2 workers")
+def test_pinned_workers_own_a_cpu_each(tmp_path, monkeypatch):
+  monkeypatch.delenv("OPENBLAS_NUM_THREADS", raising=False)
+  sweep = FakeSweep(n=6, seconds=0.2, groups=2)
+  counts = engine.execute(_spec(tmp_path, sweep), executor=Processes(2, pin=True))
+  assert counts == {"done": 8, "skipped": 0, "deferred": 0, "failed": 0, "diverged": 0}
+  pool = {r["run_id"]: r["metrics"] for r in read_records(tmp_path / "out" / engine.RECORDS)}
+  work = [pool[f"fake/{i}"] for i in range(6)]
+  assert all(len(m["cpus"]) == 1 and m["blas_threads"] == "1" for m in work)
+  workers = {(m["pid"], tuple(m["cpus"])) for m in work}
+  assert len({cpus for _, cpus in workers}) == 2  # two workers, a CPU each (which job ran
+  # where depends on timing: a free worker takes another group's job rather than idle)
+  timed = pool["fake/timed"]  # alone: one worker on every CPU
+  assert timed["cpus"] == sorted(os.sched_getaffinity(0)) and timed["blas_threads"] is None
+  assert "OPENBLAS_NUM_THREADS" not in os.environ  # the driver's environment is as it was
+
+
+def test_cpu_shares_split_this_process_cpus():
+  cpus = sorted(os.sched_getaffinity(0))
+  shares = processes.cpu_shares(len(cpus))
+  assert [c for share in shares for c in share] == cpus
+  assert processes.cpu_shares(len(cpus) + 1) == [None] * (len(cpus) + 1)  # too few: no pinning
+
+
+def test_a_free_worker_keeps_its_affinity_then_takes_one_nobody_holds():
+  jobs = [GroupedWorkJob(f"j/{i}", seed=i, group=g) for i, g in enumerate((0, 0, 1, 1, 2))]
+  me, other = processes._Worker(None), processes._Worker(None)
+  me.affinity, other.affinity, other.future = 1, 0, object()
+  pending = list(jobs)
+  assert processes._next_job(pending, me, [me, other]).run_id == "j/2"  # its own group
+  me.affinity = 5
+  assert processes._next_job(pending, me, [me, other]).run_id == "j/3"  # group 0 is held
+  assert processes._next_job(pending, me, [me, other]).run_id == "j/4"
+  assert processes._next_job(pending, me, [me, other]).run_id == "j/0"  # only held ones left
+
+
+def test_auto_executor_is_pinned_processes_on_a_multi_cpu_host():
+  executor = engine.make_executor("auto")
+  if len(os.sched_getaffinity(0)) >= 2:
+    assert isinstance(executor, Processes) and executor.pin
+    assert executor.workers == min(len(os.sched_getaffinity(0)), processes.MAX_PER_CPU_WORKERS)
+  else:
+    assert isinstance(executor, Sequential)
+
+
 def test_a_runner_that_cannot_be_built_on_a_worker_fails_its_jobs_not_the_sweep(tmp_path):
   sweep = FakeSweep(n=2, seconds=0, only_in_pid=os.getpid())
   counts = engine.execute(_spec(tmp_path, sweep), executor=Processes(1))
@@ -96,7 +142,7 @@ def test_a_second_runner_on_the_same_folder_is_refused_and_changes_nothing(tmp_p
 FIRST_RUNNER = """
 import sys
 from pathlib import Path
-from ablation_fakes import FakeRunner, FakeSweep
+from ablation_fakes import FakeRunner, FakeSweep, GroupedWorkJob
 from sepconv.ablation import engine
 from sepconv.ablation.executor import RunnerSpec
 from sepconv.ablation.jobs import RunOptions
@@ -147,7 +193,7 @@ def test_quiet_sweeps_write_nothing_to_stderr(tmp_path, capfd):
 
 
 @pytest.mark.parametrize("kwargs,message", [
-    ({"name": "threads"}, "--executor (='threads') must be one of sequential, processes, ray"),
+    ({"name": "threads"}, "--executor (='threads') must be one of auto, sequential, processes, ray"),
     ({"name": "sequential", "workers": 2}, "--workers (=2) only applies to --executor processes"),
     ({"name": "processes", "address": "auto"}, "--address and --cpus-per-job only apply"),
     ({"name": "processes", "workers": 0}, "--workers (=0) must be >= 1"),
