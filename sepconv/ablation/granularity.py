@@ -22,15 +22,22 @@ from sepconv.train import TrainConfig, default_config, train
 from sepconv.train.timed import time_steps
 
 
+def recorded_plans(path: Path, conv: str | None = None) -> dict[str, dict[str, str]]:
+  """Every plan the records in ``path`` ran (those of variant ``conv`` only, if given), merged."""
+  merged: dict[str, dict[str, str]] = {}
+  for record in read_records(path) if path.is_file() else ():
+    if conv is None or (record.get("config") or {}).get("conv") == conv:
+      for key, choices in (record.get("plans") or {}).items():
+        merged.setdefault(key, {}).update(choices)
+  return merged
+
+
 def reference_plans(results_dir) -> dict[str, dict[str, str]]:
   """Every plan the train records in ``results_dir``/records.jsonl ran, merged."""
   path = Path(results_dir) / RECORDS_FILE
   if not path.is_file():
     raise FileNotFoundError(f"--replay-plans (={results_dir}) holds no {RECORDS_FILE} to replay")
-  merged: dict[str, dict[str, str]] = {}
-  for record in read_records(path):
-    for key, choices in (record.get("plans") or {}).items():
-      merged.setdefault(key, {}).update(choices)
+  merged = recorded_plans(path)
   if not merged:
     raise ValueError(f"--replay-plans (={results_dir}): its records carry no plans to replay")
   return merged
@@ -191,6 +198,7 @@ class GranularityRunner:
     self.experiment = experiment
     self.name = experiment.name
     self.data_dir = options.data_dir
+    self.out_dir = Path(out_dir)
     self.work_dir = Path(options.work_dir or Path("runs") / Path(out_dir).name)
     self.progress = options.progress
     self.replay = reference_plans(options.replay) if options.replay else None
@@ -321,16 +329,20 @@ class GranularityRunner:
   def _bench(self, job: BenchJob) -> dict:
     """Median training-step and evaluation-step times per conv implementation.
 
-    The steps are the training run's own (``sepconv.train.timed``), at its batch: for the
-    implementation the runs used they are already compiled and tuned in this process.
+    The steps are the training run's own (``sepconv.train.timed``), at its batch, with the
+    plans its runs recorded (in this process they are already compiled; elsewhere the
+    persistent compilation cache has them, and nothing is tuned again).
     """
     e = self.experiment
     d, config = self.data(e.seeds[0]), self.config(job.variant, e.seeds[0])
     batch = config.batch_size
     timings = {}
+    trained = None if self.replay else recorded_plans(self.out_dir / RECORDS_FILE,
+                                                       job.variant.conv)
     for impl in e.bench_impls:
-      step, infer = time_steps(dataclasses.replace(config, impl=impl), d, warmup=2,
-                               repeats=e.bench_repeats, budget_s=BENCH_BUDGET_S)
+      with policy.replaying(trained or None):
+        step, infer = time_steps(dataclasses.replace(config, impl=impl), d, warmup=2,
+                                 repeats=e.bench_repeats, budget_s=BENCH_BUDGET_S)
       timings[impl] = {"train_step_ms": step.median_ms, "infer_ms": infer.median_ms,
                        "train_images_per_s": batch / step.median_ms * 1e3,
                        "infer_images_per_s": batch / infer.median_ms * 1e3,
