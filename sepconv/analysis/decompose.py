@@ -193,7 +193,9 @@ def project_separable(kernel, group_size: int, depth_multiplier: int) -> Project
   pointwise = np.zeros((groups * rank, c_out), np.float64)
   for gamma in range(groups):
     block = w64[:, :, gamma * group_size:(gamma + 1) * group_size, :].reshape(rows, c_out)
-    u, s, vt = np.linalg.svd(block, full_matrices=True)
+    # Reduced factors unless spare filters may need left directions past the C_out that
+    # a reduced U holds (rows > C_out): a full V^T (C_out x C_out) costs 100x more.
+    u, s, vt = np.linalg.svd(block, full_matrices=rows > c_out)
     keep = min(rank, s.size)
     root = np.sqrt(s[:keep])
     cols = slice(gamma * rank, (gamma + 1) * rank)
