@@ -3,8 +3,10 @@
 Run:      sepconv ablate granularity                       (digits, the embedded default)
           sepconv ablate granularity --dataset cifar10 --data-dir PATH
           (Colab TPU/GPU: experiments/granularity_colab.ipynb in the repository)
-Hardware: digits: a 2-core CPU, about 7 minutes on a quiet machine (the time budget is in
-          the results' tables; ``sepconv.ablation.estimate`` predicts it before the sweep).
+Hardware: digits: a 2-core CPU, about 6 minutes on a quiet machine, install included, on
+          one pinned worker process per CPU (``sepconv ablate``'s default executor there;
+          the time budget is in the results' tables; ``sepconv.ablation.estimate``
+          predicts a sequential sweep before it starts).
           CIFAR-10: one accelerator, about an hour per seed.
 Grid:     a shallow MobileNet v1 x0.25 (Howard et al. 2017, Table 5; 8 to 256 channels)
           whose every block is moved along the spectrum with one knob: the standard 3x3 conv
