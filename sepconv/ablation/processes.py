@@ -99,9 +99,8 @@ class _Worker:
 
   def discard(self) -> None:
     """Drops a broken worker; the next ``start`` makes a new one."""
-    if self.pool is not None:
-      self.pool.shutdown(wait=False, cancel_futures=True)
-    self.pool, self.affinity = None, None
+    self.close(wait=False)
+    self.affinity = None
 
   def close(self, wait: bool = True) -> None:
     if self.pool is not None:

@@ -43,8 +43,8 @@ from sepconv.train.faults import (check_finite, Diverged, Interrupted, likely_ca
 from sepconv.train.parallel import (batch_sharded, check_batch, make_mesh,
                                     maybe_initialize_distributed, put_global_batch)
 from sepconv.train.progress import Progress
-from sepconv.train.step import (COMPUTE_DTYPES, eval_step, initial_state, normalization,
-                                reset_metrics, StepSpec, train_step, TrainState)
+from sepconv.train.step import (COMPUTE_DTYPES, eval_step, Executables, initial_state,
+                                normalization, reset_metrics, StepSpec, train_step, TrainState)
 
 METRICS_FILE = "metrics.jsonl"
 
@@ -113,8 +113,7 @@ def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
 
 # Compiled (train, eval) steps of this process, by everything the compilation depends on:
 # the runs of a sweep that differ only in seed and fold share one (the last few are kept).
-_COMPILED: dict[tuple, tuple] = {}
-_COMPILED_KEEP = 4
+_COMPILED = Executables()
 
 
 def _compile_key(setup: Setup, state: TrainState) -> tuple:
@@ -132,18 +131,16 @@ def compile_steps(setup: Setup, state: TrainState):
   batch, dataset = setup.config.batch_size, setup.dataset
   key = _compile_key(setup, state)
   stats = normalization(dataset, setup.mesh)
-  if key not in _COMPILED:
+
+  def build():
     data = batch_sharded(setup.mesh)
     x_spec = jax.ShapeDtypeStruct((batch, *dataset.input_shape), dataset.x_train.dtype,
                                   sharding=data)
     y_spec = jax.ShapeDtypeStruct((batch,), jnp.int32, sharding=data)
     w_spec = jax.ShapeDtypeStruct((batch,), jnp.float32, sharding=data)
-    _COMPILED[key] = (
-        train_step.lower(state, x_spec, y_spec, stats, spec=setup.spec).compile(),
-        eval_step.lower(state, x_spec, y_spec, w_spec, stats, spec=setup.spec).compile())
-    while len(_COMPILED) > _COMPILED_KEEP:
-      del _COMPILED[next(iter(_COMPILED))]
-  step_fn, eval_fn = _COMPILED[key]
+    return (train_step.lower(state, x_spec, y_spec, stats, spec=setup.spec).compile(),
+            eval_step.lower(state, x_spec, y_spec, w_spec, stats, spec=setup.spec).compile())
+  step_fn, eval_fn = _COMPILED.get(key, build)
   return (lambda state, x, y: step_fn(state, x, y, stats),
           lambda state, x, y, w: eval_fn(state, x, y, w, stats))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax
@@ -117,22 +118,36 @@ _RUN_ONCE_CPU_OPTIONS = {"xla_backend_optimization_level": 0,
                          "xla_llvm_disable_expensive_passes": True}
 
 
-# Compiled initialisations of this process by (spec, input shape); the last few are kept.
-_INIT_COMPILED: dict[tuple, Any] = {}
-_INIT_KEEP = 4
+class Executables:
+  """A process's compiled executables by what their compilation depends on; the last
+  ``keep`` are kept (a sweep's runs of one variant reuse them, then it moves on)."""
+
+  def __init__(self, keep: int = 4):
+    self.keep = keep
+    self._entries: dict[Any, Any] = {}
+
+  def get(self, key, build: Callable[[], Any]) -> Any:
+    """The executable(s) under ``key``, built by ``build()`` if not kept."""
+    if key not in self._entries:
+      self._entries[key] = build()
+      while len(self._entries) > self.keep:
+        del self._entries[next(iter(self._entries))]
+    return self._entries[key]
+
+
+# Compiled initialisations of this process by (spec, input shape, traced plans).
+_INIT_COMPILED = Executables()
 
 
 def initial_state(spec: StepSpec, input_shape: tuple[int, ...], seed: int) -> TrainState:
   """``init_state`` compiled once per spec and process (the seed is traced), replicated
   over the mesh."""
-  key = (spec, tuple(input_shape), policy.trace_key())
-  if key not in _INIT_COMPILED:
+  def build():
     lowered = _initial_state.lower(np.int32(0), spec=spec, input_shape=tuple(input_shape))
     on_cpu = spec.mesh.devices.flat[0].platform == "cpu"
-    _INIT_COMPILED[key] = lowered.compile(_RUN_ONCE_CPU_OPTIONS if on_cpu else None)
-    while len(_INIT_COMPILED) > _INIT_KEEP:
-      del _INIT_COMPILED[next(iter(_INIT_COMPILED))]
-  return _INIT_COMPILED[key](np.int32(seed))
+    return lowered.compile(_RUN_ONCE_CPU_OPTIONS if on_cpu else None)
+  key = (spec, tuple(input_shape), policy.trace_key())
+  return _INIT_COMPILED.get(key, build)(np.int32(seed))
 
 
 @functools.partial(jax.jit, static_argnames=("spec", "input_shape"))

@@ -16,6 +16,7 @@ from sepconv.records import read_records
 from sepconv.train import default_config, epoch_order, restore_variables, train, TrainConfig
 from sepconv.train import loop
 from sepconv.train.parallel import make_mesh
+from sepconv.train.step import Executables
 from test_train_support import tiny_factory
 
 ONE = jax.devices()[:1]
@@ -269,7 +270,7 @@ def test_runs_differing_only_in_seed_and_fold_share_one_compilation(tmp_path, di
       return real.lower(*args, **kwargs)
 
   monkeypatch.setattr(loop, "train_step", Counting())
-  monkeypatch.setattr(loop, "_COMPILED", {})
+  monkeypatch.setattr(loop, "_COMPILED", Executables())
   base = default_config("digits", model="tiny", epochs=1, batch_size=64, folds=3)
   for seed, fold in ((0, 0), (1, 2)):
     config = dataclasses.replace(base, seed=seed, fold=fold)
