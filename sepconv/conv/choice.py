@@ -60,11 +60,11 @@ def heuristic(geom: ConvGeometry, computation: str, platform: str = "cpu") -> st
   native for the dense forward and input gradient; grouped convs run ``ffi`` where it is
   built, else ``supergroup`` (the unrolled shift sums took 2-6x longer to compile and
   ran slower from 2 channels per group on). No weight gradient goes to XLA:CPU's own
-  convolution, which is fast alone but inside a training step runs a slow path
-  (4-30 ms for a weight gradient that takes 0.2-0.9 ms alone): 1x1 dense ones are
-  a matrix product (``pointwise``), grouped and dense ones run ``ffi``, else ``im2col``.
-  Measured: the digits step with g=4 went from 62 to 8 ms, depthwise-separable from 23
-  to 10 ms, and MobileNet v2's 64x64 step from 186 to 119 ms.
+  convolution: 1x1 dense ones are a matrix product (``pointwise``), grouped and dense
+  ones run ``ffi``, else ``im2col``. These small-conv choices were measured while each
+  plan's platform conditional reached XLA unresolved (see ``sepconv.conv.plan``), which
+  made XLA's own convolutions inside a step naive loops; the choices stay fast, but XLA's
+  convolution is no longer the slow path it was then.
   GPU and TPU: native everywhere (cuDNN / the TPU compiler handle grouped convs; no
   device measurement exists yet, and measuring decides there).
   """
@@ -117,14 +117,10 @@ def candidates(geom: ConvGeometry, computation: str, platform: str = "cpu") -> l
   one 3x3, 56x56x128, 2-channel-group weight gradient at batch 32 on a 2-core host, where
   'shift' takes 0.1 s); the weight gradient of 'xla_noynn' (XLA's Eigen weight gradient:
   a minute even for G = 1); and ``dense`` past 8 groups for the weight gradient and past
-  32 otherwise (G times the arithmetic). Also left out on CPU, unless nothing else runs
-  the geometry: XLA's own dense (G = 1) weight gradient, fast alone but a slow path
-  inside a training step (``heuristic``): measured alone it won where the step lost
-  (the digits grid's standard conv: 4 s of training per run with other weight gradients,
-  20 s with it). 'dense' and 'supergroup' are the native conv itself when G = 1.
-  Elsewhere 'xla_noynn' (a CPU-only opt-out) is left out and 'xla', the reference, is
-  always measured. The heuristic's choice comes first, so slow
-  candidates are cut short early.
+  32 otherwise (G times the arithmetic). 'dense' and 'supergroup' are the native conv
+  itself when G = 1. Elsewhere 'xla_noynn' (a CPU-only opt-out) is left out and 'xla',
+  the reference, is always measured (if every candidate is left out, 'xla' is kept). The
+  heuristic's choice comes first, so slow candidates are cut short early.
   """
   names = eligible(geom, platform)
   drop = set()
@@ -136,9 +132,8 @@ def candidates(geom: ConvGeometry, computation: str, platform: str = "cpu") -> l
     drop.add("dense")
   if platform == "cpu" and computation == "kernel_grad":
     drop.add("xla_noynn")  # Eigen's weight gradient: a minute even when G = 1
-    # XLA:CPU's own weight gradient: masked dense when G > 1; when G = 1 fast alone but
-    # a slow path inside a training step (``heuristic``), where measuring alone cannot see it.
-    drop.add("xla")
+    if geom.groups > 1:
+      drop.add("xla")  # XLA:CPU's own weight gradient of a grouped conv: masked dense
   if platform != "cpu":
     drop.add("xla_noynn")  # the YNNPACK opt-out only means something on CPU
   kept = [n for n in names if n not in drop]

@@ -163,15 +163,19 @@ def test_candidates_skip_known_hopeless_weight_gradients():
   assert names[0] == choice.heuristic(geom, "kernel_grad", "cpu")
 
 
-def test_cpu_dense_weight_gradient_is_never_measured_against_xla_unless_nothing_else_runs_it(
-    monkeypatch):
-  x, k = _arrays(groups=1, group_in=16, group_out=8)  # im2col runs it, extension or not
+def test_cpu_weight_gradient_candidates_keep_xla_for_dense_convs_only(monkeypatch):
+  """XLA's own weight gradient is measured for a dense conv (measured alone, it is what
+  the step runs), not for a grouped one (a masked dense convolution), unless nothing else
+  runs the geometry."""
+  x, k = _arrays(groups=1, group_in=16, group_out=8)
   geom = conv_geometry(x, k)
-  names = choice.candidates(geom, "kernel_grad", "cpu")
-  assert names and "xla" not in names  # slow inside a training step, fast alone
-  assert "xla" in choice.candidates(geom, "kernel_grad", "cuda")
+  assert "xla" in choice.candidates(geom, "kernel_grad", "cpu")
+  assert "xla_noynn" not in choice.candidates(geom, "kernel_grad", "cpu")
+  grouped = conv_geometry(*_arrays(groups=2, group_in=16, group_out=8), feature_group_count=2)
+  assert "xla" not in choice.candidates(grouped, "kernel_grad", "cpu")
+  assert "xla" in choice.candidates(grouped, "kernel_grad", "cuda")
   monkeypatch.setattr(choice, "eligible", lambda geom, platform: ["xla", "xla_noynn"])
-  assert choice.candidates(geom, "kernel_grad", "cpu") == ["xla"]
+  assert choice.candidates(grouped, "kernel_grad", "cpu") == ["xla"]
 
 
 @pytest.mark.parametrize("impl, hw", [("auto", 11), ("shift", 12), ("xla", 13)])

@@ -66,6 +66,21 @@ def test_one_traced_function_lowers_each_platforms_plan():
     np.testing.assert_allclose(np.asarray(got), np.asarray(ref), rtol=1e-5, atol=1e-3)
 
 
+def test_a_single_platform_lowering_reaches_xla_without_a_platform_conditional():
+  """Compiled for one platform, each convolution is that platform's plan inline: a
+  conditional over the platform index would reach XLA:CPU after it canonicalises
+  convolutions, and the plan's XLA convolutions would compile as naive loops."""
+  x = jnp.ones((4, 32, 32, 32)); k = jnp.ones((3, 3, 16, 32))
+  plans = {p: plan_for(_geom(), platform=p) for p in ("cpu", "tpu")}
+  assert plans["cpu"] != plans["tpu"]  # so the traced function holds a platform conditional
+  loss = jax.jit(jax.grad(lambda a, b: grouped_conv(a, b, feature_group_count=2).sum(),
+                          argnums=(0, 1)))
+  assert "conditional(" not in loss.lower(x, k).as_text(dialect="hlo")
+  two = jax.jit(lambda a, b: grouped_conv(a, b, feature_group_count=2, impl="xla")
+                + grouped_conv(a, b, feature_group_count=2, impl="auto"))
+  assert "conditional(" not in two.lower(x, k).as_text(dialect="hlo")
+
+
 def test_a_cpu_only_implementation_asked_for_by_name_refuses_other_platforms():
   x = jnp.ones((1, 8, 8, 16)); k = jnp.ones((3, 3, 8, 16))
   f = jax.jit(lambda a, b: grouped_conv(a, b, feature_group_count=2, impl="ffi"))
