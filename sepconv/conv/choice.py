@@ -56,7 +56,10 @@ def heuristic(geom: ConvGeometry, computation: str, platform: str = "cpu") -> st
   backward on the reference layer, forward at parity; 2.8x XLA's dense forward + backward).
   CPU, small convolutions (under ``MIN_MEASURE_MACS``, never measured; from whole
   training steps, side by side in one process, of the granularity grid's MobileNet on
-  8x8 digits and of MobileNet v2 x0.5 on 64x64, batch 32): ``shift`` for depthwise, and
+  8x8 digits and of MobileNet v2 x0.5 on 64x64, batch 32): depthwise convs run ``ffi``
+  where it is built (its depthwise kernels; the digits depthwise-separable step on one core
+  5.6 to 4.2 ms and its compilation 9.5 to 4.7 s, with depth multiplier 4 13.7 to 10.8 ms,
+  MobileNet v2's 64x64 step 61 to 58 ms and its compilation 17 to 6 s), else ``shift``, and
   native for the dense forward and input gradient; grouped convs run ``ffi`` where it is
   built, else ``supergroup`` (the unrolled shift sums took 2-6x longer to compile and
   ran slower from 2 channels per group on). No weight gradient goes to XLA:CPU's own
@@ -93,9 +96,9 @@ def heuristic(geom: ConvGeometry, computation: str, platform: str = "cpu") -> st
 def _small_cpu(geom: ConvGeometry, computation: str) -> str:
   """The heuristic's CPU choice under ``MIN_MEASURE_MACS`` (see ``heuristic``)."""
   depthwise = geom.groups > 1 and geom.group_in == 1 and shift.support(geom) is None
-  if depthwise:
-    return "shift"
   ffi_built = IMPL_TABLE["ffi"].support(geom) is None
+  if depthwise:
+    return "ffi" if ffi_built else "shift"
   if computation == "kernel_grad":
     if geom.groups == 1 and IMPL_TABLE["pointwise"].support(geom) is None:
       return "pointwise"

@@ -7,7 +7,9 @@ forward, the input gradient and the kernel gradient of an NHWC x HWIO grouped co
 directly, as implicit GEMMs per group with register tiles (output pixels x output-channel
 vectors for the forward and input gradient, input channels x output-channel vectors for
 the kernel gradient), padding read as zeros instead of materialised, the strided input
-gradient phase by phase, on their own thread pool, with the instruction set (AVX-512,
+gradient phase by phase; depthwise convolutions (one input and one output channel per
+group) as direct sums vectorised across channels, in tiles of output pixels that share
+their taps; on their own thread pool, with the instruction set (AVX-512,
 AVX2+FMA, or plain C++) chosen at run time from the CPU.
 
 Supported: float32 on the CPU backend, any group count, strides, kernel dilation and

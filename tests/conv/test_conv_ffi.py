@@ -77,6 +77,9 @@ CASES = [
     (9, 9, 2, 8, 16, (7, 7), 2, "SAME", 1),                   # large kernel, stride 2
     (1, 3, 2, 1, 1, (2, 2), 1, ((1, 1), (1, 1)), 2),          # every row tap in the padding
     (5, 30, 1, 3, 17, (3, 3), (1, 4), ((0, 0), (5, 5)), (1, 3)),  # wide, stride 4 dilation 3
+    (9, 8, 70, 1, 1, (3, 3), 2, "SAME", 1),                   # depthwise, channel tails, stride 2
+    (10, 9, 37, 1, 1, (5, 3), (1, 2), ((2, -1), (3, 1)), (2, 1)),  # depthwise, dilated, cropped
+    (3, 4, 19, 1, 1, (3, 3), 1, ((2, 2), (0, 0)), 1),         # depthwise, rows with no tap
 ]
 
 
@@ -104,8 +107,9 @@ def _cpu_isas():
 
 @needs_ext
 @pytest.mark.parametrize("isa", _cpu_isas())
-@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[6], CASES[8], CASES[12]],
-                         ids=["g8s2", "explicit", "dense", "negpad", "k7"])
+@pytest.mark.parametrize("case", [CASES[2], CASES[4], CASES[6], CASES[8], CASES[12], CASES[15],
+                                  CASES[16]],
+                         ids=["g8s2", "explicit", "dense", "negpad", "k7", "dw", "dw-dilated"])
 def test_every_instruction_set_matches_xla(isa, case):
   h, w, g, gi, go, kernel, strides, padding, dilation = case
   x, k = _inputs(2, h, w, g, gi, go, kernel, seed=3)
@@ -191,7 +195,7 @@ def test_vmap_of_grad_gives_per_example_kernel_gradients():
 def test_matches_torch_conv2d_groups():
   torch = pytest.importorskip("torch", reason="PyTorch is the independent reference")
   for groups, gi, go, stride, pad, dil in ((8, 8, 8, 1, 1, 1), (2, 16, 32, 2, 2, 2),
-                                           (1, 24, 16, 1, 0, 1)):
+                                           (1, 24, 16, 1, 0, 1), (40, 1, 1, 2, 1, 1)):
     x, k = _inputs(2, 11, 9, groups, gi, go, (3, 3))
     xt = torch.from_numpy(np.array(x)).permute(0, 3, 1, 2).requires_grad_(True)
     kt = torch.from_numpy(np.array(k)).permute(3, 2, 0, 1).contiguous().requires_grad_(True)
