@@ -199,6 +199,10 @@ def _execute(spec: RunnerSpec, shard: tuple[int, int], executor: Executor, keep_
     except _StopSweep:
       log("stopped at the first diverged job (--keep-going runs past diverged jobs); "
           "a run started again continues with the jobs not recorded")
+    finally:
+      close = getattr(executor, "close", None)  # workers kept up between the phases
+      if close is not None:
+        close()
     return counts
 
 

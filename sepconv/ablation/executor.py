@@ -97,6 +97,9 @@ class Executor(Protocol):
   def run(self, spec: RunnerSpec, runner: Runner, jobs: list[Job], on_outcome: OnOutcome, *,
           concurrent: bool = True) -> None: ...
 
+  # Optional: close() -> None, called once the sweep's phases are done (workers kept up
+  # between ``run`` calls end there).
+
 
 def attempt(runner: Runner, job: Job) -> Outcome:
   """Runs ``job``; an exception it raises becomes a failed outcome naming the error."""

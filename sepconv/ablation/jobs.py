@@ -106,6 +106,10 @@ class BenchJob(Job):
   variant: Variant
   kind: ClassVar[str] = "bench"
 
+  @property
+  def affinity(self) -> Any:
+    return self.variant  # timed where the variant's steps were compiled
+
 
 @dataclasses.dataclass(frozen=True)
 class DecompositionJob(SeededJob):

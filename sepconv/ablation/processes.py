@@ -14,9 +14,12 @@ line's default executor there).
 
 A worker that dies (killed, out of memory) is replaced: the job it was running is started
 again on a new worker, up to ``max_retries`` times, and resumes from its checkpoints; past
-that it is recorded as failed. Jobs that must run alone (``concurrent=False``) run one at
-a time on one worker that may use every CPU. On one host with several accelerators prefer
-``--executor ray``, which gives each job its own chip.
+that it is recorded as failed. Jobs that must run alone (``concurrent=False``) run one at a
+time, each on the worker whose last job had its affinity (a variant's benchmark where its
+steps were compiled, on that worker's CPUs, as its training ran), the other workers idle.
+The workers stay up between calls, so the timings and analyses after the grid reuse their
+runtimes, data and compiled steps; ``close`` ends them. On one host with several
+accelerators prefer ``--executor ray``, which gives each job its own chip.
 """
 
 from __future__ import annotations
@@ -146,20 +149,24 @@ class Processes:
     self.workers = workers
     self.max_retries = max_retries
     self.pin = pin
+    self._workers: list[_Worker] | None = None
 
   def run(self, spec: RunnerSpec, runner: Runner, jobs: list[Job], on_outcome: OnOutcome, *,
           concurrent: bool = True) -> None:
-    if concurrent:
-      shares = cpu_shares(self.workers) if self.pin else [None] * self.workers
-    else:
-      shares = [None]  # alone: one worker, every CPU
-    workers = [_Worker(cpus) for cpus in shares]
+    """Runs ``jobs``; ``concurrent=False``: one at a time, each on the worker holding its
+    affinity (the others idle), so timings see the CPUs a training run saw, without
+    another job beside them. The workers stay up for the next call (``close`` ends them)."""
+    workers = self._start_workers()
     pending, deaths = list(jobs), Counter()
     try:
       while pending or any(w.future is not None for w in workers):
-        for worker in workers:
-          if worker.future is None and pending:
-            worker.start(spec, _next_job(pending, worker, workers))
+        if concurrent:
+          for worker in workers:
+            if worker.future is None and pending:
+              worker.start(spec, _next_job(pending, worker, workers))
+        elif pending and all(w.future is None for w in workers):
+          job = pending.pop(0)
+          _holder(job, workers).start(spec, job)
         busy = {w.future: w for w in workers if w.future is not None}
         done, _ = wait(busy, return_when=FIRST_COMPLETED)
         for future in done:
@@ -179,11 +186,33 @@ class Processes:
             continue
           on_outcome(job, outcome)
     except BaseException:  # interrupted: do not wait for the jobs still running
-      for worker in workers:
-        worker.close(wait=False)
+      self.close(wait=False)
       raise
+
+  def _start_workers(self) -> list[_Worker]:
+    """This executor's workers (their processes start with their first job)."""
+    if self._workers is None:
+      shares = cpu_shares(self.workers) if self.pin else [None] * self.workers
+      self._workers = [_Worker(cpus) for cpus in shares]
+    return self._workers
+
+  def close(self, wait: bool = True) -> None:
+    """Ends the worker processes (the next ``run`` starts new ones)."""
+    for worker in self._workers or ():
+      worker.close(wait=wait)
+    self._workers = None
+
+
+def _holder(job: Job, workers: list[_Worker]) -> _Worker:
+  """The worker that runs ``job`` alone: the one whose last job had its affinity (its
+  compiled steps are there), else the first one already running a process."""
+  for wanted in (lambda w: job.affinity is not None and w.affinity == job.affinity,
+                 lambda w: w.pool is not None,
+                 lambda w: True):
     for worker in workers:
-      worker.close()
+      if wanted(worker):
+        return worker
+  raise IndexError("no worker")
 
 
 __all__ = ["MAX_PER_CPU_WORKERS", "Processes", "cpu_shares", "per_cpu"]

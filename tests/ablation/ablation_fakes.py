@@ -46,7 +46,12 @@ class WorkJob(SeededJob):
 
 @dataclasses.dataclass(frozen=True)
 class TimedJob(Job):
+  group: int | None = None  # its affinity: timed where that group's jobs ran
   kind: ClassVar[str] = "timed"
+
+  @property
+  def affinity(self):
+    return self.group
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +75,7 @@ class FakeRunner:
     e = self.experiment
     work = ([GroupedWorkJob(f"fake/{i}", seed=i, group=i % e.groups) for i in range(e.n)]
             if e.groups else [WorkJob(f"fake/{i}", seed=i) for i in range(e.n)])
-    return (work + [TimedJob("fake/timed")]
+    return (work + [TimedJob("fake/timed", group=1 if e.groups > 1 else None)]
             + [SummaryJob("fake/summary")])
 
   def run_job(self, job: Job) -> dict | None:
