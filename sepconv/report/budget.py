@@ -4,10 +4,11 @@ evaluation and analyses, benchmarking.
 Every record carries ``seconds`` (its whole job, measured by the engine); training
 records also carry ``metrics.train_seconds`` (optimizer steps only),
 ``metrics.compile_seconds`` (compiling the steps, any autotune measuring done while
-tracing included) and ``metrics.autotune_seconds`` (measuring autotune candidates, in
-the whole job). A training job's seconds split into those three and the rest of the
-job: evaluation, features, the linear probe, checkpoints. The parts add up to the sum
-of the jobs' seconds; the command's start-up (imports, loading the data) is not in any
+tracing included), ``metrics.autotune_seconds`` (measuring autotune candidates, in
+the whole job) and ``metrics.bench_compile_seconds`` (compiling ahead the steps the
+variant's benchmark times, counted as benchmarking). A training job's seconds split into
+those and the rest of the job: evaluation, features, the linear probe, checkpoints. The
+parts add up to the sum of the jobs' seconds; the command's start-up (imports, loading the data) is not in any
 record.
 """
 
@@ -44,7 +45,11 @@ def parts(records: Sequence[dict]) -> dict[str, tuple[int, float]]:
       add("training steps", 1, steps)
       add("compiling", 1, compiling)
       add("autotune measuring", 1, autotune)
-      add("evaluation, features, probe, checkpoints", 1, seconds - steps - compiling - autotune)
+      ahead = _number(m.get("bench_compile_seconds"))  # the benchmark's steps, compiled early
+      add("evaluation, features, probe, checkpoints", 1,
+          seconds - steps - compiling - autotune - ahead)
+      if ahead:
+        add("benchmarking", 0, ahead)
     elif kind in ANALYSIS_KINDS:
       add("cross-run analyses", 1, seconds)
     elif kind == "bench":

@@ -27,6 +27,15 @@ def test_parts_split_training_jobs_and_add_up():
   assert sum(s for _, s in parts.values()) == pytest.approx(sum(r["seconds"] for r in RECORDS))
 
 
+def test_the_benchmarks_steps_compiled_in_a_training_job_count_as_benchmarking():
+  ahead = _train(20.0, 10.0, 6.0, 2.0)
+  ahead["metrics"]["bench_compile_seconds"] = 1.5
+  parts = budget.parts([ahead, {"kind": "bench", "seconds": 3.0}])
+  assert parts["benchmarking"] == (1, 4.5)
+  assert parts["evaluation, features, probe, checkpoints"] == (1, 2.5)
+  assert sum(s for _, s in parts.values()) == pytest.approx(23.0)
+
+
 def test_table_rows_and_shares():
   table = budget.time_budget_table(RECORDS)
   total = table.rows[-1]
