@@ -253,3 +253,15 @@ def test_a_full_disk_mid_run_is_one_line_and_the_run_resumes_once_freed(small_di
   filler.unlink()
   _finish(out)
   _assert_same_run(out, whole, digits)
+
+
+def test_params_finite_reads_cpu_parameters_in_place_and_reduces_elsewhere(monkeypatch):
+  import jax.numpy as jnp
+  from sepconv.train import faults
+  good = {"a": jnp.ones((3, 2)), "b": {"c": jnp.zeros(4)}}
+  bad = {"a": jnp.ones((3, 2)), "b": {"c": jnp.asarray([0.0, jnp.inf, 0.0, 0.0])}}
+  nan = {"a": jnp.full((2,), jnp.nan)}
+  for on_host in (True, False):  # numpy in place; the jitted reduction (another backend)
+    monkeypatch.setattr(faults, "_on_this_host", lambda x, on_host=on_host: on_host)
+    assert faults.params_finite(good)
+    assert not faults.params_finite(bad) and not faults.params_finite(nan)
