@@ -8,8 +8,8 @@ tracing included), ``metrics.autotune_seconds`` (measuring autotune candidates, 
 the whole job) and ``metrics.bench_compile_seconds`` (compiling ahead the steps the
 variant's benchmark times, counted as benchmarking). A training job's seconds split into
 those and the rest of the job: evaluation, features, the linear probe, checkpoints. The
-parts add up to the sum of the jobs' seconds; the command's start-up (imports, loading the data) is not in any
-record.
+parts add up to the sum of the jobs' seconds; the command's start-up (imports, loading
+the data) is not in any record.
 """
 
 from __future__ import annotations
