@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 
@@ -78,6 +79,7 @@ class Checkpoints:
 
   def __init__(self, directory: str | os.PathLike, *, max_to_keep: int = 2):
     self.directory = Path(directory).absolute()
+    self.last_save = time.monotonic()  # of the last save started, or of this object's creation
     _quiet_failed_writes()
     try:
       self._manager = ocp.CheckpointManager(
@@ -91,6 +93,7 @@ class Checkpoints:
 
   def save(self, step: int, state) -> None:
     """Starts writing ``state`` as ``step`` (a previous save's failure surfaces here)."""
+    self.last_save = time.monotonic()
     try:
       self._manager.save(step, args=ocp.args.StandardSave(state))
     except Exception as e:  # noqa: BLE001

@@ -16,7 +16,7 @@ SCHEDULES = ("cosine", "step", "constant")
 DTYPES = ("float32", "bfloat16")
 
 # Fields that may change between a run and its resumption without changing its result.
-_RESUME_FREE = ("data_dir", "download", "checkpoint_every_steps")
+_RESUME_FREE = ("data_dir", "download", "checkpoint_every_steps", "checkpoint_every_seconds")
 
 
 def _models() -> tuple[str, ...]:
@@ -89,8 +89,12 @@ class TrainConfig:
   impl: str = _field("auto", "convolution implementation passed to the model ('auto' lets it "
                      "choose)")
   checkpoint_every_steps: int = _field(0, "also checkpoint every this many steps; 0 checkpoints "
-                                       "at the end of each epoch only",
+                                       "at epochs' ends only",
                                        aliases=("--checkpoint-every",))
+  checkpoint_every_seconds: float = _field(
+      30.0, "an epoch's end is checkpointed once this many seconds have passed since the "
+      "last checkpoint (or the run's start); the last epoch's end always is; 0 checkpoints "
+      "every epoch's end (a stop signal checkpoints the step in progress either way)")
 
   def __post_init__(self):
     """Checks every field for what it means; a bad value raises one ``ValueError`` line."""
@@ -104,6 +108,7 @@ class TrainConfig:
         kind = "" if validate.is_int(value) else "an int "
         raise ValueError(f"{field} (={value!r}) must be {kind}>= 1")
     validate.nonnegative_int(self.checkpoint_every_steps, "checkpoint_every_steps")
+    validate.nonnegative_number(self.checkpoint_every_seconds, "checkpoint_every_seconds")
     if not validate.is_int(self.seed) or not 0 <= self.seed < 2**31:
       raise ValueError(f"seed (={self.seed!r}) must be an int in [0, 2**31)")
     check_folds(self.folds, self.fold)

@@ -112,8 +112,10 @@ def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
 
 
 # Compiled (train, eval) steps of this process, by everything the compilation depends on:
-# the runs of a sweep that differ only in seed and fold share one (the last few are kept).
-_COMPILED = Executables()
+# the runs of a sweep that differ only in seed and fold share one. A sweep's worker trains
+# several variants, each with the steps its benchmark times compiled beside its own, before
+# the benchmarks run: the last 16 are kept (a small model's pair is a few MB).
+_COMPILED = Executables(keep=16)
 
 
 def _compile_key(setup: Setup, state: TrainState) -> tuple:
@@ -257,7 +259,9 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
         if lead:
           append_record(metrics_path, record)
         records[epoch + 1] = record
-        checkpoints.save((epoch + 1) * steps_per_epoch, state)
+        since = time.monotonic() - checkpoints.last_save
+        if epoch + 1 == config.epochs or since >= config.checkpoint_every_seconds:
+          checkpoints.save((epoch + 1) * steps_per_epoch, state)
 
       train_loss, train_acc = evaluate(state, dataset.x_train, dataset.y_train)
       test_loss, test_acc = evaluate(state, dataset.x_test, dataset.y_test)
@@ -287,7 +291,7 @@ def train(config: TrainConfig, out_dir, *, dataset: Dataset | None = None,
 def _first_nonfinite_step(setup: Setup, step_fn, checkpoints: Checkpoints, like: TrainState,
                           detected: int) -> tuple[int, int]:
   """(first step with a non-finite loss or parameter, last checkpoint's step), found by
-  replaying the steps since the last checkpoint (at most one epoch, failure path only)."""
+  replaying the steps since the last checkpoint (failure path only)."""
   config, dataset, mesh, spe = setup.config, setup.dataset, setup.mesh, setup.steps_per_epoch
   checkpoints.wait()
   start = checkpoints.latest_step() or 0

@@ -67,7 +67,7 @@ def test_each_flag_sets_its_field_and_only_that():
            "decay_norm_and_bias": True, "schedule": "step", "warmup_epochs": 0.5,
            "step_milestones": (0.3, 0.6, 0.9), "step_factor": 0.2, "label_smoothing": 0.1,
            "augment": False, "seed": 7, "dtype": "bfloat16", "impl": "xla",
-           "checkpoint_every_steps": 5, "folds": 5, "fold": 3}
+           "checkpoint_every_steps": 5, "checkpoint_every_seconds": 2.5, "folds": 5, "fold": 3}
   assert set(other) == {f.name for f in FIELDS}
   base = default_config("digits")
   for name, value in other.items():

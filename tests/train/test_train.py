@@ -199,7 +199,8 @@ def test_cli_bad_input_is_one_line(tmp_path, monkeypatch, capsys, args, message)
 
 
 def test_a_damaged_latest_checkpoint_resumes_from_the_one_before(tmp_path, digits, capfd):
-  config = default_config("digits", model="tiny", epochs=3, batch_size=64)
+  config = default_config("digits", model="tiny", epochs=3, batch_size=64,
+                          checkpoint_every_seconds=0)  # every epoch's end
   kwargs = dict(dataset=digits, model_factory=tiny_factory, devices=ONE, progress=False)
   whole = train(config, tmp_path / "run", **kwargs)
   latest = tmp_path / "run" / "checkpoints" / str(whole["steps"])

@@ -52,7 +52,8 @@ def _config(**overrides):
 
 def _argv(out: Path) -> list[str]:
   return ["train", "--out", str(out), "--epochs", str(EPOCHS), "--batch-size", "64", "--seed",
-          str(SEED), "--no-progress"]
+          str(SEED), "--no-progress",
+          "--checkpoint-every-seconds", "0"]  # every epoch's end: a full disk stops mid-run
 
 
 def _start(argv: list[str]) -> subprocess.Popen:
