@@ -15,8 +15,8 @@ line's default executor there).
 A worker that dies (killed, out of memory) is replaced: the job it was running is started
 again on a new worker, up to ``max_retries`` times, and resumes from its checkpoints; past
 that it is recorded as failed. Jobs that must run alone (``concurrent=False``) run one at a
-time, each on the worker whose last job had its affinity (a variant's benchmark where its
-steps were compiled, on that worker's CPUs, as its training ran), the other workers idle.
+time, each on the worker that ran a job of its affinity last (a variant's benchmark where
+its steps were compiled, on that worker's CPUs, as its training ran), the other workers idle.
 The workers stay up between calls, so the timings and analyses after the grid reuse their
 runtimes, data and compiled steps; ``close`` ends them. On one host with several
 accelerators prefer ``--executor ray``, which gives each job its own chip.
@@ -25,10 +25,12 @@ accelerators prefer ``--executor ray``, which gives each job its own chip.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator
+from typing import Any
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 
@@ -80,6 +82,9 @@ def cpu_shares(workers: int) -> list[tuple[int, ...] | None]:
   return [tuple(cpus[bounds[k]:bounds[k + 1]]) for k in range(workers)]
 
 
+_STARTS = itertools.count()  # orders the jobs started by this process's workers
+
+
 class _Worker:
   """One worker process (a single-process pool, made on first use), its CPUs and the job
   it runs."""
@@ -90,6 +95,7 @@ class _Worker:
     self.job: Job | None = None
     self.future: Future | None = None
     self.affinity = None
+    self.ran: dict[Any, int] = {}  # affinity -> when this worker last started one of its jobs
 
   def start(self, spec: RunnerSpec, job: Job) -> None:
     if self.pool is None:
@@ -97,13 +103,14 @@ class _Worker:
       self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context(
           "spawn"), **pin)
     self.job, self.affinity = job, job.affinity
+    self.ran[job.affinity] = next(_STARTS)
     with _thread_pools(self.cpus):  # the pool starts its process on the first submit
       self.future = self.pool.submit(run_in_worker, spec, job)
 
   def discard(self) -> None:
     """Drops a broken worker; the next ``start`` makes a new one."""
     self.close(wait=False)
-    self.affinity = None
+    self.affinity, self.ran = None, {}
 
   def close(self, wait: bool = True) -> None:
     if self.pool is not None:
@@ -204,15 +211,13 @@ class Processes:
 
 
 def _holder(job: Job, workers: list[_Worker]) -> _Worker:
-  """The worker that runs ``job`` alone: the one whose last job had its affinity (its
-  compiled steps are there), else the first one already running a process."""
-  for wanted in (lambda w: job.affinity is not None and w.affinity == job.affinity,
-                 lambda w: w.pool is not None,
-                 lambda w: True):
-    for worker in workers:
-      if wanted(worker):
-        return worker
-  raise IndexError("no worker")
+  """The worker that runs ``job`` alone: the one that started a job of its affinity last
+  (its compiled steps are there), else the first one already running a process."""
+  ran = [w for w in workers if w.pool is not None and job.affinity is not None
+         and job.affinity in w.ran]
+  if ran:
+    return max(ran, key=lambda w: w.ran[job.affinity])
+  return next((w for w in workers if w.pool is not None), workers[0])
 
 
 __all__ = ["MAX_PER_CPU_WORKERS", "Processes", "cpu_shares", "per_cpu"]
