@@ -114,7 +114,7 @@ def prepare(config: TrainConfig, dataset: Dataset | None = None, *,
 # Compiled (train, eval) steps of this process, by everything the compilation depends on:
 # the runs of a sweep that differ only in seed and fold share one. A sweep's worker trains
 # several variants, each with the steps its benchmark times compiled beside its own, before
-# the benchmarks run: the last 16 are kept (a small model's pair is a few MB).
+# the benchmarks run: the last 16 are kept (a digits model's pair holds well under 1 MB).
 _COMPILED = Executables(keep=16)
 
 
