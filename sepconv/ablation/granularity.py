@@ -20,6 +20,8 @@ from sepconv.conv import policy
 from sepconv.records import RECORDS_FILE, read_records
 from sepconv.data import fold_split, load_dataset
 from sepconv.train import TrainConfig, default_config, train
+from sepconv.train.loop import prepare
+from sepconv.train.step import initial_state
 from sepconv.train.timed import compiled_steps, time_steps
 
 
@@ -340,8 +342,17 @@ class GranularityRunner:
     start = time.perf_counter()
     for impl in e.bench_impls:
       if impl != config.impl:
-        compiled_steps(dataclasses.replace(config, impl=impl), d)
+        compiled_steps(dataclasses.replace(config, impl=impl), d,
+                       state=self._initial_state(config, d))
     return time.perf_counter() - start
+
+  @staticmethod
+  def _initial_state(config, d):
+    """``config``'s initial state, whose initialisation its training compiled: the state
+    the steps of every benchmarked implementation start from (parameters do not depend on
+    the implementation)."""
+    setup = prepare(config, d)
+    return initial_state(setup.spec, d.input_shape, config.seed)
 
   def _bench(self, job: BenchJob) -> dict:
     """Median training-step and evaluation-step times per conv implementation.
@@ -357,9 +368,11 @@ class GranularityRunner:
     trained = None if self.replay else recorded_plans(self.out_dir / RECORDS_FILE,
                                                        job.variant.conv)
     for impl in e.bench_impls:
+      state = self._initial_state(config, d)
       with policy.replaying(trained or None):
         step, infer = time_steps(dataclasses.replace(config, impl=impl), d, warmup=2,
-                                 repeats=e.bench_repeats, budget_s=BENCH_BUDGET_S)
+                                 repeats=e.bench_repeats, budget_s=BENCH_BUDGET_S,
+                                 state=state)
       timings[impl] = {"train_step_ms": step.median_ms, "infer_ms": infer.median_ms,
                        "train_images_per_s": batch / step.median_ms * 1e3,
                        "infer_images_per_s": batch / infer.median_ms * 1e3,

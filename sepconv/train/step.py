@@ -135,8 +135,9 @@ class Executables:
     return self._entries[key]
 
 
-# Compiled initialisations of this process by (spec, input shape, traced plans).
-_INIT_COMPILED = Executables()
+# Compiled initialisations of this process by (spec, input shape, traced plans); kept as
+# long as the steps (``loop._COMPILED``), whose benchmarks start from them.
+_INIT_COMPILED = Executables(keep=16)
 
 
 def initial_state(spec: StepSpec, input_shape: tuple[int, ...], seed: int) -> TrainState:

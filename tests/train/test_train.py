@@ -281,3 +281,32 @@ def test_runs_differing_only_in_seed_and_fold_share_one_compilation(tmp_path, di
   train(dataclasses.replace(base, batch_size=32), tmp_path / "other", dataset=digits,
         model_factory=tiny_factory, devices=ONE, progress=False)
   assert len(lowered) == 2  # another batch size is another compilation
+
+
+def test_the_initial_state_does_not_depend_on_the_conv_implementation(digits):
+  from sepconv.train.step import initial_state
+  states = []
+  for impl in ("xla", "auto", "dense"):
+    config = default_config("digits", model="mobilenet_v1_shallow", width_multiplier=0.25,
+                            conv="dws:g=2", impl=impl)
+    setup = loop.prepare(config, digits, devices=ONE)
+    states.append(initial_state(setup.spec, digits.input_shape, seed=3))
+  for other in states[1:]:
+    assert jax.tree.structure(other) == jax.tree.structure(states[0])
+    for a, b in zip(jax.tree.leaves(states[0]), jax.tree.leaves(other)):
+      np.testing.assert_array_equal(a, b)
+
+
+def test_timed_steps_start_from_a_given_state_without_initialising(digits, monkeypatch):
+  from sepconv.train import timed
+  from sepconv.train.step import initial_state
+  config = default_config("digits", model="tiny", batch_size=64)
+  setup = loop.prepare(config, digits, model_factory=tiny_factory, devices=ONE)
+  state = initial_state(setup.spec, digits.input_shape, config.seed)
+
+  def refuse(*args, **kwargs):
+    raise AssertionError("initialised again")
+  monkeypatch.setattr(timed, "initial_state", refuse)
+  train_timing, eval_timing = timed.time_steps(config, digits, warmup=1, repeats=2, state=state,
+                                               model_factory=tiny_factory, devices=ONE)
+  assert len(train_timing.times_ms) >= 2 and len(eval_timing.times_ms) >= 2
