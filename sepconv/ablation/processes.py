@@ -30,9 +30,9 @@ import multiprocessing
 import os
 from collections import Counter
 from collections.abc import Iterator
-from typing import Any
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 from sepconv.ablation.executor import OnOutcome, RunnerSpec, failure, run_in_worker
 from sepconv.ablation.jobs import Job, Runner, log
