@@ -340,10 +340,10 @@ class GranularityRunner:
     if (job.seed, job.fold) != (e.seeds[0], 0):
       return 0.0
     start = time.perf_counter()
+    state = self._initial_state(config, d)  # only lowered against: no step runs on it
     for impl in e.bench_impls:
       if impl != config.impl:
-        compiled_steps(dataclasses.replace(config, impl=impl), d,
-                       state=self._initial_state(config, d))
+        compiled_steps(dataclasses.replace(config, impl=impl), d, state=state)
     return time.perf_counter() - start
 
   @staticmethod
