@@ -154,6 +154,32 @@ def test_deterministic_across_calls():
 
 
 @needs_ext
+@pytest.mark.parametrize("case", [CASES[2], CASES[6], CASES[15], CASES[16]],
+                         ids=["g8s2", "dense", "dw", "dw-dilated"])
+def test_same_bits_on_xla_pool_and_own_threads(case):
+  """Parallel loops run on XLA's intra-op pool inside a program (the default) or on the
+  extension's own threads: the work is split the same way, so the bits are the same."""
+  h, w, g, gi, go, kernel, strides, padding, dilation = case
+  x, k = _inputs(8, 4 * h, 4 * w, g, gi, go, kernel, seed=5)
+  kwargs = dict(feature_group_count=g, strides=strides, padding=padding, dilation=dilation)
+
+  @jax.jit
+  def fn(a, b):
+    y, vjp = jax.vjp(lambda a, b: grouped_conv(a, b, impl="ffi", **kwargs), a, b)
+    return (y, *vjp(jnp.cos(y)))
+
+  before = ffi.use_xla_pool(True)
+  try:
+    on_xla = [np.asarray(v) for v in fn(x, k)]
+    ffi.use_xla_pool(False)
+    own = [np.asarray(v) for v in fn(x, k)]
+  finally:
+    ffi.use_xla_pool(before)
+  for a, b in zip(on_xla, own):
+    np.testing.assert_array_equal(a, b)
+
+
+@needs_ext
 def test_vmap_over_input_kernel_and_both():
   x, k = _inputs(2, 7, 8, 2, 8, 8, (3, 3))
   xs = jnp.stack([x, 2 * x, -x])

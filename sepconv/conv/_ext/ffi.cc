@@ -1,4 +1,4 @@
-// XLA FFI handlers for sepconv's grouped convolutions on CPU, a thread pool, and the
+// XLA FFI handlers for sepconv's grouped convolutions on CPU, their threads, and the
 // run-time choice of instruction set.
 //
 // Three handlers, each a plain C symbol that Python wraps with jax.ffi.pycapsule:
@@ -7,7 +7,8 @@
 //   sepconv_conv_kernel_grad  (x, dy)      -> dk   (kernel size from the result shape)
 // with int64 attributes groups, stride_h/w, pad_top/bottom/left/right, dilation_h/w.
 // NHWC x HWIO, float32. Operands may carry the same leading batch dimensions (vmap with
-// vmap_method="broadcast_all"): each batch slice is one convolution.
+// vmap_method="broadcast_all"): each batch slice is one convolution. Each handler also gets
+// the thread pool XLA runs the program on, and its parallel loops run there.
 #include <unistd.h>
 
 #if defined(__linux__)
@@ -20,6 +21,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -166,9 +168,64 @@ Pool& GetPool() {
   return *pool;
 }
 
+// While a handler runs: XLA's own intra-op thread pool, the one that runs every other
+// operation of the program (XLA:CPU's Eigen pool). Work handed to it lands on threads that
+// are already awake between operations; the fallback pool above has to wake its own
+// threads, which then compete for the same cores with XLA's.
+thread_local ffi::ThreadPool* xla_pool = nullptr;
+std::atomic<bool> use_xla_pool{true};  // off: always the fallback pool (tests, benchmarks)
+
+// One parallel_for on XLA's pool. The pool may run a task late, on the caller's thread, or
+// never while the caller waits, so the caller claims chunks too and then waits only for
+// tasks that are inside a chunk; a task that starts after every chunk is claimed touches
+// nothing but this (shared, reference-counted) state.
+struct Spread {
+  RangeFn fn;
+  void* ctx;
+  int64_t n, grain;
+  std::atomic<int64_t> next{0};
+  std::atomic<int> active{0};
+
+  void Chunks(int thread) {
+    for (;;) {
+      const int64_t begin = next.fetch_add(grain);
+      if (begin >= n) return;
+      fn(ctx, begin, begin + grain < n ? begin + grain : n, thread);
+    }
+  }
+};
+
+void parallel_for_on(ffi::ThreadPool& tp, int threads, int64_t n, RangeFn fn, void* ctx) {
+  auto s = std::make_shared<Spread>();
+  s->fn = fn;
+  s->ctx = ctx;
+  s->n = n;
+  s->grain = n / (threads * 8) > 0 ? n / (threads * 8) : 1;
+  for (int t = 1; t < threads; ++t)
+    tp.Schedule([s, t] {
+      s->active.fetch_add(1);
+      s->Chunks(t);
+      s->active.fetch_sub(1);
+    });
+  s->Chunks(0);
+  while (s->active.load() != 0) std::this_thread::yield();
+}
+
+// Makes XLA's pool the one parallel_for uses for the lifetime of a handler call.
+struct UsingXlaPool {
+  explicit UsingXlaPool(ffi::ThreadPool& tp) { xla_pool = &tp; }
+  ~UsingXlaPool() { xla_pool = nullptr; }
+};
+
 }  // namespace
 
-void parallel_for(int64_t n, RangeFn fn, void* ctx) { GetPool().Run(n, fn, ctx); }
+void parallel_for(int64_t n, RangeFn fn, void* ctx) {
+  if (n <= 0) return;
+  const int threads = num_threads();
+  if (xla_pool != nullptr && use_xla_pool.load() && threads > 1 && n > 1)
+    return parallel_for_on(*xla_pool, threads, n, fn, ctx);
+  GetPool().Run(n, fn, ctx);
+}
 
 int num_threads() { return GetPool().threads(); }
 
@@ -351,9 +408,10 @@ ffi::Error KernelGrad(ffi::Buffer<ffi::F32> x, ffi::Buffer<ffi::F32> dy,
 namespace {
 using sepconv_ffi::Attrs;
 template <auto Fn, class A, class B>
-ffi::Error Unpacked(A a, B b, ffi::ResultBuffer<ffi::F32> out, int64_t groups, int64_t sh,
-                    int64_t sw, int64_t pt, int64_t pb, int64_t pl, int64_t pr, int64_t dh,
-                    int64_t dw) {
+ffi::Error Unpacked(ffi::ThreadPool pool, A a, B b, ffi::ResultBuffer<ffi::F32> out,
+                    int64_t groups, int64_t sh, int64_t sw, int64_t pt, int64_t pb, int64_t pl,
+                    int64_t pr, int64_t dh, int64_t dw) {
+  sepconv_ffi::UsingXlaPool using_pool(pool);
   return Fn(a, b, out, Attrs{groups, sh, sw, pt, pb, pl, pr, dh, dw});
 }
 using In = ffi::Buffer<ffi::F32>;
@@ -361,15 +419,15 @@ using In = ffi::Buffer<ffi::F32>;
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     sepconv_conv_forward, (Unpacked<sepconv_ffi::Forward, In, In>),
-    SEPCONV_ATTRS(ffi::Ffi::Bind().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
+    SEPCONV_ATTRS(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     sepconv_conv_input_grad, (Unpacked<sepconv_ffi::InputGrad, In, In>),
-    SEPCONV_ATTRS(ffi::Ffi::Bind().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
+    SEPCONV_ATTRS(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     sepconv_conv_kernel_grad, (Unpacked<sepconv_ffi::KernelGrad, In, In>),
-    SEPCONV_ATTRS(ffi::Ffi::Bind().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
+    SEPCONV_ATTRS(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
 
 // Introspection for Python (ctypes): the FFI API version compiled in, the instruction set
 // in use, and setters used by tests and benchmarks.
@@ -389,6 +447,12 @@ __attribute__((visibility("default"))) int sepconv_ffi_set_isa(const char* isa) 
   if (k == nullptr) return -1;
   sepconv_ffi::active.store(k);
   return 0;
+}
+
+// 1: parallel loops run on XLA's intra-op pool when XLA passes one (the default); 0: on
+// the extension's own threads. Returns the previous setting.
+__attribute__((visibility("default"))) int sepconv_ffi_use_xla_pool(int on) {
+  return sepconv_ffi::use_xla_pool.exchange(on != 0) ? 1 : 0;
 }
 
 __attribute__((visibility("default"))) int sepconv_ffi_num_threads() {
