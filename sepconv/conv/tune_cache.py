@@ -2,7 +2,8 @@
 
 Keys name what a measurement is valid for: the platform, the device kind, the jax and
 jaxlib versions, the full ``ConvGeometry`` and the computation
-(``cpu|cpu|jax-0.7.2|jaxlib-0.7.2|x32x56x56x128_k3x3x1x128_g128_...|forward``), so a
+(``cpu|cpu|jax-0.7.2|jaxlib-0.7.2|cpus-2|x32x56x56x128_k3x3x1x128_g128_...|forward``;
+on a CPU also the CPUs the process may use and the C++ kernels' build), so a
 cache kept on shared storage (Colab: ``SEPCONV_CACHE_DIR`` on Google Drive) serves every
 runtime of the same device kind and software, and no other.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import jax
 
+from sepconv.conv import ffi
 from sepconv.provenance import usable_cpus
 
 CACHE_VERSION = 1
@@ -46,11 +48,15 @@ def host_platform() -> str:
 
 def device_key() -> str:
   """Platform, device kind and versions of this process's default device; on a CPU also
-  the CPUs the process may use (a plan fastest on 2 threads need not be on 1)."""
+  the CPUs the process may use (a plan fastest on 2 threads need not be on 1) and the
+  build of the C++ kernels, if any (choices measured against other kernels are stale)."""
   versions = f"jax-{jax.__version__}|jaxlib-{jax.lib.__version__}"
   platform = host_platform()
-  cpus = f"|cpus-{usable_cpus()}" if platform == "cpu" else ""
-  return f"{platform}|{jax.devices()[0].device_kind}|{versions}{cpus}"
+  cpu = ""
+  if platform == "cpu":
+    build = ffi.build_id()
+    cpu = f"|cpus-{usable_cpus()}" + (f"|ffi-{build}" if build else "")
+  return f"{platform}|{jax.devices()[0].device_kind}|{versions}{cpu}"
 
 
 def read_file(path: Path) -> dict:

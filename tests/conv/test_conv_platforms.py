@@ -9,6 +9,7 @@ import pytest
 from jax import export
 
 from sepconv.conv import Plan, choice, conv_geometry, grouped_conv, plan_for, policy, table
+from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.measure import Budget
 from sepconv.conv.tune_cache import TuneCache, device_key
 
@@ -130,6 +131,35 @@ def test_tuners_are_independent_and_replaceable(tmp_path, monkeypatch):
   assert entry["choice"] == "dense" and entry["times_ms"]["dense"] == 0.5
   assert device_key().startswith(f"cpu|{jax.devices()[0].device_kind}|jax-{jax.__version__}|")
   assert policy.tuner() is not own
+
+
+def test_choices_measured_against_other_kernels_are_not_reused(tmp_path, monkeypatch):
+  """The CPU key names the C++ kernels' build: a rebuilt library measures afresh."""
+  from sepconv.conv import ffi
+  monkeypatch.setenv("SEPCONV_AUTOTUNE", "1")
+  built = ffi.build_id()
+  assert (built is None) == (ffi.library_path() is None)
+  assert built is None or (len(built) == 12 and int(built, 16) >= 0)
+  geom = ConvGeometry((2, 8, 8, 16), (3, 3, 4, 16), 4, (1, 1), ((1, 1), (1, 1)))
+  cache = TuneCache(tmp_path / "own.json")
+  calls = []
+
+  def fake_measure(g, computation, names):
+    calls.append(names)
+    return {n: 1.0 + i for i, n in enumerate(names)}
+
+  tuner = policy.Tuner(cache=cache, measure=fake_measure, budget=Budget(None),
+                       min_measure_macs=0)
+  monkeypatch.setattr(ffi, "build_id", lambda: "aaaaaaaaaaaa")
+  assert device_key().endswith("|ffi-aaaaaaaaaaaa")
+  tuner.choose(geom, "forward")
+  tuner.choose(geom, "forward")
+  assert len(calls) == 1
+  monkeypatch.setattr(ffi, "build_id", lambda: "bbbbbbbbbbbb")
+  tuner.choose(geom, "forward")
+  assert len(calls) == 2
+  monkeypatch.setattr(ffi, "build_id", lambda: None)
+  assert "|ffi-" not in device_key()
 
 
 def test_the_measuring_budget_bounds_what_is_measured(tmp_path, monkeypatch):
