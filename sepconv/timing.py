@@ -100,8 +100,10 @@ def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats
   """Times several calls in interleaved rounds: ``measure`` for each, side by side.
 
   The warm-up calls go name by name; then each round times one call of every name still
-  running, so load that comes and goes on the host falls on all of them alike instead of
-  on whichever was being timed then. Each name follows ``measure``'s rules on its own
+  running, in an order shuffled each round (a fixed seed), so load that comes and goes on
+  the host, and whatever the call before leaves behind (freed memory, busy threads), falls
+  on all of them alike instead of on whichever was being timed then or came after a
+  given other name. Each name follows ``measure``'s rules on its own
   calls (``repeats``, ``budget_s`` with ``min_repeats``, ``cutoff_ms``).
 
   Args:
@@ -129,13 +131,15 @@ def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats
   def once(name):
     t0 = time.perf_counter()
     try:
-      out[name] = sync(calls[name]())
+      result = sync(calls[name]())
     except Exception as e:
       if errors is None:
         raise
       errors[name] = e
       return None
-    return (time.perf_counter() - t0) * 1e3
+    ms = (time.perf_counter() - t0) * 1e3
+    out[name] = result  # the previous result is freed here, outside the timed window
+    return ms
 
   live = []
   for name in calls:
@@ -171,8 +175,9 @@ def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats
                 and spent[name] > budget_s)
 
   live = [n for n in live if running(n, None)]
+  order = np.random.default_rng(0)
   while live:
-    for name in live:
+    for name in (live[i] for i in order.permutation(len(live))):
       ms = once(name)
       if ms is not None:
         times[name].append(ms)
