@@ -415,19 +415,23 @@ ffi::Error Unpacked(ffi::ThreadPool pool, A a, B b, ffi::ResultBuffer<ffi::F32> 
   return Fn(a, b, out, Attrs{groups, sh, sw, pt, pb, pl, pr, dh, dw});
 }
 using In = ffi::Buffer<ffi::F32>;
+// XLA's thread pool, two operands, one result; the attributes follow.
+auto Binding() {
+  return ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>();
+}
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     sepconv_conv_forward, (Unpacked<sepconv_ffi::Forward, In, In>),
-    SEPCONV_ATTRS(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
+    SEPCONV_ATTRS(Binding()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     sepconv_conv_input_grad, (Unpacked<sepconv_ffi::InputGrad, In, In>),
-    SEPCONV_ATTRS(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
+    SEPCONV_ATTRS(Binding()));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(
     sepconv_conv_kernel_grad, (Unpacked<sepconv_ffi::KernelGrad, In, In>),
-    SEPCONV_ATTRS(ffi::Ffi::Bind().Ctx<ffi::ThreadPool>().Arg<In>().Arg<In>().Ret<ffi::Buffer<ffi::F32>>()));
+    SEPCONV_ATTRS(Binding()));
 
 // Introspection for Python (ctypes): the FFI API version compiled in, the instruction set
 // in use, and setters used by tests and benchmarks.
