@@ -368,7 +368,7 @@ class GranularityRunner:
     trained = None if self.replay else recorded_plans(self.out_dir / RECORDS_FILE,
                                                        job.variant.conv)
     for impl in e.bench_impls:
-      state = self._initial_state(config, d)
+      state = self._initial_state(config, d)  # one each: time_steps donates it
       with policy.replaying(trained or None):
         step, infer = time_steps(dataclasses.replace(config, impl=impl), d, warmup=2,
                                  repeats=e.bench_repeats, budget_s=BENCH_BUDGET_S,

@@ -30,8 +30,8 @@ The extension is optional. ``status()`` says whether it can run and why not: not
 XLA FFI API version that the installed jaxlib does not accept (checked before anything is
 registered: jaxlib refuses such handlers when its CPU backend starts, which would break
 every JAX computation in the process). Environment: ``SEPCONV_FFI_LIBRARY`` loads another
-build of the library; ``SEPCONV_FFI_NUM_THREADS`` (how many threads share a kernel's loop, default the
-CPUs this process may use), ``SEPCONV_FFI_ISA`` ('avx512', 'avx2' or 'generic') and
+build of the library; ``SEPCONV_FFI_NUM_THREADS`` (how many threads share a kernel's loop,
+default the CPUs this process may use), ``SEPCONV_FFI_ISA`` ('avx512', 'avx2' or 'generic') and
 ``SEPCONV_FFI_HUGEPAGES=0`` (do not ask for transparent huge pages on large result buffers,
 whose first-touch page faults otherwise cost about a third of a narrow-group forward) are
 read by the library itself.
@@ -40,9 +40,9 @@ read by the library itself.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 import dataclasses
 import functools
+import hashlib
 import importlib.machinery
 import inspect
 import os

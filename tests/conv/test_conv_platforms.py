@@ -9,7 +9,6 @@ import pytest
 from jax import export
 
 from sepconv.conv import Plan, choice, conv_geometry, grouped_conv, plan_for, policy, table
-from sepconv.conv.geometry import ConvGeometry
 from sepconv.conv.measure import Budget
 from sepconv.conv.tune_cache import TuneCache, device_key
 
@@ -140,7 +139,7 @@ def test_choices_measured_against_other_kernels_are_not_reused(tmp_path, monkeyp
   built = ffi.build_id()
   assert (built is None) == (ffi.library_path() is None)
   assert built is None or (len(built) == 12 and int(built, 16) >= 0)
-  geom = ConvGeometry((2, 8, 8, 16), (3, 3, 4, 16), 4, (1, 1), ((1, 1), (1, 1)))
+  geom = _geom(groups=4, group_in=4, hw=8, batch=2)
   cache = TuneCache(tmp_path / "own.json")
   calls = []
 
