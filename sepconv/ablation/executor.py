@@ -30,6 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
+from sepconv import hostmem
 from sepconv.ablation.jobs import Job, Runner, RunOptions, Status, log, logging_enabled
 
 # The last lines of a failed job's traceback kept in its record.
@@ -129,11 +130,13 @@ _WORKER: dict[str, Any] = {}
 def prepare_worker_environment() -> None:
   """Settings a worker needs before JAX starts: it shares the host with other workers.
 
-  Never preallocate accelerator memory meant for neighbours; on a TPU VM, libtpu sees
-  only the chips in ``TPU_VISIBLE_CHIPS`` (set by Ray for a task that asks for TPU) once
-  the process bounds say the process is one of several on the host.
+  Keep freed host memory (``sepconv.hostmem``); never preallocate accelerator memory
+  meant for neighbours; on a TPU VM, libtpu sees only the chips in ``TPU_VISIBLE_CHIPS``
+  (set by Ray for a task that asks for TPU) once the process bounds say the process is
+  one of several on the host.
   """
   os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+  hostmem.keep_if_wanted()
   chips = os.environ.get("TPU_VISIBLE_CHIPS")
   if chips and len(chips.split(",")) == 1:
     os.environ.setdefault("TPU_CHIPS_PER_PROCESS_BOUNDS", "1,1,1")

@@ -25,7 +25,8 @@ import numpy as np
 from sepconv import conv as conv_lib
 from sepconv import validate
 from sepconv.conv import policy
-from sepconv.bench import hostmem, torch_peer
+from sepconv import hostmem
+from sepconv.bench import torch_peer
 from sepconv.bench.config import LAYERS, MODES, LayerConfig, counts
 from sepconv.bench.roofline import roofline
 from sepconv.timing import Timing, compile_ahead, side_by_side, xla_cost
@@ -157,8 +158,6 @@ class BenchOptions:
   copy_mib: int | None = None  # Streaming size; None: 4x the last-level cache, >= 1 GiB.
   matmul_n: int | None = None
   seed: int = 0
-  # glibc keeps freed memory for reuse (``sepconv.bench.hostmem``): process-wide, recorded.
-  keep_freed_host_memory: bool = False
 
 
 def _log(progress: bool, message: str) -> None:
@@ -192,7 +191,7 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
       raise ValueError(f"mode (={mode!r}) must be one of {MODES}")
   run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
   prov = provenance()
-  host_memory_kept = options.keep_freed_host_memory and hostmem.keep_freed_host_memory()
+  host_memory_kept = hostmem.kept()  # process-wide (``sepconv.hostmem``), recorded
   peaks = roofline(config.dtype, copy_mib=options.copy_mib, matmul_n=options.matmul_n)
   platform = prov["platform"]
   use_torch, torch_reason = torch_peer.torch_status(platform) if options.torch else (False, "")

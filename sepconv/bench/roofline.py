@@ -244,7 +244,7 @@ def roofline(dtype: str = "float32", *, copy_mib: int | None = None,
   numpy copy into an existing buffer (STREAM's copy) and the FLOP/s peak the jitted
   matmul; the other streaming rates are recorded beside it, because a jitted CPU
   computation writes into fresh buffers and cannot reach that peak while their first
-  touches page-fault (``sepconv.bench.hostmem``). On accelerators with a
+  touches page-fault (``sepconv.hostmem``). On accelerators with a
   ``PUBLISHED_PEAKS`` entry the peaks are the published ones, the measurements kept
   beside them; elsewhere the best jitted streaming rate.
 

@@ -10,8 +10,8 @@ project's own models.
 The step is jitted with its state donated and fed back, as in a training loop, so the
 parameters, batch statistics and optimiser state are updated in their own buffers; the
 activations and gradients are still fresh XLA:CPU buffers every step, whose first touches
-page-fault unless freed host memory is kept (``keep_freed_host_memory``, recorded in each
-record; see ``sepconv.bench.hostmem``). The timed calls end in ``block_until_ready``;
+page-fault unless the process keeps freed host memory (``sepconv.hostmem``, which the
+command line does; recorded in each record). The timed calls end in ``block_until_ready``;
 compile time is reported apart. The implementations' steps are timed side by side, in
 interleaved rounds (``sepconv.timing.side_by_side``), so their ratios are measured under
 the same load.
@@ -35,8 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from sepconv import conv as conv_lib, validate
-from sepconv.bench import hostmem
+from sepconv import conv as conv_lib, hostmem, validate
 from sepconv.timing import Timing, compile_ahead, side_by_side, xla_cost
 from sepconv.models import build_model
 from sepconv.provenance import provenance
@@ -148,7 +147,6 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
                      budget_s: float | None = 60.0,
                      on_record: Callable[[dict], None] | None = None,
                      run_id: str | None = None, progress: bool = False,
-                     keep_freed_host_memory: bool = False,
                      torch_peer: Callable[[], object] | None = None) -> list[dict]:
   """Times the training step of ``factory(impl)`` for each impl.
 
@@ -160,8 +158,6 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     on_record: called with each record as soon as it exists.
     run_id: shared by the records of one invocation.
     progress: one line per impl on stderr.
-    keep_freed_host_memory: first ask glibc to keep freed memory for reuse
-      (``sepconv.bench.hostmem``; process-wide); each record says whether it took effect.
     torch_peer: () -> the PyTorch twin of the model (``torch_peer_factory``), timed after
       the impls in both layouts (``sepconv.bench.torch_models.LAYOUTS``); None: no peer.
 
@@ -175,7 +171,7 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
       raise ValueError(f"impl (={impl!r}) must be one of {tuple(conv_lib.IMPLS)}")
   run_id = run_id or f"{time.strftime('%Y%m%dT%H%M%S')}-{os.getpid()}"
   prov = provenance()
-  host_memory_kept = keep_freed_host_memory and hostmem.keep_freed_host_memory()
+  host_memory_kept = hostmem.kept()  # process-wide (``sepconv.hostmem``), recorded
   records = []
 
   def done(record):

@@ -22,6 +22,10 @@ from sepconv.records import RECORDS_FILE
 DEFAULT_RECORDS = f"results/lowering/{RECORDS_FILE}"
 # The defaults every flag states are the configurations' own.
 LAYER = LayerConfig()
+# Read by ``sepconv.cli.main`` before JAX starts (``sepconv.hostmem``).
+KEEP_HELP = ("keep freed host memory for reuse, so XLA's buffers do not page-fault on every "
+             "call (default; process-wide; also off with SEPCONV_KEEP_FREED_HOST_MEMORY=0; "
+             "recorded in each record)")
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -74,9 +78,8 @@ def _add_timing_args(p: argparse.ArgumentParser, *, default_out: str | None) -> 
                       "last-level cache, at least 1024)")
   g.add_argument("--matmul-n", type=positive_int, default=None,
                  help="matmul size of the FLOP/s measurement (default 2048 CPU, 8192 else)")
-  g.add_argument("--keep-freed-host-memory", action="store_true",
-                 help="ask glibc to keep freed memory for reuse, so large outputs do not "
-                      "page-fault on every call (process-wide; recorded in each record)")
+  g.add_argument("--keep-freed-host-memory", action=argparse.BooleanOptionalAction,
+                 default=True, help=KEEP_HELP)
   g.add_argument("--json", action="store_true", help="print one JSON record per line")
   g.add_argument("--out", default=default_out,
                  help=f"JSON-lines file to append records to (default {default_out or 'none'})")
@@ -97,7 +100,7 @@ def _options(args):
   return BenchOptions(repeats=args.repeats, warmup=args.warmup, budget_s=args.budget_s,
                       min_repeats=args.min_repeats,
                       torch=args.torch, check=args.check, copy_mib=args.copy_mib,
-                      matmul_n=args.matmul_n, keep_freed_host_memory=args.keep_freed_host_memory)
+                      matmul_n=args.matmul_n)
 
 
 def _sink(path: str | None):
@@ -170,7 +173,6 @@ def run_train_step(args) -> int:
   records = bench_train_step(model_factory(config), config, impls, warmup=args.warmup,
                              repeats=args.repeats, budget_s=args.budget_s,
                              on_record=_sink(args.out), progress=not args.quiet,
-                             keep_freed_host_memory=args.keep_freed_host_memory,
                              torch_peer=peer)
   if args.json:
     _print(records, True)
@@ -239,9 +241,8 @@ def register(subparsers) -> None:
   p.add_argument("--repeats", type=positive_int, default=10)
   p.add_argument("--warmup", type=nonnegative_int, default=2)
   p.add_argument("--budget-s", type=positive_float, default=60.0)
-  p.add_argument("--keep-freed-host-memory", action="store_true",
-                 help="ask glibc to keep freed memory for reuse, so activations do not "
-                      "page-fault on every step (process-wide; recorded in each record)")
+  p.add_argument("--keep-freed-host-memory", action=argparse.BooleanOptionalAction,
+                 default=True, help=KEEP_HELP)
   p.add_argument("--torch", action=argparse.BooleanOptionalAction, default=True,
                  help="also time the model's PyTorch twin (NCHW and channels-last) if torch "
                       "is installed (CPU, float32)")

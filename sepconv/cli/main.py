@@ -13,6 +13,8 @@ import importlib
 import sys
 import warnings
 
+from sepconv import hostmem
+
 COMMANDS = ("cost", "bench", "train", "ablate", "report", "env")
 
 
@@ -39,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
   warnings.formatwarning = _one_line_warning  # a warning is one line, as errors are
   parser = build_parser()
   args = parser.parse_args(argv)
+  if getattr(args, "keep_freed_host_memory", True):
+    hostmem.keep_if_wanted()  # before any sub-command starts JAX
   try:
     code = args.func(args)
   except (ValueError, FileNotFoundError, NotADirectoryError) as e:
