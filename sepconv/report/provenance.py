@@ -85,6 +85,9 @@ def section_lines(records: Sequence[dict], sig) -> list[str]:
       f"git revision: {field(records, 'git_revision', 'n/a')}",
       f"measured: {span[0]} to {span[1]}, {len({r['run_id'] for r in records})} run(s)",
   ]
+  kept = [r["keep_freed_host_memory"] for r in records if "keep_freed_host_memory" in r]
+  if kept:  # ``sepconv.hostmem``: whether XLA:CPU's buffers page-faulted on every call
+    lines.append("freed host memory kept: " + distinct_na("yes" if k else "no" for k in kept))
   roofs = [r["roofline"] for r in records if "roofline" in r]
   if roofs:
     lines.append(
