@@ -23,9 +23,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from sepconv import conv as conv_lib
-from sepconv import validate
+from sepconv import hostmem, validate
 from sepconv.conv import policy
-from sepconv import hostmem
 from sepconv.bench import torch_peer
 from sepconv.bench.config import LAYERS, MODES, LayerConfig, counts
 from sepconv.bench.roofline import roofline
