@@ -17,10 +17,9 @@ no mmapped blocks and a trim threshold of 1 GiB, so freed blocks stay in the hea
 the next call reuses pages that are already mapped (the heap grows to a few blocks over
 the first calls where a call's block is freed after the next call took its own, as on
 jax 0.7.2, then settles). It changes nothing numerically; the process keeps its peak
-memory resident. A thread takes its arena on its first
-allocation, so the call must come before JAX starts its backend (the first computation
-or ``jax.devices()``): afterwards XLA's threads keep the arenas they have and it returns
-False.
+memory resident. A thread takes its arena on its first allocation, so the call must come
+before JAX starts its backend (the first computation or ``jax.devices()``): afterwards
+XLA's threads keep the arenas they have and it returns False.
 
 The ``sepconv`` command line does this when it starts, and so do the ablation's worker
 processes; ``SEPCONV_KEEP_FREED_HOST_MEMORY=0`` turns it off (``wanted``). A program

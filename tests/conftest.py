@@ -9,6 +9,9 @@ os.environ["XLA_FLAGS"] = (
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # Autotune choices and compiled executables of the tests stay out of the user's cache.
 os.environ.setdefault("SEPCONV_CACHE_DIR", tempfile.mkdtemp(prefix="sepconv-test-cache-"))
+# The test processes leave glibc's allocator alone whichever test calls the command line
+# first (``sepconv.hostmem``, process-wide); tests/test_hostmem.py checks it in fresh ones.
+os.environ["SEPCONV_KEEP_FREED_HOST_MEMORY"] = "0"
 
 import jax  # noqa: E402
 

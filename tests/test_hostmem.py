@@ -82,6 +82,13 @@ def test_the_command_line_keeps_it_unless_turned_off(setting, expected):
   assert out.strip().splitlines()[-1] == expected
 
 
-def test_this_process_left_alone():
-  """The test process never asked, so records made here say it was off."""
-  assert not hostmem.kept()
+@pytest.mark.skipif(not GLIBC_LINUX, reason="glibc's allocator on Linux")
+def test_an_ablation_worker_keeps_it():
+  code = ("from sepconv import hostmem; from sepconv.ablation.executor import "
+          "prepare_worker_environment\nprepare_worker_environment(); print(hostmem.kept())")
+  assert _run(code).strip().splitlines()[-1] == "True"
+
+
+def test_the_test_processes_leave_it_alone():
+  """conftest turns it off, so records made in tests say it was off."""
+  assert not hostmem.wanted() and not hostmem.kept()
