@@ -93,6 +93,6 @@ def keep_freed_host_memory() -> bool:
 
 def keep_if_wanted() -> bool:
   """``keep_freed_host_memory()`` unless turned off (``wanted``) or too late (no warning)."""
-  if not wanted() or (backend_started() and not _kept):
+  if _kept or not wanted() or backend_started():
     return _kept
   return keep_freed_host_memory()

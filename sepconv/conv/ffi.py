@@ -205,25 +205,26 @@ def status() -> Status:
   return Status(reason, str(path), built, runtime, isa, threads)
 
 
+def _runnable_library() -> ctypes.CDLL:
+  """The extension's library, for its setters; ValueError if the kernels cannot run."""
+  st = status()
+  if st.reason is not None:
+    raise ValueError(f"the ffi kernels cannot run: {st.reason}")
+  return ctypes.CDLL(st.path)
+
+
 def set_isa(isa: str) -> None:
   """Runs the kernels on instruction set ``isa`` from now on (tests, benchmarks)."""
   if isa not in ISAS:
     raise ValueError(f"isa (={isa!r}) must be one of {ISAS}")
-  st = status()
-  if st.reason is not None:
-    raise ValueError(f"the ffi kernels cannot run: {st.reason}")
-  lib = ctypes.CDLL(st.path)
-  if lib.sepconv_ffi_set_isa(isa.encode()) != 0:
+  if _runnable_library().sepconv_ffi_set_isa(isa.encode()) != 0:
     raise ValueError(f"isa (={isa!r}) is not supported by this CPU")
 
 
 def use_xla_pool(on: bool) -> bool:
   """Whether the kernels' parallel loops run on XLA's intra-op thread pool (the default)
   or on the extension's own threads from now on (tests, benchmarks); the previous setting."""
-  st = status()
-  if st.reason is not None:
-    raise ValueError(f"the ffi kernels cannot run: {st.reason}")
-  return bool(ctypes.CDLL(st.path).sepconv_ffi_use_xla_pool(int(bool(on))))
+  return bool(_runnable_library().sepconv_ffi_use_xla_pool(int(bool(on))))
 
 
 def active_isa() -> str | None:
