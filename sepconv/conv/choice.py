@@ -18,8 +18,9 @@ from sepconv.conv.table import IMPL_TABLE, supported
 
 PLATFORMS = ("cpu", "cuda", "rocm", "tpu")
 REFERENCE = "xla"
-# A candidate must beat the native conv by this fraction to be chosen over it, so noise in
-# a few timed calls on a busy host cannot make auto pick something no faster than native.
+# A candidate must beat the incumbent (the heuristic's choice where it was timed, else the
+# native conv) by this fraction to be chosen over it, so noise in a few timed calls on a busy
+# host cannot make auto leave a choice for one no faster.
 MARGIN = 0.05
 # Below this many multiply-adds a convolution takes microseconds whichever way it runs:
 # auto takes the heuristic instead of spending seconds compiling candidates.
@@ -146,10 +147,18 @@ def candidates(geom: ConvGeometry, computation: str, platform: str = "cpu") -> l
 
 
 def pick(times: dict[str, float], valid: list[str], default: str) -> str:
-  """The measured winner: fastest, but native unless beaten by ``MARGIN``; ``default`` if none ran."""
+  """The measured winner: the fastest, unless it is within ``MARGIN`` of the incumbent.
+
+  The incumbent is ``default`` (the heuristic's choice) where it was timed, else the native
+  convolution. Isolated, two candidates within a few percent of each other are a tie that a
+  whole step can break either way (the native input gradient beside ``ffi``'s forward and
+  weight gradient costs a layout change the isolated call does not show), and the heuristic
+  is the choice measured on whole steps. If nothing ran: native where valid, else ``default``.
+  """
   if not times:  # every candidate failed: the native convolution is always correct
     return REFERENCE if REFERENCE in valid else default
-  choice = min(times, key=times.get)
-  if REFERENCE in times and times[choice] > (1 - MARGIN) * times[REFERENCE]:
-    choice = REFERENCE  # within noise of native: keep native
-  return choice
+  fastest = min(times, key=times.get)
+  incumbent = default if default in times else REFERENCE if REFERENCE in times else None
+  if incumbent is not None and times[fastest] > (1 - MARGIN) * times[incumbent]:
+    return incumbent  # within noise of the incumbent: keep it
+  return fastest

@@ -61,11 +61,8 @@ def test_auto_matches_the_implementations_it_chose(tmp_path):
     entry = policy.lookup(geom, stage)
     times = entry["times_ms"]
     assert "xla" in times  # the reference is measured
-    fastest = min(times, key=times.get)
-    if times[fastest] < (1 - choice.MARGIN) * times["xla"]:
-      assert entry["choice"] == fastest
-    else:
-      assert entry["choice"] == "xla"
+    assert entry["choice"] == choice.pick(times, choice.eligible(geom, "cpu"),
+                                          choice.heuristic(geom, stage))
 
 
 def test_choice_survives_cleared_memory_without_measuring(tuner):

@@ -198,9 +198,15 @@ def test_bad_budget_and_platform_say_what_was_expected(monkeypatch):
     plan_for(_geom(), platform="gpu")
 
 
-def test_pick_keeps_native_within_the_margin():
-  assert choice.pick({"xla": 1.0, "shift": 0.97}, ["xla", "shift"], "shift") == "xla"
+def test_pick_keeps_the_incumbent_within_the_margin():
+  # The heuristic's choice, where it was timed, is the incumbent.
+  assert choice.pick({"xla": 1.0, "ffi": 1.03}, ["xla", "ffi"], "ffi") == "ffi"
+  assert choice.pick({"xla": 1.0, "ffi": 1.06}, ["xla", "ffi"], "ffi") == "xla"
+  assert choice.pick({"xla": 1.0, "shift": 0.97}, ["xla", "shift"], "xla") == "xla"
   assert choice.pick({"xla": 1.0, "shift": 0.5}, ["xla", "shift"], "xla") == "shift"
+  # Else native is.
+  assert choice.pick({"xla": 1.0, "shift": 0.97}, ["xla", "shift", "ffi"], "ffi") == "xla"
+  assert choice.pick({"dense": 1.0, "shift": 0.97}, ["dense", "shift"], "ffi") == "shift"
   assert choice.pick({}, ["xla", "shift"], "shift") == "xla"
   assert choice.pick({}, ["shift"], "shift") == "shift"
 
