@@ -2,9 +2,10 @@
 
 ``measure`` runs each candidate, jitted, on random arrays of the geometry's shape and
 dtype, on the default device, in a thread of its own, outside every trace: each compiled
-and called once, then timed in ``repeats`` interleaved rounds (one call of every candidate
-per round, so load on a busy host falls on all alike), a candidate leaving the rounds once
-it is 3x slower than the best.
+and called ``WARMUP`` times (a process's first calls grow its heap and page-fault, so a
+candidate timed then would lose to the ones after it), then timed in ``repeats``
+interleaved rounds (one call of every candidate per round, so load on a busy host falls on
+all alike), a candidate leaving the rounds once it is 3x slower than the best.
 A candidate that fails there is dropped with a warning naming it and the reason.
 
 ``Budget`` bounds the seconds one process spends measuring: each candidate on an
@@ -32,6 +33,7 @@ from sepconv.conv.table import computation_fn
 
 BUDGET_ENV = "SEPCONV_AUTOTUNE_BUDGET"
 ACCELERATOR_BUDGET_S = 180.0
+WARMUP = 3
 
 
 @dataclasses.dataclass
@@ -80,9 +82,9 @@ def _first_line(error: Exception) -> str:
 
 
 def _timed(fns: dict, args, repeats: int) -> dict[str, float]:
-  """Median wall ms of each jitted fn on ``args``: compiled, then one warm call each and
+  """Median wall ms of each jitted fn on ``args``: compiled, then ``WARMUP`` warm calls each and
   ``repeats`` interleaved rounds (``timing.side_by_side``); a candidate 3x slower than the
-  fastest leaves at once (its warm call is enough to know it loses)."""
+  fastest leaves at once (one warm call is enough to know it loses)."""
   calls, errors = {}, {}
   for name, fn in fns.items():
     try:
@@ -91,7 +93,7 @@ def _timed(fns: dict, args, repeats: int) -> dict[str, float]:
       errors[name] = e
       continue
     calls[name] = functools.partial(compiled, *args)
-  timed = timing.side_by_side(calls, warmup=1, repeats=repeats, cutoff_factor=3.0,
+  timed = timing.side_by_side(calls, warmup=WARMUP, repeats=repeats, cutoff_factor=3.0,
                               errors=errors)
   for name, e in errors.items():
     warnings.warn(f"sepconv auto: candidate {name!r} dropped, it failed on "
@@ -120,7 +122,7 @@ def outside_any_trace(fn):
 
 
 def measure(geom: ConvGeometry, computation: str, names: list[str],
-            repeats: int = 5) -> dict[str, float]:
+            repeats: int = 7) -> dict[str, float]:
   """Median wall milliseconds of each of ``names`` for ``computation``, measured now, eagerly.
 
   Candidates that fail here are left out (with a warning), so the result may be empty.
