@@ -22,6 +22,11 @@ import jax
 import numpy as np
 
 
+# The benchmarks time implementations more than this many times slower than the fastest
+# (after warm-up) in rounds of their own (``side_by_side``'s ``apart_factor``).
+APART_FACTOR = 3.0
+
+
 @dataclasses.dataclass(frozen=True)
 class Timing:
   """Per-call wall times (ms) of warm calls plus the one-off compile time."""
@@ -94,6 +99,7 @@ def measure(call: Callable[[], Any], *, warmup: int, repeats: int,
 def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats: int,
                  budget_s: float | None = None, min_repeats: int = 3,
                  cutoff_ms: float | None = None, cutoff_factor: float | None = None,
+                 apart_factor: float | None = None,
                  sync: Callable[[Any], Any] = jax.block_until_ready,
                  errors: dict[str, Exception] | None = None
                  ) -> dict[str, tuple[list[float], Any, bool]]:
@@ -103,7 +109,8 @@ def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats
   running, in an order shuffled each round (a fixed seed), so load that comes and goes on
   the host, and whatever the call before leaves behind (freed memory, busy threads), falls
   on all of them alike instead of on whichever was being timed then or came after a
-  given other name. Each name follows ``measure``'s rules on its own
+  given other name (with ``apart_factor``, the much slower names in rounds of their own
+  after the others). Each name follows ``measure``'s rules on its own
   calls (``repeats``, ``budget_s`` with ``min_repeats``, ``cutoff_ms``).
 
   Args:
@@ -112,6 +119,11 @@ def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats
     cutoff_factor: if set, a name whose call (a warm-up call too) is slower than this
       factor times the fastest so far (warm-up calls against warm-up calls, then
       medians) leaves at once and keeps that call: it loses to another one.
+    apart_factor: if set, names whose last warm-up call is slower than this factor times
+      the fastest one are timed after the others, in rounds of their own: a call of
+      hundreds of milliseconds between the close contenders' calls leaves them cold
+      caches and idle threads (C++ kernels between 0.3 s native convs took 1.7x their time
+      timed apart), which would decide a comparison between calls a few percent apart.
     errors: if given, a call that raises is left out and its exception stored here
       under its name; otherwise the exception propagates.
 
@@ -175,16 +187,23 @@ def side_by_side(calls: Mapping[str, Callable[[], Any]], *, warmup: int, repeats
                 and spent[name] > budget_s)
 
   live = [n for n in live if running(n, None)]
+  groups = [live]
+  if apart_factor is not None and warm_ms:
+    close = apart_factor * min(warm_ms.values())
+    # A name whose warm-up was kept as its first time (longer than the budget) is far.
+    last = {n: warm_ms.get(n, times[n][0] if times[n] else math.inf) for n in live}
+    groups = [[n for n in live if last[n] <= close], [n for n in live if last[n] > close]]
   order = np.random.default_rng(0)
-  while live:
-    for name in (live[i] for i in order.permutation(len(live))):
-      ms = once(name)
-      if ms is not None:
-        times[name].append(ms)
-        spent[name] += ms / 1e3
-    fastest = min((float(np.median(t)) for n, t in times.items()
-                   if t and n not in (errors or {})), default=None)
-    live = [n for n in live if n not in (errors or {}) and running(n, fastest)]
+  for live in groups:
+    while live:
+      for name in (live[i] for i in order.permutation(len(live))):
+        ms = once(name)
+        if ms is not None:
+          times[name].append(ms)
+          spent[name] += ms / 1e3
+      fastest = min((float(np.median(t)) for n, t in times.items()
+                     if t and n not in (errors or {})), default=None)
+      live = [n for n in live if n not in (errors or {}) and running(n, fastest)]
   return {n: (times[n], out[n], kept[n]) for n in calls if n not in (errors or {})}
 
 

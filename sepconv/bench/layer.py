@@ -28,7 +28,7 @@ from sepconv.conv import policy
 from sepconv.bench import torch_peer
 from sepconv.bench.config import LAYERS, MODES, LayerConfig, counts
 from sepconv.bench.roofline import roofline
-from sepconv.timing import Timing, compile_ahead, side_by_side, xla_cost
+from sepconv.timing import APART_FACTOR, Timing, compile_ahead, side_by_side, xla_cost
 from sepconv.provenance import provenance
 from sepconv.records.schema import layer_bench_record
 from sepconv.conv.table import IMPL_TABLE
@@ -239,10 +239,12 @@ def bench_layer(config: LayerConfig, *, impls: Iterable[str] | None = None,
         continue
       calls[impl] = functools.partial(executables[impl], *args)
     # The implementations timed side by side, in interleaved rounds, so the ratios between
-    # them are measured under the same load; then torch's layouts, side by side too (torch's
-    # OpenMP threads keep spinning after a call, which would slow the JAX call after it).
+    # them are measured under the same load (those far slower than the fastest in rounds of
+    # their own, after); then torch's layouts, side by side too (torch's OpenMP threads keep
+    # spinning after a call, which would slow the JAX call after it).
     together = functools.partial(side_by_side, warmup=options.warmup, repeats=options.repeats,
-                                 budget_s=options.budget_s, min_repeats=options.min_repeats)
+                                 budget_s=options.budget_s, min_repeats=options.min_repeats,
+                                 apart_factor=APART_FACTOR)
     timed = together(calls)
     if use_torch:
       for layout in torch_peer.LAYOUTS:

@@ -14,7 +14,8 @@ page-fault unless the process keeps freed host memory (``sepconv.hostmem``, whic
 command line does; recorded in each record). The timed calls end in ``block_until_ready``;
 compile time is reported apart. The implementations' steps are timed side by side, in
 interleaved rounds (``sepconv.timing.side_by_side``), so their ratios are measured under
-the same load.
+the same load; a step more than ``APART_FACTOR`` times slower than the fastest (plain XLA's)
+in rounds of its own, after.
 
 PyTorch is timed beside it as a peer (``torch_peer_factory``): the twin of the same
 architecture (``sepconv.bench.torch_models``), in both memory layouts, its records named
@@ -36,7 +37,7 @@ import numpy as np
 import optax
 
 from sepconv import conv as conv_lib, hostmem, validate
-from sepconv.timing import Timing, compile_ahead, side_by_side, xla_cost
+from sepconv.timing import APART_FACTOR, Timing, compile_ahead, side_by_side, xla_cost
 from sepconv.models import build_model
 from sepconv.provenance import provenance
 from sepconv.records.schema import layer_bench_record
@@ -199,9 +200,10 @@ def bench_train_step(factory: Callable[[str], object], config: TrainStepConfig,
     except ValueError as e:
       unsupported[impl] = str(e)
   # Side by side, in interleaved rounds: the ratios between implementations are measured
-  # under the same load.
+  # under the same load (those far slower than the fastest in rounds of their own).
   timed = side_by_side({impl: call for impl, (call, _, _) in prepared.items()},
-                       warmup=warmup, repeats=repeats, budget_s=budget_s, sync=lambda o: o)
+                       warmup=warmup, repeats=repeats, budget_s=budget_s,
+                       apart_factor=APART_FACTOR, sync=lambda o: o)
   for impl in impls:
     if impl in unsupported:
       done(layer_bench_record(RECORD_KIND, status="unsupported", reason=unsupported[impl],

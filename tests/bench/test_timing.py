@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import time
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from sepconv.timing import compile_ahead, time_jitted
+from sepconv.timing import compile_ahead, side_by_side, time_jitted
 
 
 def test_time_jitted_compiles_once_apart_and_times_the_asked_calls():
@@ -48,3 +49,26 @@ def test_compile_ahead_jits_a_plain_callable_and_bad_repeats_are_refused():
   np.testing.assert_array_equal(compiled(jnp.ones(3)), [2.0, 2.0, 2.0])
   with pytest.raises(ValueError, match=r"repeats \(=0\)"):
     time_jitted(lambda x: x, (jnp.ones(1),), warmup=0, repeats=0)
+
+
+def test_much_slower_calls_are_timed_apart_after_the_close_ones():
+  log = []
+
+  def sleeper(name, ms):
+    def call():
+      log.append(name)
+      time.sleep(ms / 1e3)
+      return name
+    return call
+
+  calls = {"slow": sleeper("slow", 40.0), "a": sleeper("a", 2.0), "b": sleeper("b", 3.0)}
+  timed = side_by_side(calls, warmup=1, repeats=4, apart_factor=3.0, sync=lambda out: out)
+  # warm-ups name by name, then rounds of a and b alone, then slow's own rounds
+  assert log[:3] == ["slow", "a", "b"]
+  assert all(sorted(log[i:i + 2]) == ["a", "b"] for i in range(3, 11, 2))
+  assert log[11:] == ["slow"] * 4
+  assert {n: len(t) for n, (t, _, _) in timed.items()} == {"slow": 4, "a": 4, "b": 4}
+  # without it, every round holds all three
+  log.clear()
+  side_by_side(calls, warmup=1, repeats=2, sync=lambda out: out)
+  assert all(sorted(log[i:i + 3]) == ["a", "b", "slow"] for i in (3, 6))

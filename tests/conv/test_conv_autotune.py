@@ -316,9 +316,10 @@ def test_candidates_are_timed_in_interleaved_rounds_and_hopeless_ones_after_one_
   log = []
   fns = {n: _Timed(n, ms, log) for n, ms in (("a", 4.0), ("b", 6.0), ("slow", 60.0))}
   times = measure_lib._timed(fns, (), repeats=3)
-  # one untimed call each ('slow' stops there: 3x the fastest), then rounds of a and b,
-  # each round in its own shuffled order
-  assert log[:3] == ["a", "b", "slow"] and len(log) == 9
-  assert all(sorted(log[i:i + 2]) == ["a", "b"] for i in range(3, 9, 2))
+  # WARMUP untimed calls each ('slow' stops after one: 3x the fastest), then rounds of a
+  # and b, each round in its own shuffled order
+  w = measure_lib.WARMUP
+  assert log[:2 * w + 1] == ["a"] * w + ["b"] * w + ["slow"] and len(log) == 2 * w + 7
+  assert all(sorted(log[i:i + 2]) == ["a", "b"] for i in range(2 * w + 1, 2 * w + 7, 2))
   assert set(times) == {"a", "b", "slow"}
   assert 4.0 <= times["a"] < times["b"] < times["slow"]
