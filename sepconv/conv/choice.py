@@ -150,10 +150,11 @@ def pick(times: dict[str, float], valid: list[str], default: str) -> str:
   """The measured winner: the fastest, unless it is within ``MARGIN`` of the incumbent.
 
   The incumbent is ``default`` (the heuristic's choice) where it was timed, else the native
-  convolution. Isolated, two candidates within a few percent of each other are a tie that a
-  whole step can break either way (the native input gradient beside ``ffi``'s forward and
-  weight gradient costs a layout change the isolated call does not show), and the heuristic
-  is the choice measured on whole steps. If nothing ran: native where valid, else ``default``.
+  convolution. Isolated, two candidates within a few percent of each other are a tie that the
+  whole computation can break either way (the reference layer's dense forward + backward took
+  1.06x all-``ffi``'s time with XLA's input gradient beside ``ffi``'s forward and weight
+  gradient, the two input gradients isolated within 5%), and the heuristic is the choice
+  measured on whole steps. If nothing ran: native where valid, else ``default``.
   """
   if not times:  # every candidate failed: the native convolution is always correct
     return REFERENCE if REFERENCE in valid else default

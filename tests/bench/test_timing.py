@@ -61,8 +61,8 @@ def test_much_slower_calls_are_timed_apart_after_the_close_ones():
       return name
     return call
 
-  calls = {"slow": sleeper("slow", 40.0), "a": sleeper("a", 2.0), "b": sleeper("b", 3.0)}
-  timed = side_by_side(calls, warmup=1, repeats=4, apart_factor=3.0, sync=lambda out: out)
+  calls = {"slow": sleeper("slow", 100.0), "a": sleeper("a", 2.0), "b": sleeper("b", 3.0)}
+  timed = side_by_side(calls, warmup=1, repeats=4, apart_factor=10.0, sync=lambda out: out)
   # warm-ups name by name, then rounds of a and b alone, then slow's own rounds
   assert log[:3] == ["slow", "a", "b"]
   assert all(sorted(log[i:i + 2]) == ["a", "b"] for i in range(3, 11, 2))
