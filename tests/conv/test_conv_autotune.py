@@ -262,8 +262,8 @@ def test_measuring_works_inside_any_transformation(wrap):
 @pytest.mark.parametrize("ext", [True, False])
 def test_small_weight_gradients_never_take_xlas_own_convolution(monkeypatch, request, ext):
   """The heuristic for small convs sends no weight gradient to XLA:CPU's own convolution:
-  1x1 dense ones go to the matrix product, depthwise ones to the C++ kernels where built,
-  else to shift, the others to the C++ kernels where built, else to im2col."""
+  every one to the C++ kernels where built; else 1x1 dense ones to the matrix product,
+  depthwise ones to shift, the others to im2col."""
   from sepconv.models import model_architecture
   from sepconv.models.net import conv_geometries
   from sepconv.conv import ffi
@@ -284,13 +284,18 @@ def test_small_weight_gradients_never_take_xlas_own_convolution(monkeypatch, req
       seen.add(name)
       assert name != "xla", geom.key()
       assert table.IMPL_TABLE[name].support(geom) is None
-      if geom.groups == 1 and geom.is_pointwise:
+      if ext:
+        assert name == "ffi"
+      elif geom.groups == 1 and geom.is_pointwise:
         assert name == "pointwise"
       elif geom.groups > 1 and geom.group_in == 1:
-        assert name == ("ffi" if ext else "shift")
+        assert name == "shift"
       else:
-        assert name == ("ffi" if ext else "im2col")
-  assert {"pointwise", "ffi" if ext else "shift"} <= seen
+        assert name == "im2col"
+  if ext:
+    assert seen == {"ffi"}
+  else:
+    assert {"pointwise", "shift"} <= seen
 
 
 class _Timed:
